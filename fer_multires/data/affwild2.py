@@ -1,0 +1,423 @@
+"""Aff-Wild2 expression-track reader: annotation files and frame folders -> a compact index.
+
+Both official layouts are read:
+
+* ABAW 2020-21, 7 classes: ``<annotations>/EXPR_Set/{Training_Set,Validation_Set}/<video>.txt``;
+* ABAW 2022 onward, 8 classes (adds ``Other``):
+  ``<annotations>/EXPR_Classification_Challenge/{Train_Set,Validation_Set}`` (later renamed
+  ``EXPR_Recognition_Challenge``).
+
+Each annotation file has a header line with the class names, then one integer per video frame:
+the class index, or -1 for a frame that is not annotated. Label line ``i`` (1-based, after the
+header) belongs to the image ``<frames>/<video>/{i:05d}.jpg``. Frames where no face was detected
+are absent, so the reader walks the frames on disk and indexes into the labels.
+
+What is left out is counted, never dropped silently (see :class:`SkipCounts`). The index holds
+numpy arrays, not one Python object per frame, so 2.6M frames fit in a few tens of MB and
+DataLoader workers do not copy it page by page as they read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8, UNLABELLED
+
+log = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "val")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One official annotation layout of the expression track.
+
+    Attributes:
+        task_dir: folder name under the annotations root.
+        split_dirs: folder name of each split (``train``, ``val``) under ``task_dir``.
+        classes: class names, in label order, as the header line lists them.
+    """
+
+    task_dir: str
+    split_dirs: dict[str, str]
+    classes: tuple[str, ...]
+
+
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("EXPR_Set", {"train": "Training_Set", "val": "Validation_Set"}, EXPRESSIONS_7),
+    Layout(
+        "EXPR_Classification_Challenge",
+        {"train": "Train_Set", "val": "Validation_Set"},
+        EXPRESSIONS_8,
+    ),
+    Layout(
+        "EXPR_Recognition_Challenge",
+        {"train": "Train_Set", "val": "Validation_Set"},
+        EXPRESSIONS_8,
+    ),
+)
+
+
+class AnnotationError(ValueError):
+    """An annotation file or folder that does not follow the Aff-Wild2 format."""
+
+
+@dataclass
+class SkipCounts:
+    """What the reader left out, and why.
+
+    Attributes:
+        invalid_label: frames on disk whose label is -1 (not annotated).
+        missing_frame: labelled frames (0..C-1) whose image is absent (no face detected).
+        beyond_labels: images whose frame number is past the last label line.
+        videos_without_frames: annotation files whose frame folder does not exist.
+        unrecognised_name: ``.jpg`` files whose name is not a frame number >= 1.
+    """
+
+    invalid_label: int = 0
+    missing_frame: int = 0
+    beyond_labels: int = 0
+    videos_without_frames: int = 0
+    unrecognised_name: int = 0
+
+    def add(self, other: SkipCounts) -> None:
+        """Add another set of counts to this one in place."""
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counts as a plain dict."""
+        return asdict(self)
+
+
+@dataclass
+class SplitIndex:
+    """The frames of one split as parallel numpy arrays.
+
+    Attributes:
+        videos: video names; ``video`` holds indices into this list.
+        video: per frame, the index of its video in ``videos`` (int32).
+        frame: per frame, its 1-based frame number (int32), i.e. the image ``{frame:05d}.jpg``.
+        label: per frame, its class index (int8).
+        skipped: what was left out of this split.
+        missing_videos: names of annotation files without a frame folder.
+    """
+
+    videos: list[str]
+    video: np.ndarray
+    frame: np.ndarray
+    label: np.ndarray
+    skipped: SkipCounts = field(default_factory=SkipCounts)
+    missing_videos: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.label.shape[0])
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """Return the number of frames of each class (int64, length ``num_classes``)."""
+        return np.bincount(self.label.astype(np.int64), minlength=num_classes)[:num_classes]
+
+    def num_videos_with_frames(self) -> int:
+        """Return how many videos contributed at least one frame."""
+        return int(np.unique(self.video).size)
+
+    def image_relpath(self, i: int) -> str:
+        """Return the path of frame ``i``'s image relative to the frames folder."""
+        return f"{self.videos[self.video[i]]}/{int(self.frame[i]):05d}.jpg"
+
+    def subset(self, video_names: list[str]) -> SplitIndex:
+        """Return the frames of the given videos, with video indices renumbered.
+
+        Skip counts are not carried over: they describe the split as read from disk.
+        """
+        wanted = sorted(set(video_names))
+        old_ids = np.array([self.videos.index(name) for name in wanted], dtype=np.int64)
+        remap = np.full(len(self.videos), -1, dtype=np.int32)
+        remap[old_ids] = np.arange(len(wanted), dtype=np.int32)
+        keep = remap[self.video] >= 0
+        return SplitIndex(
+            videos=wanted,
+            video=remap[self.video[keep]],
+            frame=self.frame[keep],
+            label=self.label[keep],
+        )
+
+    def annotated_videos(self) -> list[str]:
+        """Return every video with an annotation file, with or without frames."""
+        return self.videos + self.missing_videos
+
+    def nbytes(self) -> int:
+        """Return the memory held by the per-frame arrays, in bytes."""
+        return int(self.video.nbytes + self.frame.nbytes + self.label.nbytes)
+
+
+@dataclass
+class AffWild2Index:
+    """Both splits of an Aff-Wild2 expression set.
+
+    Attributes:
+        classes: class names in label order.
+        layout: the detected annotation layout.
+        frames_dir: the folder holding ``<video>/<frame>.jpg``.
+        splits: ``train`` and ``val``.
+    """
+
+    classes: tuple[str, ...]
+    layout: Layout
+    frames_dir: Path
+    splits: dict[str, SplitIndex]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of expression classes (7 or 8)."""
+        return len(self.classes)
+
+    def skipped(self) -> SkipCounts:
+        """Return the skip counts summed over both splits."""
+        total = SkipCounts()
+        for split in self.splits.values():
+            total.add(split.skipped)
+        return total
+
+
+def resolve_subdir(root: str | Path, subdir: str | Path, key: str) -> Path:
+    """Resolve ``subdir`` against ``root`` (absolute paths are kept) and check it exists.
+
+    Args:
+        root: the dataset root (``data.root``).
+        subdir: a path relative to the root, or absolute.
+        key: the config key that set ``subdir``, named in the error.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist.
+    """
+    path = Path(subdir)
+    if not path.is_absolute():
+        path = Path(root) / path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{key}: folder {path} does not exist")
+    return path
+
+
+def detect_layout(annotations_dir: Path) -> tuple[Layout, Path]:
+    """Find which official layout ``annotations_dir`` holds.
+
+    ``annotations_dir`` is the folder holding the task folder (``EXPR_Set`` etc.), or the task
+    folder itself.
+
+    Returns:
+        The layout and the task folder.
+
+    Raises:
+        AnnotationError: if no task folder, or more than one, is found.
+    """
+    for layout in LAYOUTS:
+        if annotations_dir.name == layout.task_dir:
+            return layout, annotations_dir
+    found = [layout for layout in LAYOUTS if (annotations_dir / layout.task_dir).is_dir()]
+    if not found:
+        names = ", ".join(layout.task_dir for layout in LAYOUTS)
+        raise AnnotationError(
+            f"data.annotations_dir: {annotations_dir} holds none of the expression-track "
+            f"folders ({names})"
+        )
+    if len(found) > 1:
+        names = ", ".join(str(annotations_dir / layout.task_dir) for layout in found)
+        raise AnnotationError(
+            f"data.annotations_dir: {annotations_dir} holds several expression-track folders "
+            f"({names}); set data.annotations_dir to the one to read"
+        )
+    return found[0], annotations_dir / found[0].task_dir
+
+
+def parse_annotation_text(text: str, path: Path, classes: tuple[str, ...]) -> np.ndarray:
+    """Parse one annotation file's text into its labels, one per frame.
+
+    Accepts CRLF line endings and trailing blank lines.
+
+    Args:
+        text: the file's contents.
+        path: the file, named in errors.
+        classes: the expected class names of the header line.
+
+    Returns:
+        int8 array of labels, element ``i`` for frame ``i + 1``.
+
+    Raises:
+        AnnotationError: for a wrong header, a line that is not an integer, or a label outside
+            -1..C-1, naming the file and 1-based line number.
+    """
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise AnnotationError(f"{path}:1: empty annotation file (expected a header line)")
+    header = tuple(name.strip() for name in lines[0].split(","))
+    if header != classes:
+        raise AnnotationError(
+            f"{path}:1: header {lines[0].strip()!r} is not the expected class list "
+            f"{','.join(classes)!r}"
+        )
+    body = lines[1:]
+    try:
+        labels = np.array(body, dtype=np.int64)
+    except ValueError:
+        labels = None
+    if labels is None:
+        for number, line in enumerate(body, start=2):
+            try:
+                int(line)
+            except ValueError:
+                raise AnnotationError(
+                    f"{path}:{number}: {line.strip()!r} is not an integer label"
+                ) from None
+    bad = np.flatnonzero((labels < UNLABELLED) | (labels >= len(classes)))
+    if bad.size:
+        number = int(bad[0]) + 2
+        raise AnnotationError(
+            f"{path}:{number}: label {int(labels[bad[0]])} is outside -1..{len(classes) - 1}"
+        )
+    return labels.astype(np.int8)
+
+
+def list_frame_numbers(video_dir: Path) -> tuple[np.ndarray, int]:
+    """List the frame numbers of the ``.jpg`` images in one video folder.
+
+    Files that are not ``.jpg`` are ignored.
+
+    Returns:
+        The sorted frame numbers (int64) and the number of ``.jpg`` files whose name is not a
+        frame number >= 1.
+    """
+    numbers: list[int] = []
+    unrecognised = 0
+    with os.scandir(video_dir) as entries:
+        for entry in entries:
+            stem, ext = os.path.splitext(entry.name)
+            if ext.lower() != ".jpg":
+                continue
+            if stem.isdigit() and int(stem) >= 1:
+                numbers.append(int(stem))
+            else:
+                unrecognised += 1
+    return np.sort(np.array(numbers, dtype=np.int64)), unrecognised
+
+
+def index_video(labels: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarray, SkipCounts]:
+    """Match one video's frames on disk with its labels.
+
+    Args:
+        labels: the video's labels, element ``i`` for frame ``i + 1``.
+        frame_numbers: the frame numbers of the images on disk.
+
+    Returns:
+        The frame numbers to keep (labelled, on disk) and what was skipped.
+    """
+    skipped = SkipCounts()
+    within = frame_numbers <= labels.shape[0]
+    skipped.beyond_labels = int(np.count_nonzero(~within))
+    frames = frame_numbers[within]
+    frame_labels = labels[frames - 1]
+    annotated = frame_labels != UNLABELLED
+    skipped.invalid_label = int(np.count_nonzero(~annotated))
+    kept = frames[annotated]
+    skipped.missing_frame = int(np.count_nonzero(labels != UNLABELLED)) - kept.size
+    return kept, skipped
+
+
+def read_split(split_dir: Path, frames_dir: Path, classes: tuple[str, ...]) -> SplitIndex:
+    """Index one split: every ``<video>.txt`` in ``split_dir`` against its frame folder.
+
+    Raises:
+        AnnotationError: for a malformed annotation file, or a split folder with no files.
+    """
+    files = sorted(p for p in split_dir.iterdir() if p.suffix == ".txt" and p.is_file())
+    if not files:
+        raise AnnotationError(f"{split_dir}: no annotation files (<video>.txt)")
+    videos: list[str] = []
+    video_ids: list[np.ndarray] = []
+    frames: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    skipped = SkipCounts()
+    missing_videos: list[str] = []
+    for path in files:
+        video_labels = parse_annotation_text(
+            path.read_text(encoding="utf-8-sig"), path, classes
+        )
+        video_dir = frames_dir / path.stem
+        if not video_dir.is_dir():
+            missing_videos.append(path.stem)
+            continue
+        frame_numbers, unrecognised = list_frame_numbers(video_dir)
+        kept, video_skipped = index_video(video_labels, frame_numbers)
+        video_skipped.unrecognised_name = unrecognised
+        skipped.add(video_skipped)
+        video_ids.append(np.full(kept.size, len(videos), dtype=np.int32))
+        frames.append(kept.astype(np.int32))
+        labels.append(video_labels[kept - 1])
+        videos.append(path.stem)
+    skipped.videos_without_frames = len(missing_videos)
+    return SplitIndex(
+        videos=videos,
+        video=np.concatenate(video_ids) if video_ids else np.zeros(0, np.int32),
+        frame=np.concatenate(frames) if frames else np.zeros(0, np.int32),
+        label=np.concatenate(labels) if labels else np.zeros(0, np.int8),
+        skipped=skipped,
+        missing_videos=missing_videos,
+    )
+
+
+def read_affwild2(
+    root: str | Path,
+    annotations_dir: str | Path = "annotations",
+    frames_dir: str | Path = "cropped_aligned",
+) -> AffWild2Index:
+    """Read the train and validation splits of an Aff-Wild2 expression set.
+
+    Args:
+        root: the dataset root (``data.root``).
+        annotations_dir: the annotations folder (``data.annotations_dir``), relative to the
+            root or absolute.
+        frames_dir: the cropped-aligned frames folder (``data.frames_dir``), relative to the
+            root or absolute.
+
+    Returns:
+        The index of both splits.
+
+    Raises:
+        FileNotFoundError: if the root or one of its folders does not exist.
+        AnnotationError: for a malformed annotation file or layout, or a video in both splits.
+    """
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"data.root: dataset folder {root} does not exist")
+    annotations_path = resolve_subdir(root, annotations_dir, "data.annotations_dir")
+    frames_path = resolve_subdir(root, frames_dir, "data.frames_dir")
+    layout, task_dir = detect_layout(annotations_path)
+    splits = {}
+    for split in SPLITS:
+        split_dir = task_dir / layout.split_dirs[split]
+        if not split_dir.is_dir():
+            raise AnnotationError(f"{task_dir}: split folder {layout.split_dirs[split]} is missing")
+        splits[split] = read_split(split_dir, frames_path, layout.classes)
+        if splits[split].missing_videos:
+            log.warning(
+                "%s: %d annotation files have no frame folder in %s: %s",
+                split,
+                len(splits[split].missing_videos),
+                frames_path,
+                ", ".join(splits[split].missing_videos),
+            )
+    shared = set(splits["train"].annotated_videos()) & set(splits["val"].annotated_videos())
+    if shared:
+        raise AnnotationError(
+            f"{task_dir}: videos in both {layout.split_dirs['train']} and "
+            f"{layout.split_dirs['val']}: {', '.join(sorted(shared))}"
+        )
+    return AffWild2Index(
+        classes=layout.classes, layout=layout, frames_dir=frames_path, splits=splits
+    )

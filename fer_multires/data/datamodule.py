@@ -1,0 +1,285 @@
+"""The Lightning data module: Aff-Wild2 (or the synthetic set in its layout) -> dataloaders.
+
+Splits:
+
+* ``train``: the official training split;
+* ``val_select``: a seeded subsample of whole validation videos (default 15% of them), used only
+  for model selection;
+* ``val_rest``: the validation videos not in ``val_select``: the honest estimate;
+* ``val_full``: the whole official validation split (the number the paper reports).
+
+``val_dataloader`` returns ``[val_select, val_rest]`` in that order (:data:`VAL_LOADERS`).
+``val_full`` is their disjoint union, so its metrics are computed exactly from the two without
+reading the frames twice; :meth:`AffWild2DataModule.eval_dataloader` gives any split on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from fer_multires.data.affwild2 import AffWild2Index, SplitIndex, read_affwild2
+from fer_multires.data.datasets import ON_BAD_IMAGE, FrameDataset, ShardSampler
+from fer_multires.data.labels import class_weights
+from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
+from fer_multires.data.transforms import (
+    EvalTransform,
+    MultiResolution,
+    Normalize,
+    TrainTransform,
+    check_sizes,
+)
+
+log = logging.getLogger(__name__)
+
+#: Order of the loaders returned by ``val_dataloader`` (dataloader_idx 0, 1).
+VAL_LOADERS: tuple[str, ...] = ("val_select", "val_rest")
+#: Every evaluation split, in report order.
+EVAL_SPLITS: tuple[str, ...] = ("val_select", "val_rest", "val_full")
+
+
+def split_val_videos(videos: list[str], fraction: float, seed: int) -> list[str]:
+    """Choose the ``val_select`` videos: a seeded sample of whole validation videos.
+
+    The choice depends only on the set of video names, the fraction and the seed (not on the
+    order the files were listed in). At least one video is chosen and at least one is left out.
+
+    Args:
+        videos: the validation videos.
+        fraction: share of the videos to choose, in (0, 1).
+        seed: seed of the choice.
+
+    Raises:
+        ValueError: if there are fewer than two videos.
+    """
+    names = sorted(videos)
+    if len(names) < 2:
+        raise ValueError(
+            f"the validation split has {len(names)} video(s) with frames; val_select and "
+            "val_rest need at least two"
+        )
+    count = min(len(names) - 1, max(1, round(fraction * len(names))))
+    chosen = np.random.default_rng(seed).choice(len(names), size=count, replace=False)
+    return sorted(names[i] for i in chosen)
+
+
+class AffWild2DataModule(LightningDataModule):
+    """Aff-Wild2 expression frames, or a synthetic set generated in the same layout.
+
+    Args:
+        root: dataset root (``data.root``).
+        annotations_dir: annotations folder, relative to the root or absolute.
+        frames_dir: cropped-aligned frames folder, relative to the root or absolute.
+        synthetic: if set, a :class:`SyntheticSpec` as a dict: the set is generated into ``root``
+            when that folder holds no dataset yet.
+        batch_size: training batch size per process.
+        eval_batch_size: evaluation batch size per process (default: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin batches in page-locked memory (for GPU training).
+        resize_size: shorter side after resizing.
+        crop_size: side of the square crop fed to the model.
+        grayscale_p: probability of random grayscale in training.
+        normalization: ``imagenet`` or ``vggface2``.
+        multires: ``{enabled, p, min_res, max_res, sampling}`` of the multi-resolution
+            augmentation.
+        val_select_fraction: share of validation videos in ``val_select``.
+        val_select_seed: seed of the ``val_select`` choice.
+        seed: seed of the training order and the augmentation draws.
+        on_bad_image: ``error`` or ``skip`` (counted and reported) for unreadable frames.
+
+    Raises:
+        ValueError: for an invalid setting, naming its config key, before any data is read.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        annotations_dir: str = "annotations",
+        frames_dir: str = "cropped_aligned",
+        synthetic: dict[str, Any] | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        pin_memory: bool = False,
+        resize_size: int = 256,
+        crop_size: int = 224,
+        grayscale_p: float = 0.2,
+        normalization: str = "imagenet",
+        multires: dict[str, Any] | None = None,
+        val_select_fraction: float = 0.15,
+        val_select_seed: int = 0,
+        seed: int = 0,
+        on_bad_image: str = "error",
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.annotations_dir = annotations_dir
+        self.frames_dir = frames_dir
+        self.synthetic = SyntheticSpec(**synthetic) if synthetic else None
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} must be >= 1")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers={num_workers} must be >= 0")
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        check_sizes(resize_size, crop_size)
+        self.resize_size = resize_size
+        self.crop_size = crop_size
+        self.grayscale_p = grayscale_p
+        self.normalize = Normalize(normalization)
+        self.multires = build_multires(multires or {})
+        if not 0.0 < val_select_fraction < 1.0:
+            raise ValueError(f"data.val_select_fraction={val_select_fraction} must be in (0, 1)")
+        self.val_select_fraction = val_select_fraction
+        self.val_select_seed = val_select_seed
+        if seed < 0:
+            raise ValueError(f"data.seed={seed} must be >= 0")
+        self.seed = seed
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise ValueError(
+                f"data.on_bad_image={on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}"
+            )
+        self.on_bad_image = on_bad_image
+        self.train_transform = TrainTransform(
+            resize_size, crop_size, grayscale_p, self.normalize, self.multires, seed
+        )
+        self.index: AffWild2Index | None = None
+        self.splits: dict[str, SplitIndex] = {}
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic set into ``root`` if this is a synthetic config and it is absent.
+
+        Lightning calls this on one process per node.
+        """
+        if self.synthetic is not None:
+            ensure_synthetic_affwild2(self.root, self.synthetic)
+        elif not self.root.is_dir():
+            raise FileNotFoundError(f"data.root: dataset folder {self.root} does not exist")
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the index and build the splits (once; later calls are no-ops)."""
+        if self.index is not None:
+            return
+        if self.synthetic is not None and not self.root.is_dir():
+            self.prepare_data()
+        index = read_affwild2(self.root, self.annotations_dir, self.frames_dir)
+        for name, split in index.splits.items():
+            if len(split) == 0:
+                raise ValueError(
+                    f"data.root: the {name} split of {self.root} has no usable frames "
+                    f"(skipped: {split.skipped.as_dict()})"
+                )
+        val = index.splits["val"]
+        select_videos = split_val_videos(
+            [val.videos[v] for v in np.unique(val.video)],
+            self.val_select_fraction,
+            self.val_select_seed,
+        )
+        rest_videos = sorted(set(val.videos) - set(select_videos))
+        self.index = index
+        self.splits = {
+            "train": index.splits["train"],
+            "val_select": val.subset(select_videos),
+            "val_rest": val.subset(rest_videos),
+            "val_full": val,
+        }
+        log.info(
+            "data: %s; %s",
+            self.root,
+            ", ".join(f"{name} {len(split)} frames" for name, split in self.splits.items()),
+        )
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in label order (after :meth:`setup`)."""
+        return self._index().classes
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (after :meth:`setup`)."""
+        return self._index().num_classes
+
+    @property
+    def train_class_counts(self) -> np.ndarray:
+        """Frames of each class in the training split (after :meth:`setup`)."""
+        return self.splits["train"].class_counts(self.num_classes)
+
+    def class_weights(self) -> np.ndarray:
+        """The paper's loss weights: 1 - training frequency of each class."""
+        return class_weights(self.train_class_counts)
+
+    def _index(self) -> AffWild2Index:
+        if self.index is None:
+            raise RuntimeError("call setup() before using the data module's splits")
+        return self.index
+
+    def dataset(self, split: str, resolution: int | None = None) -> FrameDataset:
+        """Return the dataset of a split; evaluation splits can be degraded to ``resolution``."""
+        self._index()
+        if split == "train":
+            transform = self.train_transform
+        else:
+            transform = EvalTransform(
+                self.resize_size, self.crop_size, self.normalize, resolution=resolution
+            )
+        return FrameDataset(
+            self.splits[split], self._index().frames_dir, transform, self.on_bad_image
+        )
+
+    def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
+        rank, world = self._rank_and_world()
+        sampler = ShardSampler(len(dataset), shuffle, self.seed, num_replicas=world, rank=rank)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=False,
+            persistent_workers=False,
+        )
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; order and augmentation follow ``(seed, epoch)``."""
+        return self._loader(self.dataset("train"), shuffle=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """``[val_select, val_rest]`` (see :data:`VAL_LOADERS`), each sharded without padding."""
+        return [self.eval_dataloader(name) for name in VAL_LOADERS]
+
+    def eval_dataloader(self, split: str, resolution: int | None = None) -> DataLoader:
+        """Batches of one evaluation split, sharded without padding across processes."""
+        return self._loader(
+            self.dataset(split, resolution), shuffle=False, batch_size=self.eval_batch_size
+        )
+
+
+def build_multires(cfg: dict[str, Any]) -> MultiResolution | None:
+    """Build the multi-resolution augmentation from ``data.multires``, or None if disabled.
+
+    Raises:
+        ValueError: for an unknown or invalid key, naming it.
+    """
+    known = {"enabled", "p", "min_res", "max_res", "sampling"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise ValueError(
+            f"data.multires: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"expected {', '.join(sorted(known))}"
+        )
+    params = {key: value for key, value in cfg.items() if key != "enabled"}
+    multires = MultiResolution(**params, config_key="data.multires.")
+    return multires if cfg.get("enabled", True) else None

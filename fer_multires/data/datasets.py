@@ -1,0 +1,163 @@
+"""Frame datasets and the samplers that feed them.
+
+A sampler yields ``(index, epoch)`` keys, so each sample's augmentation draws depend on
+``(seed, epoch, index)`` only, never on which worker process reads it. Sharding across
+processes is done here rather than by Lightning's ``DistributedSampler``: validation shards
+are disjoint and unpadded, so every sample is counted exactly once on any number of processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from fer_multires.data.affwild2 import SplitIndex
+
+log = logging.getLogger(__name__)
+
+OnBadImage = Literal["error", "skip"]
+ON_BAD_IMAGE: tuple[str, ...] = ("error", "skip")
+SampleKey = tuple[int, int]
+
+
+class BadImageError(OSError):
+    """A frame image that cannot be read or decoded."""
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Read and fully decode an image file as RGB.
+
+    Raises:
+        BadImageError: naming the file, if it is missing, truncated or not an image.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImageError(f"{path}: cannot read image: {err}") from err
+
+
+class FrameDataset(Dataset):
+    """The frames of one split, read from ``<frames_dir>/<video>/<frame>.jpg``.
+
+    Each item is a dict with ``image`` (the transformed tensor), ``label``, ``index`` (the position
+    in the split) and ``valid`` (False only for a bad image skipped under ``on_bad_image="skip"``;
+    its image is zeros and consumers must leave it out and count it).
+
+    Args:
+        split: the split's index.
+        frames_dir: the folder holding the frame folders.
+        transform: called as ``transform(image, epoch, index)``.
+        on_bad_image: ``"error"`` (raise, naming the file) or ``"skip"``.
+    """
+
+    def __init__(
+        self,
+        split: SplitIndex,
+        frames_dir: Path,
+        transform: Callable[[Image.Image, int, int], torch.Tensor],
+        on_bad_image: OnBadImage = "error",
+    ) -> None:
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise ValueError(
+                f"data.on_bad_image={on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}"
+            )
+        self.split = split
+        self.frames_dir = Path(frames_dir)
+        self.transform = transform
+        self.on_bad_image = on_bad_image
+        self._blank: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def image_path(self, index: int) -> Path:
+        """Return the image file of sample ``index``."""
+        return self.frames_dir / self.split.image_relpath(index)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor | int | bool]:
+        index, epoch = (key, 0) if isinstance(key, int | np.integer) else key
+        index = int(index)
+        label = int(self.split.label[index])
+        try:
+            image = self.transform(load_rgb(self.image_path(index)), int(epoch), index)
+        except BadImageError:
+            if self.on_bad_image == "error":
+                raise
+            log.warning("skipping unreadable image %s", self.image_path(index))
+            return {"image": self._blank_like(), "label": label, "index": index, "valid": False}
+        if self._blank is None:
+            self._blank = torch.zeros_like(image)
+        return {"image": image, "label": label, "index": index, "valid": True}
+
+    def _blank_like(self) -> torch.Tensor:
+        """Return a zero image of the transform's output shape (a stand-in for a bad image)."""
+        if self._blank is None:
+            size = getattr(self.transform, "crop_size", 1)
+            self._blank = torch.zeros(3, size, size)
+        return self._blank
+
+
+class ShardSampler(Sampler[SampleKey]):
+    """Yields ``(index, epoch)`` keys for one process's share of a dataset.
+
+    Training (``shuffle=True``): a permutation seeded by ``(seed, epoch)``, cut to a multiple of
+    ``num_replicas`` so every process runs the same number of steps, and dealt round-robin.
+    Evaluation (``shuffle=False``): indices ``rank, rank + R, ...`` with no padding, so the shards
+    are disjoint and cover every sample exactly once; shards differ in length by at most one.
+
+    Lightning calls :meth:`set_epoch` before each epoch (also after resuming from a checkpoint).
+
+    Args:
+        num_samples: size of the dataset.
+        shuffle: permute per epoch (training) or keep order (evaluation).
+        seed: seed of the permutation.
+        num_replicas: number of processes.
+        rank: this process's rank.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        shuffle: bool,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.num_samples = num_samples
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose permutation and augmentation draws are used."""
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        """Return this process's indices for the current epoch."""
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+            usable = self.num_samples - self.num_samples % self.num_replicas
+            return order[:usable][self.rank :: self.num_replicas]
+        return np.arange(self.rank, self.num_samples, self.num_replicas)
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        epoch = self.epoch
+        return iter([(int(i), epoch) for i in self.indices()])
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return self.num_samples // self.num_replicas
+        return len(range(self.rank, self.num_samples, self.num_replicas))

@@ -1,0 +1,103 @@
+"""Dataset statistics: per-split, per-class frame counts, class weights and skips.
+
+``python -m fer_multires.stats data=NAME data.root=PATH [stats.json=FILE]`` prints the paper's
+Table 1 (frames per class and split) and Table 2 (class weights, 1 - training frequency), and
+what the reader skipped and why. With ``stats.json=FILE`` it also writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from fer_multires.data.affwild2 import SPLITS, AffWild2Index
+from fer_multires.data.labels import class_weights
+from fer_multires.utils.config import CONFIG_DIR
+from fer_multires.utils.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def dataset_stats(index: AffWild2Index) -> dict[str, Any]:
+    """Summarise an index: classes, per-split counts, class weights and skip counts.
+
+    Returns:
+        ``{"classes", "splits": {split: {"videos", "frames", "per_class"}}, "class_weights",
+        "skipped", "videos_without_frames"}``; ``videos`` counts videos that contributed frames.
+    """
+    splits = {}
+    for name in SPLITS:
+        split = index.splits[name]
+        per_class = split.class_counts(index.num_classes)
+        splits[name] = {
+            "videos": split.num_videos_with_frames(),
+            "frames": len(split),
+            "per_class": [int(n) for n in per_class],
+            "skipped": split.skipped.as_dict(),
+        }
+    weights = class_weights(splits["train"]["per_class"])
+    return {
+        "classes": list(index.classes),
+        "layout": index.layout.task_dir,
+        "splits": splits,
+        "class_weights": [round(float(w), 6) for w in weights],
+        "skipped": index.skipped().as_dict(),
+        "videos_without_frames": {
+            name: index.splits[name].missing_videos for name in SPLITS
+        },
+    }
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """Render the statistics as plain-text tables (Table 1, Table 2, skips)."""
+    classes = stats["classes"]
+    width = max(11, *(len(c) + 2 for c in classes))
+    head = f"{'':<12}" + "".join(f"{c:>{width}}" for c in classes) + f"{'total':>{width}}"
+    lines = [f"Frames per class ({stats['layout']})", head]
+    for name, split in stats["splits"].items():
+        total = split["frames"]
+        counts = "".join(f"{n:>{width}d}" for n in split["per_class"])
+        share = "".join(
+            f"{f'({100.0 * n / total:.1f}%)':>{width}}" if total else f"{'-':>{width}}"
+            for n in split["per_class"]
+        )
+        lines.append(f"{name:<12}{counts}{total:>{width}d}")
+        lines.append(f"{'':<12}{share}")
+        lines.append(f"{'':<12}videos with frames: {split['videos']}")
+    lines += ["", "Class weights (1 - training frequency)", head[: 12 + width * len(classes)]]
+    lines.append(f"{'weight':<12}" + "".join(f"{w:>{width}.3f}" for w in stats["class_weights"]))
+    lines += ["", "Skipped"]
+    for key, value in stats["skipped"].items():
+        lines.append(f"  {key:<24}{value:>10d}")
+    for split, videos in stats["videos_without_frames"].items():
+        if videos:
+            lines.append(f"  {split} videos without frames: {', '.join(videos)}")
+    return "\n".join(lines)
+
+
+def run_stats(cfg: DictConfig) -> dict[str, Any]:
+    """Read the configured dataset, print its statistics and optionally write them as JSON."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    stats = dataset_stats(datamodule.index)
+    print(format_stats(stats))
+    if cfg.stats.json:
+        path = Path(cfg.stats.json)
+        write_json_atomic(path, stats)
+        print(f"\nwrote {path}")
+    return stats
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="stats")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``python -m fer_multires.stats``."""
+    run_stats(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Shared fixtures: small Aff-Wild2 trees written on the fly."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8
+
+LAYOUT_DIRS = {
+    "abaw2": ("EXPR_Set", "Training_Set", "Validation_Set", EXPRESSIONS_7),
+    "abaw3": ("EXPR_Classification_Challenge", "Train_Set", "Validation_Set", EXPRESSIONS_8),
+    "abaw5": ("EXPR_Recognition_Challenge", "Train_Set", "Validation_Set", EXPRESSIONS_8),
+}
+
+
+def jpeg_bytes(size: int = 16, value: int = 128) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (value, 255 - value, value // 2)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def write_video(
+    root: Path,
+    layout: str,
+    split: str,
+    video: str,
+    labels: Sequence[int],
+    frames: Iterable[int] | None = None,
+    header: str | None = None,
+    newline: str = "\n",
+    trailing: str = "",
+    image: bytes | None = None,
+) -> None:
+    """Write one annotation file and (unless frames is empty) its frame folder."""
+    task, train_dir, val_dir, classes = LAYOUT_DIRS[layout]
+    split_dir = root / "annotations" / task / (train_dir if split == "train" else val_dir)
+    split_dir.mkdir(parents=True, exist_ok=True)
+    head = header if header is not None else ",".join(classes)
+    text = newline.join([head, *map(str, labels)]) + newline + trailing
+    (split_dir / f"{video}.txt").write_bytes(text.encode())
+    frames = range(1, len(labels) + 1) if frames is None else list(frames)
+    if frames:
+        frame_dir = root / "cropped_aligned" / video
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        data = image if image is not None else jpeg_bytes()
+        for f in frames:
+            (frame_dir / f"{f:05d}.jpg").write_bytes(data)
+
+
+def make_tree(root: Path, layout: str = "abaw2", videos_per_split: int = 3, frames: int = 10,
+              seed: int = 0) -> Path:
+    """A clean tree: every frame present and labelled, labels cycling through the classes."""
+    rng = np.random.default_rng(seed)
+    num_classes = len(LAYOUT_DIRS[layout][3])
+    for split in ("train", "val"):
+        for v in range(videos_per_split):
+            labels = rng.integers(0, num_classes, size=frames)
+            write_video(root, layout, split, f"{split}_{v:03d}", labels.tolist())
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "affwild2")
