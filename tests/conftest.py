@@ -68,3 +68,27 @@ def make_tree(root: Path, layout: str = "abaw2", videos_per_split: int = 3, fram
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     return make_tree(tmp_path / "affwild2")
+
+
+def noise_jpeg(rng: np.random.Generator, size: int) -> bytes:
+    buf = io.BytesIO()
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def make_image_tree(
+    root: Path, train_videos: int = 3, val_videos: int = 5, frames: int = 9, size: int = 24,
+    num_classes: int = 7, seed: int = 0,
+) -> Path:
+    """A tree whose every frame is a distinct noise image (for pipeline determinism tests)."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_videos), ("val", val_videos)):
+        for v in range(count):
+            labels = rng.integers(0, num_classes, size=frames).tolist()
+            write_video(root, "abaw2", split, f"{split}_{v:03d}", labels, frames=[])
+            frame_dir = root / "cropped_aligned" / f"{split}_{v:03d}"
+            frame_dir.mkdir(parents=True)
+            for f in range(1, frames + 1):
+                (frame_dir / f"{f:05d}.jpg").write_bytes(noise_jpeg(rng, size))
+    return root

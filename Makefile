@@ -1,0 +1,55 @@
+# fer_multires — `make help` lists the targets.
+# `make demo` and `make test` set everything up on a fresh machine: they create .venv and install
+# the project into it when missing.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# torch/torchvision pins that install from this machine's local copies; override for other setups,
+# e.g. `make install TORCH_SPEC="torch torchvision"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.fer_multires-installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo demo-baseline stats test test-full lint format clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[dev,plots]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+	@$(PY) -c "import fer_multires, torch; print('fer_multires ready; torch', torch.__version__)"
+
+demo: $(STAMP) ## Train the CPU demo on the synthetic set (generated on first use) and print val_full
+	$(PY) -m fer_multires.train +experiment=demo
+
+demo-baseline: $(STAMP) ## The demo without multi-resolution training
+	$(PY) -m fer_multires.train +experiment=demo_baseline
+
+stats: $(STAMP) ## Statistics of the synthetic set (Table 1, Table 2, skips)
+	$(PY) -m fer_multires.stats data=synthetic
+
+test: $(STAMP) ## Fast test suite (CPU, generated data; skips tests marked slow)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-full: $(STAMP) ## Every test, slow ones included
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check (what pre-commit runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove caches, build outputs and logs (keeps .venv and data/)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info logs multirun outputs
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -exec rm -rf {} +

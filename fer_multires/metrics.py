@@ -1,0 +1,92 @@
+"""The ABAW expression challenge metrics, computed exactly from a confusion matrix.
+
+The state of :class:`ChallengeScore` is one C x C confusion matrix, summed across processes
+(``dist_reduce_fx="sum"``), so the result on N processes equals the result on one when each
+sample is seen by exactly one process. From it:
+
+* accuracy: micro accuracy (correct / all), not torchmetrics' default macro (balanced) accuracy;
+* per-class F1 with zero_division = 0, and macro F1 as the mean over *all* C classes, including
+  classes that never occur (the authors' code averaged only the classes present and used
+  zero_division = 1, which inflates F1 most at low resolutions);
+* challenge score = 0.33 * accuracy + 0.67 * macro F1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+ACCURACY_WEIGHT = 0.33
+F1_WEIGHT = 0.67
+
+
+def metrics_from_confusion(confusion: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+    """Compute accuracy, per-class F1, macro F1 and challenge score from a confusion matrix.
+
+    Args:
+        confusion: ``C x C`` counts, rows = true class, columns = predicted class.
+
+    Returns:
+        ``{"acc", "f1", "score", "f1_per_class", "n"}`` as float64 tensors (``f1_per_class`` of
+        length C; ``n`` the number of samples). With no samples, every value is 0.
+    """
+    cm = torch.as_tensor(confusion, dtype=torch.float64)
+    n = cm.sum()
+    true_pos = cm.diagonal()
+    support = cm.sum(dim=1)
+    predicted = cm.sum(dim=0)
+    denominator = support + predicted
+    f1_per_class = torch.where(
+        denominator > 0, 2 * true_pos / denominator.clamp(min=1), torch.zeros_like(true_pos)
+    )
+    acc = true_pos.sum() / n if n > 0 else torch.zeros((), dtype=torch.float64)
+    f1 = f1_per_class.mean()
+    return {
+        "acc": acc,
+        "f1": f1,
+        "score": ACCURACY_WEIGHT * acc + F1_WEIGHT * f1,
+        "f1_per_class": f1_per_class,
+        "n": n,
+    }
+
+
+class ChallengeScore(Metric):
+    """Accumulates a confusion matrix; computes the challenge metrics exactly.
+
+    Args:
+        num_classes: number of classes C.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state(
+            "confusion",
+            default=torch.zeros(num_classes, num_classes, dtype=torch.long),
+            dist_reduce_fx="sum",
+        )
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch.
+
+        Args:
+            preds: predicted class indices ``(N,)`` or scores/logits ``(N, C)``.
+            target: true class indices ``(N,)``.
+        """
+        if preds.ndim == 2:
+            preds = preds.argmax(dim=1)
+        pairs = target.long() * self.num_classes + preds.long()
+        counts = torch.bincount(pairs, minlength=self.num_classes**2)
+        self.confusion += counts.view(self.num_classes, self.num_classes)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Return the metrics of :func:`metrics_from_confusion` and the ``confusion`` matrix.
+
+        Under DDP both are over all processes' samples.
+        """
+        return {**metrics_from_confusion(self.confusion), "confusion": self.confusion.clone()}

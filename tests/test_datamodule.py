@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image_tree
+
+from fer_multires.data.datamodule import AffWild2DataModule, split_val_videos
+from fer_multires.data.datasets import BadImageError, ShardSampler
+
+
+def datamodule(root: Path, **overrides) -> AffWild2DataModule:
+    settings = dict(
+        root=str(root), batch_size=4, num_workers=0, resize_size=28, crop_size=24,
+        multires={"enabled": True, "p": 0.8, "min_res": 4, "max_res": 24, "sampling": "uniform"},
+        val_select_fraction=0.4, seed=3,
+    )  # fmt: skip
+    settings.update(overrides)
+    dm = AffWild2DataModule(**settings)
+    dm.setup()
+    return dm
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_tree(tmp_path_factory.mktemp("images") / "d")
+
+
+def test_splits_are_disjoint_by_video_and_cover_val(image_tree: Path) -> None:
+    dm = datamodule(image_tree)
+    splits = dm.splits
+    assert set(splits["train"].videos).isdisjoint(splits["val_full"].videos)
+    assert set(splits["val_select"].videos).isdisjoint(splits["val_rest"].videos)
+    assert sorted(splits["val_select"].videos + splits["val_rest"].videos) == sorted(
+        splits["val_full"].videos
+    )
+    assert len(splits["val_select"]) + len(splits["val_rest"]) == len(splits["val_full"])
+    assert len(splits["val_select"].videos) == 2  # 40% of 5 videos
+
+
+def test_val_select_is_stable_under_a_fixed_seed() -> None:
+    videos = [f"v{i:02d}" for i in range(40)]
+    chosen = split_val_videos(videos, 0.15, seed=0)
+    assert len(chosen) == 6
+    assert split_val_videos(list(reversed(videos)), 0.15, seed=0) == chosen
+    assert split_val_videos(videos, 0.15, seed=1) != chosen
+    with pytest.raises(ValueError, match="at least two"):
+        split_val_videos(["only"], 0.15, seed=0)
+
+
+def test_train_class_counts_and_weights(image_tree: Path) -> None:
+    dm = datamodule(image_tree)
+    counts = dm.train_class_counts
+    assert counts.sum() == len(dm.splits["train"]) == 27
+    np.testing.assert_allclose(dm.class_weights(), 1 - counts / counts.sum())
+
+
+def batches(dm: AffWild2DataModule, epoch: int) -> list[dict]:
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_augmented_batches_do_not_depend_on_worker_count(image_tree: Path) -> None:
+    serial = batches(datamodule(image_tree, num_workers=0), epoch=1)
+    parallel = batches(datamodule(image_tree, num_workers=2), epoch=1)
+    assert len(serial) == len(parallel) == 7
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a["index"], b["index"])
+        assert torch.equal(a["image"], b["image"])
+    other_epoch = batches(datamodule(image_tree, num_workers=0), epoch=2)
+    assert not torch.equal(serial[0]["index"], other_epoch[0]["index"])
+
+
+def test_validation_shards_cover_every_sample_once() -> None:
+    for n in (0, 1, 7, 10):
+        shards = [list(ShardSampler(n, shuffle=False, num_replicas=3, rank=r)) for r in range(3)]
+        seen = sorted(i for shard in shards for i, _ in shard)
+        assert seen == list(range(n))
+        assert [len(s) for s in shards] == [len(ShardSampler(n, False, 0, 3, r)) for r in range(3)]
+
+
+def test_training_shards_are_disjoint_and_equal_length() -> None:
+    shards = [ShardSampler(11, shuffle=True, seed=5, num_replicas=2, rank=r) for r in range(2)]
+    for s in shards:
+        s.set_epoch(4)
+    a, b = ([i for i, _ in s] for s in shards)
+    assert len(a) == len(b) == 5 and not set(a) & set(b)
+    assert all(epoch == 4 for s in shards for _, epoch in s)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"multires": {"min_res": 32, "max_res": 16}}, "data.multires.min_res=32 must not exceed"),
+        ({"multires": {"min_res": 0}}, "data.multires.min_res=0 must be >= 1"),
+        ({"multires": {"p": 2}}, "data.multires.p=2"),
+        ({"multires": {"sampling": "log2"}}, "data.multires.sampling"),
+        ({"multires": {"max": 3}}, "data.multires: unknown key"),
+        ({"val_select_fraction": 1.0}, "data.val_select_fraction"),
+        ({"on_bad_image": "ignore"}, "data.on_bad_image"),
+        ({"crop_size": 64}, "data.crop_size=64 must not exceed"),
+    ],
+)
+def test_config_errors_come_before_any_work(tmp_path: Path, overrides: dict, message: str) -> None:
+    # The root does not exist: the config error must come first, before data is touched.
+    settings = dict(root=str(tmp_path / "absent"), resize_size=28, crop_size=24)
+    settings.update(overrides)
+    with pytest.raises(ValueError, match=message):
+        AffWild2DataModule(**settings)
+
+
+def test_missing_root_names_the_key(tmp_path: Path) -> None:
+    dm = AffWild2DataModule(root=str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="data.root"):
+        dm.prepare_data()
+
+
+def test_empty_split_is_an_error(tmp_path: Path) -> None:
+    root = make_image_tree(tmp_path / "d", train_videos=1, val_videos=2, frames=2)
+    for jpg in (root / "cropped_aligned" / "train_000").iterdir():
+        jpg.unlink()
+    with pytest.raises(ValueError, match="the train split of .* has no usable frames"):
+        datamodule(root)
+
+
+def corrupt_one_frame(root: Path) -> Path:
+    victim = root / "cropped_aligned" / "val_001" / "00002.jpg"
+    victim.write_bytes(victim.read_bytes()[:60])  # truncated JPEG
+    return victim
+
+
+def test_corrupt_jpeg_error_names_the_file(tmp_path: Path) -> None:
+    root = make_image_tree(tmp_path / "d", val_videos=2)
+    victim = corrupt_one_frame(root)
+    dm = datamodule(root, val_select_fraction=0.5)
+    with pytest.raises(BadImageError, match=str(victim)):
+        list(dm.eval_dataloader("val_full"))
+
+
+def test_corrupt_jpeg_can_be_skipped_and_counted(tmp_path: Path) -> None:
+    root = make_image_tree(tmp_path / "d", val_videos=2)
+    corrupt_one_frame(root)
+    dm = datamodule(root, val_select_fraction=0.5, on_bad_image="skip")
+    valid = torch.cat([batch["valid"] for batch in dm.eval_dataloader("val_full")])
+    assert valid.numel() == 18 and int((~valid).sum()) == 1

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fer_multires.data.transforms import (
+    EvalTransform,
+    MultiResolution,
+    Normalize,
+    TrainTransform,
+    degrade,
+    sample_rng,
+    to_uint8_tensor,
+)
+
+
+def noise_image(size: int = 112, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def high_frequency_energy(img: Image.Image) -> float:
+    x = np.asarray(img.convert("L"), dtype=np.float64)
+    lap = 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
+    return float(np.mean(lap**2))
+
+
+def draws(multires: MultiResolution, n: int = 5000) -> list[int]:
+    return [multires.draw(sample_rng(0, 0, i)) for i in range(n)]
+
+
+def test_pow2_sampling_matches_the_authors_code() -> None:
+    counts = Counter(draws(MultiResolution(p=1.0, min_res=8, max_res=128, sampling="pow2")))
+    assert set(counts) == {8, 16, 32, 64, 128}
+    for share in counts.values():
+        assert abs(share / 5000 - 0.2) < 0.025
+
+
+def test_uniform_sampling_covers_the_range_evenly() -> None:
+    values = np.array(draws(MultiResolution(p=1.0, min_res=8, max_res=64, sampling="uniform")))
+    assert values.min() == 8 and values.max() == 64
+    hist = np.bincount(values - 8, minlength=57)
+    assert hist.min() > 0.5 * 5000 / 57 and hist.max() < 1.5 * 5000 / 57
+
+
+def test_probability_p_leaves_the_rest_unchanged() -> None:
+    values = np.array(draws(MultiResolution(p=0.3, min_res=8, max_res=64, sampling="pow2")))
+    assert abs(np.mean(values == 0) - 0.7) < 0.03
+
+
+def test_degrade_keeps_size_and_removes_high_frequencies() -> None:
+    img = noise_image()
+    for resolution in (8, 16, 32, 64):
+        out = degrade(img, resolution)
+        assert out.size == img.size
+    assert high_frequency_energy(degrade(img, 16)) < 0.05 * high_frequency_energy(img)
+    assert high_frequency_energy(degrade(img, 16)) < high_frequency_energy(degrade(img, 64))
+
+
+def test_resolution_not_below_the_shorter_side_is_a_no_op() -> None:
+    img = noise_image()
+    assert degrade(img, 112) is img
+    assert degrade(img, 128) is img
+    assert degrade(img, 111) is not img
+
+
+def test_degrade_on_tensor_matches_pil() -> None:
+    img = noise_image(seed=3)
+    from_pil = to_uint8_tensor(degrade(img, 16)).float()
+    from_tensor = degrade(to_uint8_tensor(img), 16).float()
+    assert from_tensor.shape == (3, 112, 112)
+    assert (from_pil - from_tensor).abs().mean() < 3.0
+
+
+def test_multires_is_a_function_of_its_generator() -> None:
+    img = noise_image()
+    multires = MultiResolution(p=0.5, min_res=8, max_res=64, sampling="uniform")
+    a = multires(img, sample_rng(1, 2, 3))
+    b = multires(img, sample_rng(1, 2, 3))
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"min_res": 0}, "data.multires.min_res"),
+        ({"min_res": 64, "max_res": 32}, "data.multires.min_res=64 must not exceed"),
+        ({"p": 1.5}, "data.multires.p"),
+        ({"p": -0.1}, "data.multires.p"),
+        ({"sampling": "log"}, "data.multires.sampling"),
+        ({"min_res": 9, "max_res": 15}, "no power of two"),
+    ],
+)
+def test_invalid_multires_names_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        MultiResolution(**kwargs, config_key="data.multires.")
+
+
+def test_train_transform_draws_depend_on_seed_epoch_index_only() -> None:
+    transform = TrainTransform(
+        256, 224, 0.2, Normalize("imagenet"), MultiResolution(1.0, 8, 128, "pow2"), seed=7
+    )
+    first = [transform.draw(0, i, 112, 112) for i in range(50)]
+    assert first == [transform.draw(0, i, 112, 112) for i in range(50)]
+    assert first != [transform.draw(1, i, 112, 112) for i in range(50)]
+    assert all(0 <= d.crop_top <= 32 and 0 <= d.crop_left <= 32 for d in first)
+    out = transform(noise_image(), epoch=0, index=0)
+    assert out.shape == (3, 224, 224) and out.dtype == torch.float32
+
+
+def test_grayscale_share() -> None:
+    transform = TrainTransform(256, 224, 0.2, Normalize("imagenet"), None, seed=0)
+    gray = np.mean([transform.draw(0, i, 112, 112).grayscale for i in range(4000)])
+    assert abs(gray - 0.2) < 0.03
+
+
+def test_eval_transform_is_deterministic_center_crop() -> None:
+    transform = EvalTransform(256, 224, Normalize("imagenet"))
+    img = noise_image()
+    assert torch.equal(transform(img), transform(img))
+    low = EvalTransform(256, 224, Normalize("imagenet"), resolution=8)(img)
+    assert low.shape == (3, 224, 224)
+    assert not torch.allclose(low, transform(img))
+
+
+def test_vggface2_normalisation_is_bgr_mean_subtracted() -> None:
+    img = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    img[0] = 200  # R
+    img[2] = 10  # B
+    out = Normalize("vggface2")(img)
+    assert out[0, 0, 0].item() == pytest.approx(10 - 91.4953, abs=1e-4)  # B first
+    assert out[2, 0, 0].item() == pytest.approx(200 - 131.0912, abs=1e-4)  # R last
+    with pytest.raises(ValueError, match="data.normalization"):
+        Normalize("caffe")
+
+
+def test_crop_larger_than_resize_is_an_error() -> None:
+    with pytest.raises(ValueError, match="data.crop_size=300 must not exceed data.resize_size"):
+        EvalTransform(256, 300, Normalize())
