@@ -82,7 +82,7 @@ class ChallengeScore(Metric):
             preds = preds.argmax(dim=1)
         pairs = target.long() * self.num_classes + preds.long()
         counts = torch.bincount(pairs, minlength=self.num_classes**2)
-        self.confusion += counts.view(self.num_classes, self.num_classes)
+        self.confusion = self.confusion + counts.view(self.num_classes, self.num_classes)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Return the metrics of :func:`metrics_from_confusion` and the ``confusion`` matrix.

@@ -254,7 +254,13 @@ class AffWild2DataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches; order and augmentation follow ``(seed, epoch)``."""
-        return self._loader(self.dataset("train"), shuffle=True, batch_size=self.batch_size)
+        loader = self._loader(self.dataset("train"), shuffle=True, batch_size=self.batch_size)
+        # Lightning starts the first epoch's iterator (whose workers draw indices at once) before
+        # it calls set_epoch, so a resumed run would replay epoch 0's order and augmentation.
+        # Start at the epoch Lightning's own set_epoch will use (the restored one on resume).
+        if self.trainer is not None:
+            loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return loader
 
     def val_dataloader(self) -> list[DataLoader]:
         """``[val_select, val_rest]`` (see :data:`VAL_LOADERS`), each sharded without padding."""

@@ -131,7 +131,7 @@ class MultiResolution:
         self.max_res = int(max_res)
         self.sampling = sampling
         self.choices = self._choices()
-        if not self.choices:
+        if self.choices.size == 0:
             raise ValueError(
                 f"{config_key}min_res={min_res}..{config_key}max_res={max_res} holds no power "
                 "of two for sampling=pow2"

@@ -1,0 +1,166 @@
+"""Training through the real entry point's code path, on generated data, on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_image_tree
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, open_dict
+
+from fer_multires.train import train
+from fer_multires.utils.config import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 40 training frames; 45 validation frames (an odd number) in 5 videos.
+    return make_image_tree(tmp_path_factory.mktemp("data") / "d", train_videos=4, val_videos=5,
+                           frames=9)  # fmt: skip
+
+
+def base_overrides(data_root: Path, tmp_path: Path) -> list[str]:
+    return [
+        "+experiment=demo",
+        "data=affwild2",
+        f"data.root={data_root}",
+        "data.batch_size=8",
+        "data.eval_batch_size=16",
+        "data.num_workers=0",
+        "data.resize_size=28",
+        "data.crop_size=24",
+        "data.val_select_fraction=0.4",
+        "trainer.max_epochs=1",
+        "trainer.deterministic=true",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        f"paths.root_dir={tmp_path}",
+    ]
+
+
+def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
+    overrides = [*base_overrides(data_root, tmp_path), f"run_dir={run_dir}", *extra]
+    return train(compose_train(overrides, run_dir))
+
+
+def test_experiment_override_composes() -> None:
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        for name in ("demo", "demo_baseline", "paper_multires", "paper_baseline"):
+            cfg = compose("train", overrides=[f"+experiment={name}"])
+            assert cfg.task_name == name
+    assert cfg.model.backbone == "seresnet50" and cfg.data.multires.enabled is False
+
+
+def test_unknown_config_key_is_an_error() -> None:
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        with pytest.raises(ConfigCompositionException, match="data.batchsize"):
+            compose("train", overrides=["+experiment=demo", "data.batchsize=3"])
+
+
+def test_run_directory_holds_config_checkpoints_logs_metrics(data_root, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    metrics, objects = run_train(data_root, tmp_path, run_dir)
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "checkpoints").glob("best_epoch*.ckpt"))
+    assert list((run_dir / "csv").glob("version_*/metrics.csv"))
+    assert (run_dir / "metrics.json").is_file()
+    for split in ("val_select", "val_rest", "val_full"):
+        for name in ("acc", "f1", "score"):
+            assert 0.0 <= metrics[f"{split}/{name}"] <= 1.0
+    assert metrics["val_full/n"] == 45
+    assert "val_full/f1_Neutral" in metrics
+    # the loss is weighted by 1 - training class frequency
+    counts = objects["datamodule"].train_class_counts
+    weights = objects["model"].loss_weights.numpy()
+    assert weights == pytest.approx(1 - counts / counts.sum(), abs=1e-6)
+    # the optimizer has the paper's named groups
+    groups = {g["name"]: g for g in objects["trainer"].optimizers[0].param_groups}
+    assert groups["head"]["lr"] == 1e-3 and groups["backbone"]["lr"] == 1e-4
+    assert groups["head"]["weight_decay"] == 1e-4
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)  # fmt: skip
+    return ckpt["state_dict"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_gives_bit_identical_weights(data_root, tmp_path, workers) -> None:
+    extra = [f"data.num_workers={workers}"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run_train(data_root, tmp_path, straight, "trainer.max_epochs=2", *extra)
+    run_train(data_root, tmp_path, stopped, "trainer.max_epochs=1", *extra)
+    run_train(data_root, tmp_path, stopped, "trainer.max_epochs=2", "ckpt_path=last", *extra)
+    a, b = final_weights(straight), final_weights(stopped)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # and a resumed run is not a fresh start with the same seed
+    ckpt = torch.load(stopped / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)  # fmt: skip
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 10
+
+
+def test_ckpt_path_last_with_nothing_to_resume_is_an_error(data_root, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="ckpt_path=last: nothing to resume"):
+        run_train(data_root, tmp_path, tmp_path / "fresh", "ckpt_path=last")
+
+
+def test_checkpoint_for_other_classes_is_an_error(data_root, tmp_path) -> None:
+    run_dir = tmp_path / "seven"
+    run_train(data_root, tmp_path, run_dir)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt["hyper_parameters"]["class_names"] = ckpt["hyper_parameters"]["class_names"] + ["Other"]
+    bad = tmp_path / "eight.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(ValueError, match="trained for 8 classes .* but the data has 7"):
+        run_train(data_root, tmp_path, tmp_path / "other", f"ckpt_path={bad}")
+
+
+def test_missing_data_root_is_an_error(tmp_path) -> None:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.train", "+experiment=demo", "data=affwild2",
+         f"paths.root_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "data.root" in result.stderr
+
+
+def test_ddp_validation_counts_every_sample_once(data_root, tmp_path) -> None:
+    """2 simulated processes on 45 samples give exactly the numbers of one process."""
+    run_dir = tmp_path / "one"
+    run_train(data_root, tmp_path, run_dir)
+    best = run_dir / "checkpoints" / "last.ckpt"
+    results = {}
+    for trainer in ("cpu", "ddp_sim"):
+        metrics, _ = run_train(
+            data_root, tmp_path, tmp_path / trainer, f"trainer={trainer}", "trainer.max_epochs=0",
+            "trainer.limit_train_batches=0", f"ckpt_path={best}",
+        )  # fmt: skip
+        results[trainer] = metrics
+    assert results["ddp_sim"]["val_full/n"] == 45
+    assert results["cpu"] == results["ddp_sim"]
