@@ -46,9 +46,7 @@ def dataset_stats(index: AffWild2Index) -> dict[str, Any]:
         "splits": splits,
         "class_weights": [round(float(w), 6) for w in weights],
         "skipped": index.skipped().as_dict(),
-        "videos_without_frames": {
-            name: index.splits[name].missing_videos for name in SPLITS
-        },
+        "videos_without_frames": {name: index.splits[name].missing_videos for name in SPLITS},
     }
 
 

@@ -19,6 +19,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -91,14 +92,18 @@ def instantiate_all(cfg: DictConfig | None) -> list[Any]:
 def warn_on_weight_normalisation_mismatch(cfg: DictConfig) -> None:
     """Warn when VGGFace2 weights are used with an input normalisation they were not trained on."""
     pretrained = cfg.model.get("pretrained")
-    if pretrained and cfg.data.normalization != "vggface2":
-        if Path(pretrained).is_file() and detect_weights_format(pretrained) == "vggface2":
-            log.warning(
-                "model.pretrained=%s holds VGGFace2 weights, which expect BGR 0-255 "
-                "mean-subtracted input; data.normalization=%s. Set data.normalization=vggface2.",
-                pretrained,
-                cfg.data.normalization,
-            )
+    if (
+        pretrained
+        and cfg.data.normalization != "vggface2"
+        and Path(pretrained).is_file()
+        and detect_weights_format(pretrained) == "vggface2"
+    ):
+        log.warning(
+            "model.pretrained=%s holds VGGFace2 weights, which expect BGR 0-255 "
+            "mean-subtracted input; data.normalization=%s. Set data.normalization=vggface2.",
+            pretrained,
+            cfg.data.normalization,
+        )
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -154,13 +159,37 @@ def best_checkpoint(callbacks: list[Callback]) -> str | None:
     return None
 
 
+def run_sweep_job(cfg: DictConfig) -> float | None:
+    """Run one job of a multirun sweep; a failing job is recorded, not fatal to the sweep.
+
+    The error goes to the log and to ``error.txt`` in the job's directory (so reports list the
+    job as failed), and the sweep goes on with the next job.
+    """
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        metrics, _ = train(cfg)
+    except Exception as err:
+        overrides = " ".join(HydraConfig.get().overrides.task)
+        log.error("sweep job failed (%s): %s: %s", overrides, type(err).__name__, err)
+        write_text_atomic(run_dir / "error.txt", f"{overrides}\n{type(err).__name__}: {err}\n")
+        return None
+    return optimized_value(cfg, metrics)
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """Return the metric named by ``optimized_metric``, or None if it was not logged."""
+    value = metrics.get(cfg.get("optimized_metric"))
+    return None if value is None else float(value)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns ``optimized_metric`` for Hydra sweepers."""
     torch.set_float32_matmul_precision("high")
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return run_sweep_job(cfg)
     metrics, _ = train(cfg)
-    value = metrics.get(cfg.get("optimized_metric"))
-    return None if value is None else float(value)
+    return optimized_value(cfg, metrics)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def write_video(
             (frame_dir / f"{f:05d}.jpg").write_bytes(data)
 
 
-def make_tree(root: Path, layout: str = "abaw2", videos_per_split: int = 3, frames: int = 10,
-              seed: int = 0) -> Path:
+def make_tree(
+    root: Path, layout: str = "abaw2", videos_per_split: int = 3, frames: int = 10, seed: int = 0
+) -> Path:
     """A clean tree: every frame present and labelled, labels cycling through the classes."""
     rng = np.random.default_rng(seed)
     num_classes = len(LAYOUT_DIRS[layout][3])
@@ -78,8 +79,13 @@ def noise_jpeg(rng: np.random.Generator, size: int) -> bytes:
 
 
 def make_image_tree(
-    root: Path, train_videos: int = 3, val_videos: int = 5, frames: int = 9, size: int = 24,
-    num_classes: int = 7, seed: int = 0,
+    root: Path,
+    train_videos: int = 3,
+    val_videos: int = 5,
+    frames: int = 9,
+    size: int = 24,
+    num_classes: int = 7,
+    seed: int = 0,
 ) -> Path:
     """A tree whose every frame is a distinct noise image (for pipeline determinism tests)."""
     rng = np.random.default_rng(seed)

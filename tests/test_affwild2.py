@@ -151,3 +151,29 @@ def test_subset_renumbers_videos(tree: Path) -> None:
     assert len(sub) == 20
     assert set(sub.video.tolist()) == {0, 1}
     assert sub.image_relpath(0) == "val_000/00001.jpg"
+
+
+def test_frame_manifest_replaces_folder_listing(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    write_video(root, "abaw2", "train", "v1", [0, -1, 4, 5, 6], frames=[1, 2, 3, 5, 6, 7])
+    (root / "cropped_aligned" / "v1" / "notes.txt").write_text("x")
+    write_video(root, "abaw2", "val", "v3", [3, 3, 0])
+    write_video(root, "abaw2", "val", "v4", [0, 0], frames=[])
+    listed = read_affwild2(root)
+    manifest = tmp_path / "frames.txt"
+    lines = sorted(f"{p.parent.name}/{p.name}" for p in (root / "cropped_aligned").glob("*/*"))
+    manifest.write_text("\n".join(lines) + "\n\n")
+    (root / "cropped_aligned").rename(tmp_path / "elsewhere")  # folders not needed any more
+    from_manifest = read_affwild2(root, frames_manifest=manifest)
+    for split in ("train", "val"):
+        a, b = listed.splits[split], from_manifest.splits[split]
+        assert a.videos == b.videos
+        assert np.array_equal(a.frame, b.frame) and np.array_equal(a.label, b.label)
+        assert a.skipped == b.skipped
+        assert a.missing_videos == b.missing_videos
+    bad = tmp_path / "bad.txt"
+    bad.write_text("v1/00001.jpg\n00002.jpg\n")
+    with pytest.raises(AnnotationError, match=r"bad\.txt:2: '00002.jpg' is not"):
+        read_affwild2(root, frames_manifest=bad)
+    with pytest.raises(FileNotFoundError, match="data.frames_manifest"):
+        read_affwild2(root, frames_manifest=tmp_path / "absent.txt")

@@ -72,9 +72,11 @@ def test_experiment_override_composes() -> None:
 
 
 def test_unknown_config_key_is_an_error() -> None:
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        with pytest.raises(ConfigCompositionException, match="data.batchsize"):
-            compose("train", overrides=["+experiment=demo", "data.batchsize=3"])
+    with (
+        initialize_config_dir(CONFIG_DIR, version_base="1.3"),
+        pytest.raises(ConfigCompositionException, match="data.batchsize"),
+    ):
+        compose("train", overrides=["+experiment=demo", "data.batchsize=3"])
 
 
 def test_run_directory_holds_config_checkpoints_logs_metrics(data_root, tmp_path) -> None:
@@ -164,3 +166,25 @@ def test_ddp_validation_counts_every_sample_once(data_root, tmp_path) -> None:
         results[trainer] = metrics
     assert results["ddp_sim"]["val_full/n"] == 45
     assert results["cpu"] == results["ddp_sim"]
+
+
+def test_multirun_sweep_names_job_dirs_and_survives_a_bad_combination(data_root, tmp_path) -> None:
+    overrides = [o for o in base_overrides(data_root, tmp_path) if not o.startswith("trainer.")]
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.train", "-m", *overrides,
+         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=none",
+         "data.multires.min_res=4,16", "data.multires.max_res=8",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert jobs == [
+        "0_data.multires.max_res=8,data.multires.min_res=4",
+        "1_data.multires.max_res=8,data.multires.min_res=16",
+    ]
+    good, bad = (tmp_path / "sweep" / job for job in jobs)
+    assert (good / "checkpoints" / "last.ckpt").is_file()
+    error = (bad / "error.txt").read_text()
+    assert "data.multires.min_res=16 must not exceed data.multires.max_res=8" in error
+    assert "data.multires.min_res=16" in result.stderr + result.stdout

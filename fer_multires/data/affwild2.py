@@ -204,6 +204,16 @@ def resolve_subdir(root: str | Path, subdir: str | Path, key: str) -> Path:
     return path
 
 
+def resolve_frames_dir(
+    root: str | Path, frames_dir: str | Path, frames_manifest: str | Path | None
+) -> Path:
+    """Resolve the frames folder; with a manifest it need not exist (yet) on this machine."""
+    if frames_manifest is None:
+        return resolve_subdir(root, frames_dir, "data.frames_dir")
+    path = Path(frames_dir)
+    return path if path.is_absolute() else Path(root) / path
+
+
 def detect_layout(annotations_dir: Path) -> tuple[Layout, Path]:
     """Find which official layout ``annotations_dir`` holds.
 
@@ -294,17 +304,52 @@ def list_frame_numbers(video_dir: Path) -> tuple[np.ndarray, int]:
         The sorted frame numbers (int64) and the number of ``.jpg`` files whose name is not a
         frame number >= 1.
     """
+    with os.scandir(video_dir) as entries:
+        return frame_numbers_from_names([entry.name for entry in entries])
+
+
+FrameListing = dict[str, tuple[np.ndarray, int]]
+
+
+def read_frame_manifest(path: Path) -> FrameListing:
+    """Read a manifest of frame images instead of listing the frame folders.
+
+    One path per line, relative to the frames folder: ``<video>/<frame>.jpg``. Useful where
+    listing folders is slow (network file systems) or the frames live elsewhere. Blank lines and
+    names that are not ``.jpg`` are ignored, like files in a folder.
+
+    Returns:
+        Per video, its sorted frame numbers and the number of ``.jpg`` names that are not a
+        frame number >= 1.
+
+    Raises:
+        AnnotationError: for a line that is not ``<video>/<name>``, naming the line.
+    """
+    grouped: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            entry = line.strip()
+            if not entry:
+                continue
+            video, sep, name = entry.rpartition("/")
+            if not sep or not video:
+                raise AnnotationError(f"{path}:{number}: {entry!r} is not <video>/<frame>.jpg")
+            grouped.setdefault(video, []).append(name)
+    return {video: frame_numbers_from_names(names) for video, names in grouped.items()}
+
+
+def frame_numbers_from_names(names: list[str]) -> tuple[np.ndarray, int]:
+    """Turn file names into sorted frame numbers; see :func:`list_frame_numbers`."""
     numbers: list[int] = []
     unrecognised = 0
-    with os.scandir(video_dir) as entries:
-        for entry in entries:
-            stem, ext = os.path.splitext(entry.name)
-            if ext.lower() != ".jpg":
-                continue
-            if stem.isdigit() and int(stem) >= 1:
-                numbers.append(int(stem))
-            else:
-                unrecognised += 1
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if ext.lower() != ".jpg":
+            continue
+        if stem.isdigit() and int(stem) >= 1:
+            numbers.append(int(stem))
+        else:
+            unrecognised += 1
     return np.sort(np.array(numbers, dtype=np.int64)), unrecognised
 
 
@@ -330,8 +375,16 @@ def index_video(labels: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarr
     return kept, skipped
 
 
-def read_split(split_dir: Path, frames_dir: Path, classes: tuple[str, ...]) -> SplitIndex:
+def read_split(
+    split_dir: Path,
+    frames_dir: Path,
+    classes: tuple[str, ...],
+    manifest: FrameListing | None = None,
+) -> SplitIndex:
     """Index one split: every ``<video>.txt`` in ``split_dir`` against its frame folder.
+
+    With a ``manifest`` (see :func:`read_frame_manifest`) the frames are taken from it and the
+    frame folders are not listed.
 
     Raises:
         AnnotationError: for a malformed annotation file, or a split folder with no files.
@@ -346,14 +399,12 @@ def read_split(split_dir: Path, frames_dir: Path, classes: tuple[str, ...]) -> S
     skipped = SkipCounts()
     missing_videos: list[str] = []
     for path in files:
-        video_labels = parse_annotation_text(
-            path.read_text(encoding="utf-8-sig"), path, classes
-        )
-        video_dir = frames_dir / path.stem
-        if not video_dir.is_dir():
+        video_labels = parse_annotation_text(path.read_text(encoding="utf-8-sig"), path, classes)
+        listing = video_frames(frames_dir, path.stem, manifest)
+        if listing is None:
             missing_videos.append(path.stem)
             continue
-        frame_numbers, unrecognised = list_frame_numbers(video_dir)
+        frame_numbers, unrecognised = listing
         kept, video_skipped = index_video(video_labels, frame_numbers)
         video_skipped.unrecognised_name = unrecognised
         skipped.add(video_skipped)
@@ -372,10 +423,21 @@ def read_split(split_dir: Path, frames_dir: Path, classes: tuple[str, ...]) -> S
     )
 
 
+def video_frames(
+    frames_dir: Path, video: str, manifest: FrameListing | None
+) -> tuple[np.ndarray, int] | None:
+    """Return a video's frame numbers and unrecognised-name count, or None if it has no folder."""
+    if manifest is not None:
+        return manifest.get(video)
+    video_dir = frames_dir / video
+    return list_frame_numbers(video_dir) if video_dir.is_dir() else None
+
+
 def read_affwild2(
     root: str | Path,
     annotations_dir: str | Path = "annotations",
     frames_dir: str | Path = "cropped_aligned",
+    frames_manifest: str | Path | None = None,
 ) -> AffWild2Index:
     """Read the train and validation splits of an Aff-Wild2 expression set.
 
@@ -385,6 +447,8 @@ def read_affwild2(
             root or absolute.
         frames_dir: the cropped-aligned frames folder (``data.frames_dir``), relative to the
             root or absolute.
+        frames_manifest: a file listing the frames (``data.frames_manifest``, see
+            :func:`read_frame_manifest`), used instead of listing the frame folders.
 
     Returns:
         The index of both splits.
@@ -396,14 +460,19 @@ def read_affwild2(
     if not Path(root).is_dir():
         raise FileNotFoundError(f"data.root: dataset folder {root} does not exist")
     annotations_path = resolve_subdir(root, annotations_dir, "data.annotations_dir")
-    frames_path = resolve_subdir(root, frames_dir, "data.frames_dir")
+    frames_path = resolve_frames_dir(root, frames_dir, frames_manifest)
+    manifest = None
+    if frames_manifest is not None:
+        if not Path(frames_manifest).is_file():
+            raise FileNotFoundError(f"data.frames_manifest: {frames_manifest} does not exist")
+        manifest = read_frame_manifest(Path(frames_manifest))
     layout, task_dir = detect_layout(annotations_path)
     splits = {}
     for split in SPLITS:
         split_dir = task_dir / layout.split_dirs[split]
         if not split_dir.is_dir():
             raise AnnotationError(f"{task_dir}: split folder {layout.split_dirs[split]} is missing")
-        splits[split] = read_split(split_dir, frames_path, layout.classes)
+        splits[split] = read_split(split_dir, frames_path, layout.classes, manifest)
         if splits[split].missing_videos:
             log.warning(
                 "%s: %d annotation files have no frame folder in %s: %s",

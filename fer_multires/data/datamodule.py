@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from PIL import Image
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
@@ -28,6 +30,8 @@ from fer_multires.data.datasets import ON_BAD_IMAGE, FrameDataset, ShardSampler
 from fer_multires.data.labels import class_weights
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
 from fer_multires.data.transforms import (
+    BatchTransform,
+    DecodedSample,
     EvalTransform,
     MultiResolution,
     Normalize,
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 VAL_LOADERS: tuple[str, ...] = ("val_select", "val_rest")
 #: Every evaluation split, in report order.
 EVAL_SPLITS: tuple[str, ...] = ("val_select", "val_rest", "val_full")
+AUGMENT_ON: tuple[str, ...] = ("device", "cpu")
 
 
 def split_val_videos(videos: list[str], fraction: float, seed: int) -> list[str]:
@@ -75,6 +80,8 @@ class AffWild2DataModule(LightningDataModule):
         root: dataset root (``data.root``).
         annotations_dir: annotations folder, relative to the root or absolute.
         frames_dir: cropped-aligned frames folder, relative to the root or absolute.
+        frames_manifest: optional file listing ``<video>/<frame>.jpg`` paths, read instead of
+            listing the frame folders (e.g. on network storage).
         synthetic: if set, a :class:`SyntheticSpec` as a dict: the set is generated into ``root``
             when that folder holds no dataset yet.
         batch_size: training batch size per process.
@@ -91,6 +98,9 @@ class AffWild2DataModule(LightningDataModule):
         val_select_seed: seed of the ``val_select`` choice.
         seed: seed of the training order and the augmentation draws.
         on_bad_image: ``error`` or ``skip`` (counted and reported) for unreadable frames.
+        augment_on: ``device`` (workers only decode; the augmentation runs batched on the
+            training device in :meth:`on_after_batch_transfer`) or ``cpu`` (the per-image PIL
+            reference pipeline in the workers). The draws are the same either way.
 
     Raises:
         ValueError: for an invalid setting, naming its config key, before any data is read.
@@ -101,6 +111,7 @@ class AffWild2DataModule(LightningDataModule):
         root: str,
         annotations_dir: str = "annotations",
         frames_dir: str = "cropped_aligned",
+        frames_manifest: str | None = None,
         synthetic: dict[str, Any] | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
@@ -115,11 +126,13 @@ class AffWild2DataModule(LightningDataModule):
         val_select_seed: int = 0,
         seed: int = 0,
         on_bad_image: str = "error",
+        augment_on: str = "device",
     ) -> None:
         super().__init__()
         self.root = Path(root)
         self.annotations_dir = annotations_dir
         self.frames_dir = frames_dir
+        self.frames_manifest = frames_manifest
         self.synthetic = SyntheticSpec(**synthetic) if synthetic else None
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be >= 1")
@@ -147,9 +160,16 @@ class AffWild2DataModule(LightningDataModule):
                 f"data.on_bad_image={on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}"
             )
         self.on_bad_image = on_bad_image
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(
+                f"data.augment_on={augment_on!r} is not one of {', '.join(AUGMENT_ON)}"
+            )
+        self.augment_on = augment_on
         self.train_transform = TrainTransform(
             resize_size, crop_size, grayscale_p, self.normalize, self.multires, seed
         )
+        self.batch_transform = BatchTransform(resize_size, crop_size, self.normalize)
+        self.native_size: tuple[int, int] = (112, 112)
         self.index: AffWild2Index | None = None
         self.splits: dict[str, SplitIndex] = {}
 
@@ -169,7 +189,9 @@ class AffWild2DataModule(LightningDataModule):
             return
         if self.synthetic is not None and not self.root.is_dir():
             self.prepare_data()
-        index = read_affwild2(self.root, self.annotations_dir, self.frames_dir)
+        index = read_affwild2(
+            self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
+        )
         for name, split in index.splits.items():
             if len(split) == 0:
                 raise ValueError(
@@ -184,6 +206,7 @@ class AffWild2DataModule(LightningDataModule):
         )
         rest_videos = sorted(set(val.videos) - set(select_videos))
         self.index = index
+        self.native_size = probe_native_size(index)
         self.splits = {
             "train": index.splits["train"],
             "val_select": val.subset(select_videos),
@@ -220,17 +243,30 @@ class AffWild2DataModule(LightningDataModule):
             raise RuntimeError("call setup() before using the data module's splits")
         return self.index
 
-    def dataset(self, split: str, resolution: int | None = None) -> FrameDataset:
-        """Return the dataset of a split; evaluation splits can be degraded to ``resolution``."""
+    def dataset(self, split: str, augment_on: str | None = None) -> FrameDataset:
+        """Return the dataset of a split.
+
+        Args:
+            split: ``train``, ``val_select``, ``val_rest`` or ``val_full``.
+            augment_on: override ``data.augment_on``; with ``device`` the items are uint8
+                images (plus the training draws), to be finished by :attr:`batch_transform`.
+        """
         self._index()
-        if split == "train":
+        on_device = (augment_on or self.augment_on) == "device"
+        train = split == "train"
+        if on_device:
+            transform = DecodedSample(self.train_transform if train else None)
+        elif train:
             transform = self.train_transform
         else:
-            transform = EvalTransform(
-                self.resize_size, self.crop_size, self.normalize, resolution=resolution
-            )
+            transform = EvalTransform(self.resize_size, self.crop_size, self.normalize)
         return FrameDataset(
-            self.splits[split], self._index().frames_dir, transform, self.on_bad_image
+            self.splits[split],
+            self._index().frames_dir,
+            transform,
+            decode="tensor" if on_device else "pil",
+            native_size=self.native_size,
+            on_bad_image=self.on_bad_image,
         )
 
     def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
@@ -266,11 +302,41 @@ class AffWild2DataModule(LightningDataModule):
         """``[val_select, val_rest]`` (see :data:`VAL_LOADERS`), each sharded without padding."""
         return [self.eval_dataloader(name) for name in VAL_LOADERS]
 
-    def eval_dataloader(self, split: str, resolution: int | None = None) -> DataLoader:
+    def eval_dataloader(self, split: str, augment_on: str | None = None) -> DataLoader:
         """Batches of one evaluation split, sharded without padding across processes."""
         return self._loader(
-            self.dataset(split, resolution), shuffle=False, batch_size=self.eval_batch_size
+            self.dataset(split, augment_on), shuffle=False, batch_size=self.eval_batch_size
         )
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
+        """With ``augment_on=device``: augment (training) or prepare (validation) the batch.
+
+        Runs on the training device after the uint8 batch was moved there. Batches of
+        ``trainer.test``/``predict`` stay uint8: the evaluation applies its own resolutions.
+        """
+        images = batch["image"]
+        if self.trainer is None or images.dtype != torch.uint8:
+            return batch
+        if self.trainer.training:
+            batch["image"] = self.batch_transform.train(images, batch)
+        elif self.trainer.validating or self.trainer.sanity_checking:
+            batch["image"] = self.batch_transform.eval(images)
+        return batch
+
+
+def probe_native_size(index: AffWild2Index) -> tuple[int, int]:
+    """Return ``(height, width)`` of the first readable training frame (112x112 on Aff-Wild2).
+
+    Only the image header is read.
+    """
+    split = index.splits["train"]
+    for i in range(min(len(split), 16)):
+        try:
+            with Image.open(index.frames_dir / split.image_relpath(i)) as img:
+                return img.height, img.width
+        except OSError:
+            continue
+    raise ValueError(f"data.root: none of the first training frames in {index.frames_dir} reads")
 
 
 def build_multires(cfg: dict[str, Any]) -> MultiResolution | None:

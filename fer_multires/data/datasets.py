@@ -11,18 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
+from torchvision.io import ImageReadMode, decode_image, read_file
 
 from fer_multires.data.affwild2 import SplitIndex
 
 log = logging.getLogger(__name__)
 
 OnBadImage = Literal["error", "skip"]
+Decode = Literal["pil", "tensor"]
 ON_BAD_IMAGE: tuple[str, ...] = ("error", "skip")
 SampleKey = tuple[int, int]
 
@@ -45,17 +47,32 @@ def load_rgb(path: Path) -> Image.Image:
         raise BadImageError(f"{path}: cannot read image: {err}") from err
 
 
+def load_rgb_tensor(path: Path) -> torch.Tensor:
+    """Read and decode an image file to a ``(3, H, W)`` uint8 RGB tensor (libjpeg-turbo).
+
+    Raises:
+        BadImageError: naming the file, if it is missing, truncated or not an image.
+    """
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise BadImageError(f"{path}: cannot read image: {err}") from err
+
+
 class FrameDataset(Dataset):
     """The frames of one split, read from ``<frames_dir>/<video>/<frame>.jpg``.
 
-    Each item is a dict with ``image`` (the transformed tensor), ``label``, ``index`` (the position
-    in the split) and ``valid`` (False only for a bad image skipped under ``on_bad_image="skip"``;
-    its image is zeros and consumers must leave it out and count it).
+    Each item is a dict with ``image``, ``label``, ``index`` (the position in the split) and
+    ``valid`` (False only for a bad image skipped under ``on_bad_image="skip"``: its image is a
+    blank stand-in, and consumers must leave it out and count it). A transform that returns a
+    dict (``data.augment_on=device``) adds its entries, e.g. the augmentation draws.
 
     Args:
         split: the split's index.
         frames_dir: the folder holding the frame folders.
         transform: called as ``transform(image, epoch, index)``.
+        decode: ``"pil"`` (a PIL image goes to the transform) or ``"tensor"`` (a uint8 tensor).
+        native_size: ``(height, width)`` of the frames; the blank stand-in for a skipped image.
         on_bad_image: ``"error"`` (raise, naming the file) or ``"skip"``.
     """
 
@@ -63,7 +80,9 @@ class FrameDataset(Dataset):
         self,
         split: SplitIndex,
         frames_dir: Path,
-        transform: Callable[[Image.Image, int, int], torch.Tensor],
+        transform: Callable[[Any, int, int], Any],
+        decode: Decode = "pil",
+        native_size: tuple[int, int] = (112, 112),
         on_bad_image: OnBadImage = "error",
     ) -> None:
         if on_bad_image not in ON_BAD_IMAGE:
@@ -73,8 +92,10 @@ class FrameDataset(Dataset):
         self.split = split
         self.frames_dir = Path(frames_dir)
         self.transform = transform
+        self.decode = decode
+        self.read = load_rgb if decode == "pil" else load_rgb_tensor
+        self.native_size = native_size
         self.on_bad_image = on_bad_image
-        self._blank: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.split)
@@ -83,27 +104,32 @@ class FrameDataset(Dataset):
         """Return the image file of sample ``index``."""
         return self.frames_dir / self.split.image_relpath(index)
 
-    def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor | int | bool]:
+    def _blank(self) -> Image.Image | torch.Tensor:
+        height, width = self.native_size
+        if self.decode == "pil":
+            return Image.new("RGB", (width, height))
+        return torch.zeros(3, height, width, dtype=torch.uint8)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, epoch = (key, 0) if isinstance(key, int | np.integer) else key
-        index = int(index)
-        label = int(self.split.label[index])
+        index, epoch = int(index), int(epoch)
+        valid = True
         try:
-            image = self.transform(load_rgb(self.image_path(index)), int(epoch), index)
+            image = self.read(self.image_path(index))
         except BadImageError:
             if self.on_bad_image == "error":
                 raise
             log.warning("skipping unreadable image %s", self.image_path(index))
-            return {"image": self._blank_like(), "label": label, "index": index, "valid": False}
-        if self._blank is None:
-            self._blank = torch.zeros_like(image)
-        return {"image": image, "label": label, "index": index, "valid": True}
-
-    def _blank_like(self) -> torch.Tensor:
-        """Return a zero image of the transform's output shape (a stand-in for a bad image)."""
-        if self._blank is None:
-            size = getattr(self.transform, "crop_size", 1)
-            self._blank = torch.zeros(3, size, size)
-        return self._blank
+            image, valid = self._blank(), False
+        if self.decode == "tensor" and tuple(image.shape[-2:]) != tuple(self.native_size):
+            raise BadImageError(
+                f"{self.image_path(index)}: image is {tuple(image.shape[-2:])}, the other frames "
+                f"{tuple(self.native_size)}; data.augment_on=device batches frames at their "
+                "native size, so they must all be the same size (use data.augment_on=cpu)"
+            )
+        out = self.transform(image, epoch, index)
+        sample = out if isinstance(out, dict) else {"image": out}
+        return {**sample, "label": int(self.split.label[index]), "index": index, "valid": valid}
 
 
 class ShardSampler(Sampler[SampleKey]):

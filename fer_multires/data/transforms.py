@@ -360,3 +360,124 @@ def check_sizes(resize_size: int, crop_size: int) -> None:
         raise ValueError(
             f"data.crop_size={crop_size} must not exceed data.resize_size={resize_size}"
         )
+
+
+#: ITU-R 601-2 luma weights, as PIL's ``convert("L")`` uses them.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _quantise(x: torch.Tensor) -> torch.Tensor:
+    """Round to the uint8 grid (kept as float), as every PIL step of the reference does."""
+    return x.round_().clamp_(0.0, 255.0)
+
+
+class BatchTransform:
+    """The train and eval pipelines on a whole batch of uint8 images, on any device.
+
+    The device-side twin of :class:`TrainTransform` / :class:`EvalTransform` for
+    ``data.augment_on=device``: DataLoader workers only decode JPEGs to uint8 at their native
+    size (and draw each sample's :class:`AugmentDraws` from ``(seed, epoch, index)``); the
+    degradation, resize, crop, grayscale and normalisation run here, batched, after the batch
+    has moved to the training device. Every step is rounded to the uint8 grid like the PIL
+    reference, so both paths agree to within interpolation differences.
+
+    Args:
+        resize_size: length of the shorter side after resizing.
+        crop_size: side of the square crop.
+        normalize: the normalisation to apply last.
+    """
+
+    def __init__(self, resize_size: int, crop_size: int, normalize: Normalize) -> None:
+        check_sizes(resize_size, crop_size)
+        self.resize_size = resize_size
+        self.crop_size = crop_size
+        self.normalize = normalize
+
+    def degrade(self, images: torch.Tensor, resolutions: torch.Tensor) -> torch.Tensor:
+        """Degrade each image of a float batch to its own resolution (0 = leave it).
+
+        Images with the same resolution are processed together.
+        """
+        height, width = image_size(images)
+        out = images.clone()
+        for resolution in torch.unique(resolutions).tolist():
+            if resolution <= 0 or resolution >= min(height, width):
+                continue
+            rows = torch.nonzero(resolutions == resolution).squeeze(1)
+            small = _quantise(resize(images[rows], *shorter_side_size(height, width, resolution)))
+            out[rows] = _quantise(resize(small, height, width))
+        return out
+
+    def _resize(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = image_size(images)
+        return _quantise(resize(images, *shorter_side_size(height, width, self.resize_size)))
+
+    def crop(self, images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
+        """Cut a ``crop_size`` square at a per-image offset."""
+        steps = torch.arange(self.crop_size, device=images.device)
+        rows = (tops.to(images.device)[:, None] + steps)[:, None, :, None]
+        cols = (lefts.to(images.device)[:, None] + steps)[:, None, None, :]
+        batch = torch.arange(images.shape[0], device=images.device)[:, None, None, None]
+        channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+        return images[batch, channels, rows, cols]
+
+    @staticmethod
+    def grayscale(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Convert the images selected by ``mask`` to grayscale (three equal channels)."""
+        weights = torch.tensor(LUMA_WEIGHTS, device=images.device).view(1, 3, 1, 1)
+        gray = _quantise((images * weights).sum(dim=1, keepdim=True)).expand_as(images)
+        return torch.where(mask.to(images.device).view(-1, 1, 1, 1), gray, images)
+
+    def train(self, images: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Apply per-sample draws to a uint8 batch ``(N, 3, H, W)``.
+
+        Args:
+            images: uint8 images at their native size.
+            draws: ``resolution``, ``crop_top``, ``crop_left``, ``grayscale`` tensors of length N
+                (see :class:`AugmentDraws`).
+        """
+        x = self.degrade(images.float(), draws["resolution"].to(images.device))
+        x = self.crop(self._resize(x), draws["crop_top"], draws["crop_left"])
+        x = self.grayscale(x, draws["grayscale"])
+        return self.normalize(x)
+
+    def eval(self, images: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
+        """[Degrade to a fixed resolution], resize, center-crop and normalise a uint8 batch."""
+        x = images.float()
+        if resolution:
+            x = self.degrade(x, torch.full((x.shape[0],), resolution, device=x.device))
+        x = TF.center_crop(self._resize(x), [self.crop_size, self.crop_size])
+        return self.normalize(x)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(resize={self.resize_size}, crop={self.crop_size}, "
+            f"{self.normalize!r})"
+        )
+
+
+class DecodedSample:
+    """Worker-side transform of ``data.augment_on=device``: keep uint8, attach the draws.
+
+    Args:
+        train_transform: the training transform whose draws to attach, or None for evaluation.
+    """
+
+    def __init__(self, train_transform: TrainTransform | None = None) -> None:
+        self.train_transform = train_transform
+
+    def __call__(self, img: torch.Tensor, epoch: int, index: int) -> dict[str, torch.Tensor]:
+        """Return the uint8 image and, for training, its augmentation draws."""
+        sample = {"image": img}
+        if self.train_transform is not None:
+            draws = self.train_transform.draw(epoch, index, *image_size(img))
+            sample.update(
+                resolution=torch.tensor(draws.resolution),
+                crop_top=torch.tensor(draws.crop_top),
+                crop_left=torch.tensor(draws.crop_left),
+                grayscale=torch.tensor(draws.grayscale),
+            )
+        return sample
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(train={self.train_transform is not None})"

@@ -1,0 +1,1 @@
+"""Models: the timm backbone with local weights, and the LightningModule."""

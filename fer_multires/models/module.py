@@ -79,7 +79,9 @@ class FERModule(LightningModule):
         weights = torch.ones(num_classes) if class_weights is None else torch.tensor(class_weights)
         self.register_buffer("loss_weights", weights.float())
         self.class_names = tuple(class_names)
-        self.val_metrics = nn.ModuleDict({name: ChallengeScore(num_classes) for name in VAL_LOADERS})
+        self.val_metrics = nn.ModuleDict(
+            {name: ChallengeScore(num_classes) for name in VAL_LOADERS}
+        )
         # "fit", not "train": a ModuleDict key may not shadow nn.Module.train.
         self.skipped = nn.ModuleDict({name: SumMetric() for name in ("fit", *VAL_LOADERS)})
 
@@ -89,8 +91,13 @@ class FERModule(LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
-    def _valid_part(self, batch: dict[str, torch.Tensor], split: str):
-        """Drop samples whose image could not be read (``data.on_bad_image=skip``), counting them."""
+    def _valid_part(
+        self, batch: dict[str, torch.Tensor], split: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drop the samples whose image could not be read (``data.on_bad_image=skip``).
+
+        Returns the images and labels of the others; the dropped ones are counted.
+        """
         valid = batch["valid"]
         self.skipped[split].update((~valid).sum())
         if bool(valid.all()):
@@ -102,7 +109,9 @@ class FERModule(LightningModule):
         images, labels = self._valid_part(batch, "fit")
         logits = self(images)
         loss = F.cross_entropy(logits, labels, weight=self.loss_weights)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels)
+        )
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -153,7 +162,10 @@ class FERModule(LightningModule):
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
 
 def checkpoint_class_names(ckpt_path: str | Path) -> list[str]:

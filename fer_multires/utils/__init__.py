@@ -1,0 +1,1 @@
+"""Small helpers: config location, atomic file output, metric tables."""

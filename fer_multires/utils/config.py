@@ -19,9 +19,8 @@ def config_dir() -> str:
     for candidate in (_PACKAGE_DIR / "conf", _PACKAGE_DIR.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
-    raise FileNotFoundError(
-        f"fer_multires configs not found in {_PACKAGE_DIR / 'conf'} or {_PACKAGE_DIR.parent / 'conf'}"
-    )
+    searched = f"{_PACKAGE_DIR / 'conf'} or {_PACKAGE_DIR.parent / 'conf'}"
+    raise FileNotFoundError(f"fer_multires configs not found in {searched}")
 
 
 CONFIG_DIR = config_dir()
