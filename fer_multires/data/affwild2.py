@@ -106,6 +106,8 @@ class SplitIndex:
         label: per frame, its class index (int8).
         skipped: what was left out of this split.
         missing_videos: names of annotation files without a frame folder.
+        packed: for frames packed into shards (see :mod:`fer_multires.data.packed`), per frame
+            its shard number, byte offset and size (three int64 arrays); None for folders.
     """
 
     videos: list[str]
@@ -114,6 +116,7 @@ class SplitIndex:
     label: np.ndarray
     skipped: SkipCounts = field(default_factory=SkipCounts)
     missing_videos: list[str] = field(default_factory=list)
+    packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
@@ -145,6 +148,7 @@ class SplitIndex:
             video=remap[self.video[keep]],
             frame=self.frame[keep],
             label=self.label[keep],
+            packed=None if self.packed is None else tuple(a[keep] for a in self.packed),
         )
 
     def annotated_videos(self) -> list[str]:

@@ -15,6 +15,7 @@ reading the frames twice; :meth:`AffWild2DataModule.eval_dataloader` gives any s
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from fer_multires.data.affwild2 import AffWild2Index, SplitIndex, read_affwild2
-from fer_multires.data.datasets import ON_BAD_IMAGE, FrameDataset, ShardSampler
+from fer_multires.data.datasets import ON_BAD_IMAGE, BadImageError, FrameDataset, ShardSampler
 from fer_multires.data.labels import class_weights
+from fer_multires.data.packed import read_packed
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
 from fer_multires.data.transforms import (
     BatchTransform,
@@ -82,6 +84,8 @@ class AffWild2DataModule(LightningDataModule):
         frames_dir: cropped-aligned frames folder, relative to the root or absolute.
         frames_manifest: optional file listing ``<video>/<frame>.jpg`` paths, read instead of
             listing the frame folders (e.g. on network storage).
+        packed_dir: read the frames and the index from tar shards written by
+            ``python -m fer_multires.pack`` instead of the annotation and frame folders.
         synthetic: if set, a :class:`SyntheticSpec` as a dict: the set is generated into ``root``
             when that folder holds no dataset yet.
         batch_size: training batch size per process.
@@ -112,6 +116,7 @@ class AffWild2DataModule(LightningDataModule):
         annotations_dir: str = "annotations",
         frames_dir: str = "cropped_aligned",
         frames_manifest: str | None = None,
+        packed_dir: str | None = None,
         synthetic: dict[str, Any] | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
@@ -133,6 +138,7 @@ class AffWild2DataModule(LightningDataModule):
         self.annotations_dir = annotations_dir
         self.frames_dir = frames_dir
         self.frames_manifest = frames_manifest
+        self.packed_dir = packed_dir
         self.synthetic = SyntheticSpec(**synthetic) if synthetic else None
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be >= 1")
@@ -180,7 +186,7 @@ class AffWild2DataModule(LightningDataModule):
         """
         if self.synthetic is not None:
             ensure_synthetic_affwild2(self.root, self.synthetic)
-        elif not self.root.is_dir():
+        elif not self.packed_dir and not self.root.is_dir():
             raise FileNotFoundError(f"data.root: dataset folder {self.root} does not exist")
 
     def setup(self, stage: str | None = None) -> None:
@@ -189,9 +195,12 @@ class AffWild2DataModule(LightningDataModule):
             return
         if self.synthetic is not None and not self.root.is_dir():
             self.prepare_data()
-        index = read_affwild2(
-            self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
-        )
+        if self.packed_dir:
+            index = read_packed(self.packed_dir)
+        else:
+            index = read_affwild2(
+                self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
+            )
         for name, split in index.splits.items():
             if len(split) == 0:
                 raise ValueError(
@@ -206,13 +215,13 @@ class AffWild2DataModule(LightningDataModule):
         )
         rest_videos = sorted(set(val.videos) - set(select_videos))
         self.index = index
-        self.native_size = probe_native_size(index)
         self.splits = {
             "train": index.splits["train"],
             "val_select": val.subset(select_videos),
             "val_rest": val.subset(rest_videos),
             "val_full": val,
         }
+        self.native_size = probe_native_size(self.dataset("train"))
         log.info(
             "data: %s; %s",
             self.root,
@@ -265,6 +274,7 @@ class AffWild2DataModule(LightningDataModule):
             self._index().frames_dir,
             transform,
             decode="tensor" if on_device else "pil",
+            packed_split="train" if train else "val",
             native_size=self.native_size,
             on_bad_image=self.on_bad_image,
         )
@@ -324,19 +334,18 @@ class AffWild2DataModule(LightningDataModule):
         return batch
 
 
-def probe_native_size(index: AffWild2Index) -> tuple[int, int]:
-    """Return ``(height, width)`` of the first readable training frame (112x112 on Aff-Wild2).
+def probe_native_size(dataset: FrameDataset) -> tuple[int, int]:
+    """Return ``(height, width)`` of the first readable frame (112x112 on Aff-Wild2).
 
-    Only the image header is read.
+    Only the image header is decoded.
     """
-    split = index.splits["train"]
-    for i in range(min(len(split), 16)):
+    for i in range(min(len(dataset), 16)):
         try:
-            with Image.open(index.frames_dir / split.image_relpath(i)) as img:
+            with Image.open(io.BytesIO(dataset.read_bytes(i))) as img:
                 return img.height, img.width
-        except OSError:
+        except (OSError, BadImageError):
             continue
-    raise ValueError(f"data.root: none of the first training frames in {index.frames_dir} reads")
+    raise ValueError(f"data.root: none of the first frames in {dataset.frames_dir} reads")
 
 
 def build_multires(cfg: dict[str, Any]) -> MultiResolution | None:

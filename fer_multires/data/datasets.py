@@ -8,6 +8,7 @@ are disjoint and unpadded, so every sample is counted exactly once on any number
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 
 from fer_multires.data.affwild2 import SplitIndex
+from fer_multires.data.packed import PackedReader
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +35,30 @@ class BadImageError(OSError):
     """A frame image that cannot be read or decoded."""
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Read and fully decode an image file as RGB.
+def decode_pil(data: bytes, name: str) -> Image.Image:
+    """Decode image bytes fully to a PIL RGB image.
 
     Raises:
-        BadImageError: naming the file, if it is missing, truncated or not an image.
+        BadImageError: naming the image, if it is truncated or not an image.
     """
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError) as err:
-        raise BadImageError(f"{path}: cannot read image: {err}") from err
+        raise BadImageError(f"{name}: cannot read image: {err}") from err
 
 
-def load_rgb_tensor(path: Path) -> torch.Tensor:
-    """Read and decode an image file to a ``(3, H, W)`` uint8 RGB tensor (libjpeg-turbo).
+def decode_tensor(data: bytes, name: str) -> torch.Tensor:
+    """Decode image bytes to a ``(3, H, W)`` uint8 RGB tensor (libjpeg-turbo).
 
     Raises:
-        BadImageError: naming the file, if it is missing, truncated or not an image.
+        BadImageError: naming the image, if it is truncated or not an image.
     """
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise BadImageError(f"{path}: cannot read image: {err}") from err
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
+    except (RuntimeError, ValueError) as err:
+        raise BadImageError(f"{name}: cannot read image: {err}") from err
 
 
 class FrameDataset(Dataset):
@@ -72,6 +74,8 @@ class FrameDataset(Dataset):
         frames_dir: the folder holding the frame folders.
         transform: called as ``transform(image, epoch, index)``.
         decode: ``"pil"`` (a PIL image goes to the transform) or ``"tensor"`` (a uint8 tensor).
+        packed_split: for a split packed into shards (``split.packed`` set), the name of the
+            split whose shards in ``frames_dir`` hold its frames (``train`` or ``val``).
         native_size: ``(height, width)`` of the frames; the blank stand-in for a skipped image.
         on_bad_image: ``"error"`` (raise, naming the file) or ``"skip"``.
     """
@@ -82,6 +86,7 @@ class FrameDataset(Dataset):
         frames_dir: Path,
         transform: Callable[[Any, int, int], Any],
         decode: Decode = "pil",
+        packed_split: str | None = None,
         native_size: tuple[int, int] = (112, 112),
         on_bad_image: OnBadImage = "error",
     ) -> None:
@@ -93,7 +98,8 @@ class FrameDataset(Dataset):
         self.frames_dir = Path(frames_dir)
         self.transform = transform
         self.decode = decode
-        self.read = load_rgb if decode == "pil" else load_rgb_tensor
+        self.decode_bytes = decode_pil if decode == "pil" else decode_tensor
+        self.packed = PackedReader(self.frames_dir, packed_split) if split.packed else None
         self.native_size = native_size
         self.on_bad_image = on_bad_image
 
@@ -101,8 +107,25 @@ class FrameDataset(Dataset):
         return len(self.split)
 
     def image_path(self, index: int) -> Path:
-        """Return the image file of sample ``index``."""
-        return self.frames_dir / self.split.image_relpath(index)
+        """Return the image file of sample ``index`` (for packed frames: shard and member)."""
+        if self.packed is None:
+            return self.frames_dir / self.split.image_relpath(index)
+        shard = int(self.split.packed[0][index])
+        return self.packed.shard_path(shard) / self.split.image_relpath(index)
+
+    def read_bytes(self, index: int) -> bytes:
+        """Return the encoded image of sample ``index``.
+
+        Raises:
+            BadImageError: naming the file if it cannot be read.
+        """
+        try:
+            if self.packed is None:
+                return self.image_path(index).read_bytes()
+            shard, offset, size = (int(a[index]) for a in self.split.packed)
+            return self.packed.read(shard, offset, size)
+        except OSError as err:
+            raise BadImageError(f"{self.image_path(index)}: cannot read image: {err}") from err
 
     def _blank(self) -> Image.Image | torch.Tensor:
         height, width = self.native_size
@@ -115,7 +138,7 @@ class FrameDataset(Dataset):
         index, epoch = int(index), int(epoch)
         valid = True
         try:
-            image = self.read(self.image_path(index))
+            image = self.decode_bytes(self.read_bytes(index), str(self.image_path(index)))
         except BadImageError:
             if self.on_bad_image == "error":
                 raise

@@ -1,0 +1,360 @@
+"""The sweep report (``python -m fer_multires.report``) on fake run directories.
+
+The fake runs follow the layout that ``fer_multires.train`` writes (``.hydra/overrides.yaml``,
+``config.yaml``, ``checkpoints/``, ``csv/version_*/metrics.csv``, ``metrics.json``, ``error.txt``)
+and the evaluate output shape (``metrics.json`` = ``{split: {resolution: {...}}}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.report import (
+    ReportError,
+    choose_heatmap_metric,
+    find_eval_outputs,
+    find_runs,
+    heatmap_cells,
+    load_jobs,
+    main,
+    write_report,
+)
+
+SPLITS = ("val_select", "val_rest", "val_full")
+RESOLUTIONS = ("native", "8", "12", "16", "24", "32", "48", "64", "96")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAILED_ERROR = "ValueError: data.multires.min_res=64 must not exceed data.multires.max_res=32"
+
+
+def multires_config(min_res: int = 8, max_res: int = 128, enabled: bool = True) -> dict:
+    return {
+        "task_name": "demo",
+        "seed": 42,
+        "data": {
+            "batch_size": 64,
+            "multires": {
+                "enabled": enabled,
+                "p": 1.0,
+                "min_res": min_res,
+                "max_res": max_res,
+                "sampling": "pow2",
+            },
+        },
+    }
+
+
+def write_yaml(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def write_hydra(run: Path, overrides: list[str], config: dict, job_name: str = "train") -> None:
+    """What Hydra writes when a job starts (before any training code runs)."""
+    write_yaml(run / ".hydra" / "overrides.yaml", overrides)
+    write_yaml(run / ".hydra" / "config.yaml", config)
+    write_yaml(run / ".hydra" / "hydra.yaml", {"hydra": {"job": {"name": job_name}}})
+
+
+def write_metrics_csv(run: Path, scores: dict[str, float], epochs: int) -> None:
+    """Lightning CSVLogger rows: per epoch a validation row and a training row."""
+    header = ["epoch", "step", "train/loss_epoch", *(f"{s}/score" for s in SPLITS)]
+    rows = [["", "0", "", "", "", ""]]
+    for epoch in range(epochs):
+        # The last epoch is the best: its scores are `scores`, earlier ones lower.
+        shift = 0.1 * (epochs - 1 - epoch)
+        rows.append([epoch, 5 * (epoch + 1), "", *(scores[s] - shift for s in SPLITS)])
+        rows.append([epoch, 5 * (epoch + 1), 1.5, "", "", ""])
+    path = run / "csv" / "version_0" / "metrics.csv"
+    path.parent.mkdir(parents=True)
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+
+def write_training_run(
+    run: Path, overrides: list[str], config: dict, scores: dict[str, float], epochs: int = 3
+) -> None:
+    """A finished training run: config, checkpoints, CSV log and metrics.json."""
+    write_hydra(run, overrides, config)
+    write_yaml(run / "config.yaml", config)
+    (run / "checkpoints").mkdir()
+    best = run / "checkpoints" / f"best_epoch{epochs - 1:03d}.ckpt"
+    for ckpt in (best, run / "checkpoints" / "last.ckpt"):
+        ckpt.write_bytes(b"fake")
+    write_metrics_csv(run, scores, epochs)
+    metrics = {f"{s}/score": v for s, v in scores.items()}
+    metrics |= {f"val_full/f1_{c}": 0.5 for c in EXPRESSIONS_7}
+    payload = {"checkpoint": str(best), "classes": list(EXPRESSIONS_7), "metrics": metrics}
+    (run / "metrics.json").write_text(json.dumps(payload))
+
+
+def eval_entry(score: float) -> dict:
+    f1 = {c: score for c in EXPRESSIONS_7}
+    return {"accuracy": score, "f1_macro": score, "f1_per_class": f1, "challenge_score": score,
+            "n": 100}  # fmt: skip
+
+
+def write_eval_output(
+    directory: Path,
+    base: float,
+    overrides: list[str] | None = None,
+    cwd: Path | None = None,
+    checkpoint: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """An evaluate output: metrics.json with a score rising with resolution, and its CSV.
+
+    Like ``fer_multires.evaluate``'s, metrics.json also holds context keys next to the splits.
+    """
+    scores = {
+        split: {r: round(base - 0.01 * k - (0.3 if r == "8" else 0.0), 4)
+                for r in RESOLUTIONS for k in [SPLITS.index(split)]}
+        for split in SPLITS
+    }  # fmt: skip
+    metrics: dict = {"classes": list(EXPRESSIONS_7), "resolutions": [8, 12, 16, 24, 32, 48, 64, 96]}
+    if checkpoint is not None:
+        metrics["checkpoint"] = checkpoint
+    metrics |= {s: {r: eval_entry(v) for r, v in per.items()} for s, per in scores.items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    hydra = {"job": {"name": "evaluate"}, "runtime": {"cwd": str(cwd or directory)}}
+    write_yaml(directory / ".hydra" / "hydra.yaml", {"hydra": hydra})
+    write_yaml(directory / ".hydra" / "overrides.yaml", overrides or [])
+    with (directory / "resolution_robustness.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["split", "resolution", "accuracy", "f1_macro", "challenge_score", "n"])
+        for split, per in scores.items():
+            writer.writerows([split, r, v, v, v, 100] for r, v in per.items())
+    return scores
+
+
+def job_name(num: int, *overrides: str) -> str:
+    return f"{num}_{','.join(sorted(overrides))}"
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A multirun: 2 jobs ok and evaluated, 1 ok, 1 failed, 1 crashed before any checkpoint."""
+    root = tmp_path / "logs" / "demo" / "multiruns" / "2026-11-28_10-00-00"
+    common = ["+experiment=demo", "trainer.max_epochs=3"]
+    write_yaml(root / "multirun.yaml", {"hydra": {"mode": "MULTIRUN"}})
+
+    def job(num: int, min_res: int, max_res: int) -> tuple[Path, list[str], dict]:
+        overrides = [f"data.multires.min_res={min_res}", f"data.multires.max_res={max_res}"]
+        path = root / job_name(num, *overrides)
+        return path, [*common, *overrides], multires_config(min_res, max_res)
+
+    run, overrides, config = job(0, 8, 64)
+    write_training_run(run, overrides, config, {"val_select": 0.6, "val_rest": 0.55,
+                                                "val_full": 0.56})  # fmt: skip
+    write_eval_output(run / "eval", base=0.55, checkpoint=str(run / "checkpoints" / "last.ckpt"))
+    run, overrides, config = job(1, 16, 128)
+    write_training_run(run, overrides, config, {"val_select": 0.7, "val_rest": 0.5,
+                                                "val_full": 0.52})  # fmt: skip
+    write_eval_output(run / "eval", base=0.5)
+    # Multi-resolution off: its own "off" row and column on the heatmap.
+    run = root / job_name(2, "data.multires.enabled=false")
+    write_training_run(run, [*common, "data.multires.enabled=false"],
+                       multires_config(enabled=False),
+                       {"val_select": 0.5, "val_rest": 0.45, "val_full": 0.46})  # fmt: skip
+    # Failed before config.yaml was written: only Hydra's files and error.txt.
+    run, overrides, config = job(3, 64, 32)
+    write_hydra(run, overrides, config)
+    (run / "error.txt").write_text(f"{' '.join(overrides)}\n{FAILED_ERROR}\n")
+    # Crashed hard: neither checkpoint, nor metrics.json, nor error.txt.
+    run, overrides, config = job(4, 32, 64)
+    write_hydra(run, overrides, config)
+    return root
+
+
+def read_jobs_csv(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as f:
+        return {row["job"]: row for row in csv.DictReader(f)}
+
+
+def test_report_lists_every_job_with_its_status(sweep: Path) -> None:
+    write_report(sweep)
+    rows = read_jobs_csv(sweep / "jobs.csv")
+    assert len(rows) == 5
+    names = sorted(rows, key=lambda name: int(name.split("_")[0]))
+    statuses = [rows[name]["status"] for name in names]
+    assert statuses[:3] == ["ok", "ok", "ok"]
+    assert statuses[3] == f"failed: {FAILED_ERROR}"
+    assert statuses[4] == "no checkpoint"
+
+    ok0, ok1, not_evaluated = (rows[name] for name in names[:3])
+    assert ok0["val_select_score"] == "0.6000" and ok0["val_rest_score"] == "0.5500"
+    assert ok0["val_full_score"] == "0.5600" and ok0["epochs"] == "3"
+    assert ok0["overrides"] == (
+        "+experiment=demo trainer.max_epochs=3 data.multires.min_res=8 data.multires.max_res=64"
+    )
+    # Evaluate scores: val_rest (index 1 of the splits) at 8, 16, 32 px and native.
+    assert ok0["val_rest_score_native"] == "0.5400" and ok0["val_rest_score_8"] == "0.2400"
+    assert ok1["val_rest_score_16"] == "0.4900"
+    assert ok0["eval_dir"].endswith("/eval") and ok0["checkpoint"].endswith("best_epoch002.ckpt")
+    assert not_evaluated["val_rest_score_native"] == "" and not_evaluated["eval_dir"] == ""
+    assert not_evaluated["multires"] == "off"
+    failed = rows[names[3]]
+    assert (failed["min_res"], failed["max_res"], failed["val_rest_score"]) == ("64", "32", "")
+
+    report = (sweep / "report.md").read_text()
+    for name in names:
+        assert name in report
+    assert f"failed: {FAILED_ERROR}" in report and "| no checkpoint |" in report
+    assert "5 jobs: 3 ok, 1 failed, 1 no checkpoint" in report
+    assert f"**{names[1]}**" in report  # selected on val_select, not on val_rest
+    for png in ("score_heatmap.png", "resolution_curves.png"):
+        data = (sweep / png).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    assert not list(sweep.glob(".*.tmp"))
+
+
+def test_heatmap_places_jobs_by_min_and_max_res_and_off(sweep: Path) -> None:
+    jobs = load_jobs(sweep)
+    cells = {
+        cell: [job.name[0] for job in cell_jobs] for cell, cell_jobs in heatmap_cells(jobs).items()
+    }
+    assert cells == {("8", "64"): ["0"], ("16", "128"): ["1"], ("off", "off"): ["2"],
+                     ("64", "32"): ["3"], ("32", "64"): ["4"]}  # fmt: skip
+
+
+def test_heatmap_shows_evaluate_scores_only_when_every_scored_job_has_them(sweep: Path) -> None:
+    jobs = load_jobs(sweep)
+    mixed = choose_heatmap_metric(jobs, "16")
+    assert mixed.resolution is None and "1 of 3 scored jobs" in mixed.description
+    assert mixed.value(jobs[0]) == 0.55  # training val_rest/score
+    evaluated = [job for job in jobs if job.eval_dir is not None]
+    metric = choose_heatmap_metric(evaluated, "16")
+    assert metric.resolution == "16" and metric.value(evaluated[0]) == 0.54
+    write_report(sweep, resolution="16")
+    assert (
+        "val_rest/score of the best checkpoint from training" in (sweep / "report.md").read_text()
+    )
+
+
+def test_out_folder_and_cli(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report_out"
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.report", str(sweep), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "5 jobs" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "jobs.csv", "report.md", "resolution_curves.png", "score_heatmap.png"
+    ]  # fmt: skip
+    assert not (sweep / "report.md").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unrelated"])
+def test_no_runs_is_an_error_naming_the_directory(tmp_path: Path, case: str, capsys) -> None:
+    target = tmp_path / "target"
+    if case != "missing":
+        target.mkdir()
+    if case == "unrelated":
+        (target / "notes.txt").write_text("hello")
+        (target / "data" / "frames").mkdir(parents=True)
+    with pytest.raises(ReportError, match=str(target)):
+        write_report(target)
+    assert main([str(target)]) != 0
+    assert str(target) in capsys.readouterr().err
+    assert not (target / "report.md").exists()
+
+
+def test_cli_error_exit_code(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.report", str(tmp_path / "nowhere")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "no such directory" in result.stderr and str(tmp_path / "nowhere") in result.stderr
+
+
+def test_bad_resolution_is_an_error(sweep: Path) -> None:
+    with pytest.raises(ReportError, match="--resolution"):
+        write_report(sweep, resolution="tiny")
+
+
+def test_single_run_and_directory_of_runs(tmp_path: Path) -> None:
+    runs = tmp_path / "logs" / "demo" / "runs"
+    scores = {"val_select": 0.6, "val_rest": 0.5, "val_full": 0.55}
+    for stamp in ("2026-11-28_10-00-00", "2026-11-28_11-00-00"):
+        write_training_run(runs / stamp, ["+experiment=demo"], multires_config(), scores)
+    single = runs / "2026-11-28_10-00-00"
+    jobs = write_report(single)
+    assert [job.name for job in jobs] == [single.name]
+    assert (single / "report.md").is_file()
+    assert len(write_report(runs)) == 2
+    # From higher up, job names are paths relative to the directory given.
+    names = [job.name for job in write_report(tmp_path / "logs", out=tmp_path / "r")]
+    assert names == ["demo/runs/2026-11-28_10-00-00", "demo/runs/2026-11-28_11-00-00"]
+
+
+def test_incomplete_job_takes_scores_from_the_csv_log(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    scores = {"val_select": 0.6, "val_rest": 0.5, "val_full": 0.55}
+    write_training_run(run, ["+experiment=demo"], multires_config(), scores, epochs=2)
+    (run / "metrics.json").unlink()
+    (job,) = load_jobs(run)
+    assert job.status.startswith("incomplete")
+    assert job.scores == pytest.approx(scores) and job.epochs == 2
+    assert job.checkpoint.endswith("last.ckpt")
+
+
+def test_evaluate_outputs_are_found_inside_runs_and_are_not_runs(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "a"
+    write_training_run(run, ["+experiment=demo"], multires_config(),
+                       {"val_select": 0.6, "val_rest": 0.5, "val_full": 0.55})  # fmt: skip
+    write_eval_output(run / "eval_old", base=0.3)
+    newest = run / "eval" / "best"
+    write_eval_output(newest, base=0.4)
+    past = time.time() - 100
+    os.utime(run / "eval_old" / "metrics.json", (past, past))
+    # A standalone evaluate output next to the runs is not a training run.
+    write_eval_output(tmp_path / "runs" / "b_eval", base=0.2)
+    assert find_eval_outputs(run) == [newest, run / "eval_old"]
+    assert find_runs(tmp_path / "runs") == [run]
+    (job,) = load_jobs(tmp_path / "runs")
+    assert job.eval_dir == newest.resolve() and job.eval_count == 2
+    assert job.eval_score("native") == 0.39
+    write_report(tmp_path / "runs")
+    assert "(newest of 2)" in (tmp_path / "runs" / "report.md").read_text()
+
+
+def test_evaluate_outputs_elsewhere_are_matched_by_checkpoint(sweep: Path, tmp_path: Path) -> None:
+    """``--evals logs/eval``: evaluate's default output folders, matched by their ckpt_path."""
+    jobs = {job.name[0]: job for job in load_jobs(sweep)}
+    not_evaluated = jobs["2"]
+    eval_root = tmp_path / "logs" / "eval"
+    # metrics.json names the checkpoint, as fer_multires.evaluate writes it.
+    write_eval_output(eval_root / "runs" / "2026-11-28_12-00-00", base=0.45,
+                      checkpoint=not_evaluated.checkpoint)  # fmt: skip
+    # Without that key: ckpt_path from Hydra's overrides, relative to the cwd evaluate ran in.
+    ckpt = Path(jobs["1"].checkpoint).relative_to(tmp_path)
+    newer = eval_root / "runs" / "2026-11-28_14-00-00"
+    write_eval_output(newer, base=0.35, overrides=[f"ckpt_path={ckpt}"], cwd=tmp_path)
+    # An output of a checkpoint outside the sweep is not attached to any job.
+    write_eval_output(eval_root / "runs" / "2026-11-28_13-00-00", base=0.1,
+                      checkpoint="/elsewhere/best.ckpt")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.report", str(sweep), "--evals", str(eval_root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = read_jobs_csv(sweep / "jobs.csv")
+    assert rows[not_evaluated.name]["val_rest_score_native"] == "0.4400"
+    assert rows[not_evaluated.name]["eval_dir"].endswith("2026-11-28_12-00-00")
+    assert rows[jobs["0"].name]["val_rest_score_native"] == "0.5400"  # its own eval/ still used
+    # Job 1 now has two evaluate outputs; the newer one (written last) is used.
+    assert rows[jobs["1"].name]["val_rest_score_native"] == "0.3400"
+    assert rows[jobs["1"].name]["eval_dir"] == str(newer.resolve())
+    with pytest.raises(ReportError, match="--evals"):
+        write_report(sweep, eval_roots=[tmp_path / "missing"])
