@@ -12,7 +12,7 @@ STAMP := $(VENV)/.fer_multires-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-baseline stats test test-full lint format clean
+.PHONY: help install demo demo-baseline demo-compare stats report test test-full lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev,plots]'
+	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -32,6 +32,18 @@ demo: $(STAMP) ## Train the CPU demo on the synthetic set (generated on first us
 
 demo-baseline: $(STAMP) ## The demo without multi-resolution training
 	$(PY) -m fer_multires.train +experiment=demo_baseline
+
+DEMO_DIR ?= logs/demo_compare
+demo-compare: $(STAMP) ## Train and evaluate the demo with and without multi-resolution; compare
+	$(PY) -m fer_multires.train +experiment=demo run_dir=$(DEMO_DIR)/multires trainer.enable_progress_bar=false
+	$(PY) -m fer_multires.train +experiment=demo_baseline run_dir=$(DEMO_DIR)/baseline trainer.enable_progress_bar=false
+	$(PY) -m fer_multires.evaluate ckpt_path=$(DEMO_DIR)/multires run_dir=$(DEMO_DIR)/multires/eval
+	$(PY) -m fer_multires.evaluate ckpt_path=$(DEMO_DIR)/baseline run_dir=$(DEMO_DIR)/baseline/eval
+	$(PY) -m fer_multires.compare $(DEMO_DIR)/multires/eval $(DEMO_DIR)/baseline/eval --out $(DEMO_DIR)
+
+DIR ?= logs
+report: $(STAMP) ## Summarise the training runs under DIR (default logs/): table, heatmap, curves
+	$(PY) -m fer_multires.report $(DIR)
 
 stats: $(STAMP) ## Statistics of the synthetic set (Table 1, Table 2, skips)
 	$(PY) -m fer_multires.stats data=synthetic

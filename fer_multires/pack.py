@@ -19,8 +19,7 @@ def run_pack(cfg: DictConfig) -> dict:
     """Read the configured dataset and pack it into ``pack.out``."""
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
-    datamodule.setup()
-    meta = pack_splits(datamodule.index, cfg.pack.out, cfg.pack.shard_size)
+    meta = pack_splits(datamodule.read_index(), cfg.pack.out, cfg.pack.shard_size)
     for name, info in meta["splits"].items():
         print(f"{name}: {info['frames']} frames in {info['shards']} shard(s)")
     print(f"packed into {cfg.pack.out}; train with data.packed_dir={cfg.pack.out}")

@@ -41,10 +41,8 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from fer_multires.plots import new_figure, save_figure_atomic
 from fer_multires.utils.io import write_text_atomic
 
 if TYPE_CHECKING:
@@ -546,29 +545,6 @@ def jobs_csv(jobs: Sequence[Job]) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """Create a figure drawn by the Agg backend, without touching pyplot's global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save_figure_atomic(figure: Figure, path: Path) -> None:
-    """Write ``figure`` as a PNG through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            figure.savefig(f, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def placeholder_figure(message: str) -> Figure:
     """Return a small figure that says why there is nothing to plot."""
     figure = new_figure(6, 2)
@@ -865,9 +841,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError as err:
-        raise ReportError(
-            "the report's figures need matplotlib: pip install 'fer_multires[plots]'"
-        ) from err
+        raise ReportError("the report's figures need matplotlib: pip install matplotlib") from err
 
 
 def write_report(

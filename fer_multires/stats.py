@@ -81,8 +81,7 @@ def run_stats(cfg: DictConfig) -> dict[str, Any]:
     """Read the configured dataset, print its statistics and optionally write them as JSON."""
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
-    datamodule.setup()
-    stats = dataset_stats(datamodule.index)
+    stats = dataset_stats(datamodule.read_index())
     print(format_stats(stats))
     if cfg.stats.json:
         path = Path(cfg.stats.json)

@@ -13,7 +13,7 @@ import pytest
 import timm
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from fer_multires.models.backbone import (
     apply_caffe_patches,

@@ -66,7 +66,7 @@ def batches(dm: AffWild2DataModule, epoch: int) -> list[dict]:
 def test_augmented_batches_do_not_depend_on_worker_count(image_tree: Path) -> None:
     serial = batches(datamodule(image_tree, num_workers=0), epoch=1)
     parallel = batches(datamodule(image_tree, num_workers=2), epoch=1)
-    assert len(serial) == len(parallel) == 7
+    assert len(serial) == len(parallel) == 6  # 27 frames, batches of 4, last partial dropped
     for a, b in zip(serial, parallel, strict=True):
         assert torch.equal(a["index"], b["index"])
         assert torch.equal(a["image"], b["image"])

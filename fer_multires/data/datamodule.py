@@ -193,14 +193,7 @@ class AffWild2DataModule(LightningDataModule):
         """Read the index and build the splits (once; later calls are no-ops)."""
         if self.index is not None:
             return
-        if self.synthetic is not None and not self.root.is_dir():
-            self.prepare_data()
-        if self.packed_dir:
-            index = read_packed(self.packed_dir)
-        else:
-            index = read_affwild2(
-                self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
-            )
+        index = self.read_index()
         for name, split in index.splits.items():
             if len(split) == 0:
                 raise ValueError(
@@ -227,6 +220,14 @@ class AffWild2DataModule(LightningDataModule):
             self.root,
             ", ".join(f"{name} {len(split)} frames" for name, split in self.splits.items()),
         )
+
+    def read_index(self) -> AffWild2Index:
+        """Read the dataset's index (train and val as on disk), without building the splits."""
+        if self.synthetic is not None and not self.root.is_dir():
+            self.prepare_data()
+        if self.packed_dir:
+            return read_packed(self.packed_dir)
+        return read_affwild2(self.root, self.annotations_dir, self.frames_dir, self.frames_manifest)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -280,6 +281,13 @@ class AffWild2DataModule(LightningDataModule):
         )
 
     def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
+        """Build a loader over this process's shard.
+
+        Training drops the last partial batch: every step then has the same shape, so cuDNN's
+        autotuner (and torch.compile) never re-plan mid-run (measured on an H200: a 4.7 s stall
+        at each epoch's end otherwise). Workers persist across epochs (no start-up per epoch);
+        the sampler, which sets the epoch of each key, lives in the main process.
+        """
         rank, world = self._rank_and_world()
         sampler = ShardSampler(len(dataset), shuffle, self.seed, num_replicas=world, rank=rank)
         return DataLoader(
@@ -288,8 +296,8 @@ class AffWild2DataModule(LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            drop_last=False,
-            persistent_workers=False,
+            drop_last=shuffle,
+            persistent_workers=self.num_workers > 0,
         )
 
     def _rank_and_world(self) -> tuple[int, int]:

@@ -1,0 +1,281 @@
+"""The evaluation entry point, on a model trained for one epoch on generated data (CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image_tree
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+from test_train import run_train
+
+from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.evaluate import (
+    anchor_relative_root,
+    apply_data_overrides,
+    confusion_from_labels,
+    evaluate,
+    metric_entry,
+)
+from fer_multires.utils.config import CONFIG_DIR
+
+SPLITS = ("val_select", "val_rest", "val_full")
+OUTPUTS = (
+    "metrics.json",
+    "predictions.csv",
+    "resolution_robustness.csv",
+    "resolution_robustness.png",
+    "confusion_matrix.png",
+    "report.md",
+)
+# Small enough for seconds on a CPU; 16 < the 24 px frames degrades, 32 leaves them unchanged.
+EVAL_ARGS = (
+    "eval.resolutions=[8,16,32]",
+    "eval.smoothing_windows=[3,5]",
+    "trainer.enable_progress_bar=false",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: much faster for these tiny models on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A run trained for one epoch: 45 validation frames (an odd number) in 5 videos."""
+    base = tmp_path_factory.mktemp("evaluate")
+    data_root = make_image_tree(base / "data", train_videos=4, val_videos=5, frames=9)
+    run_dir = base / "run"
+    metrics, _ = run_train(data_root, base, run_dir)
+    ckpt = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
+    return {"base": base, "data_root": data_root, "ckpt": Path(ckpt), "train_metrics": metrics}
+
+
+def compose_eval(overrides: list[str], out_dir: Path) -> DictConfig:
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run_eval(ckpt: Path, out_dir: Path, *extra: str) -> dict:
+    overrides = [f"ckpt_path={ckpt}", f"run_dir={out_dir}", f"paths.root_dir={out_dir.parent}",
+                 *EVAL_ARGS, *extra]  # fmt: skip
+    return evaluate(compose_eval(overrides, out_dir))
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained) -> Path:
+    out_dir = trained["base"] / "eval"
+    run_eval(trained["ckpt"], out_dir)
+    return out_dir
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_output_directory_shape(evaluated) -> None:
+    assert sorted(p.name for p in evaluated.iterdir() if p.is_file()) == sorted(OUTPUTS)
+    assert not [p for p in evaluated.iterdir() if p.name.startswith(".eval")]
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    keys = ["native", "8", "16", "32"]
+    for split in SPLITS:
+        assert sorted(metrics[split]) == sorted(keys)
+        for key in keys:
+            entry = metrics[split][key]
+            assert set(entry) == {"accuracy", "f1_macro", "f1_per_class", "challenge_score", "n"}
+            assert list(entry["f1_per_class"]) == list(EXPRESSIONS_7)
+            assert entry["challenge_score"] == pytest.approx(
+                0.33 * entry["accuracy"] + 0.67 * entry["f1_macro"]
+            )
+    assert [metrics[s]["native"]["n"] for s in SPLITS] == [18, 27, 45]
+    # 32 px is not below the 24 px frames: the same as native
+    assert metrics["val_full"]["32"] == metrics["val_full"]["native"]
+    assert metrics["skipped_images"] == {"val_select": 0, "val_rest": 0, "val_full": 0}
+    assert metrics["resolutions"] == [8, 16, 32]
+    smoothing = metrics["smoothing"]
+    assert smoothing["kind"] == "mean" and smoothing["windows"] == [1, 3, 5]
+    assert smoothing["chosen_on"] == "val_select" and smoothing["chosen_window"] in (1, 3, 5)
+    for split in SPLITS:
+        assert smoothing["results"][split]["1"] == metrics[split]["native"]
+    robustness = (evaluated / "resolution_robustness.csv").read_text().splitlines()
+    assert robustness[0] == "split,resolution,accuracy,f1_macro,challenge_score,n"
+    assert len(robustness) == 1 + 3 * 4 and robustness[-1].startswith("val_full,native,")
+    report = (evaluated / "report.md").read_text()
+    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent)):
+        assert text in report
+    for png in ("resolution_robustness.png", "confusion_matrix.png"):
+        assert (evaluated / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predictions_csv_reproduces_metrics(evaluated) -> None:
+    rows = read_predictions(evaluated / "predictions.csv")
+    assert list(rows[0]) == ["video", "frame", "label", "predicted",
+                             *(f"p_{c}" for c in EXPRESSIONS_7)]  # fmt: skip
+    keys = [(r["video"], int(r["frame"])) for r in rows]
+    assert keys == sorted(keys) and len(set(keys)) == 45
+    index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
+    labels = np.array([index[r["label"]] for r in rows])
+    predicted = np.array([index[r["predicted"]] for r in rows])
+    probs = np.array([[float(r[f"p_{c}"]) for c in EXPRESSIONS_7] for r in rows])
+    assert probs.sum(axis=1) == pytest.approx(np.ones(45), abs=1e-4)
+    # the predicted class has the highest probability (to the CSV's 6 significant digits)
+    assert np.all(probs[np.arange(45), predicted] >= probs.max(axis=1) - 1e-5)
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    recomputed = metric_entry(confusion_from_labels(labels, predicted, 7), EXPRESSIONS_7)
+    assert recomputed == metrics["val_full"]["native"]
+
+
+def test_native_metrics_equal_training_validation(trained, evaluated) -> None:
+    logged = trained["train_metrics"]
+    native = json.loads((evaluated / "metrics.json").read_text())
+    for split in SPLITS:
+        entry = native[split]["native"]
+        assert entry["challenge_score"] == pytest.approx(logged[f"{split}/score"], abs=1e-6)
+        assert entry["accuracy"] == pytest.approx(logged[f"{split}/acc"], abs=1e-6)
+        assert entry["f1_macro"] == pytest.approx(logged[f"{split}/f1"], abs=1e-6)
+    assert native["val_full"]["native"]["n"] == logged["val_full/n"]
+
+
+def test_two_processes_give_the_same_metrics(trained, evaluated, tmp_path) -> None:
+    """trainer=ddp_sim with 2 processes on 45 samples: exactly the numbers of one process."""
+    run_eval(trained["ckpt"], tmp_path / "ddp", "trainer=ddp_sim", "trainer.devices=2")
+    one = json.loads((evaluated / "metrics.json").read_text())
+    two = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert two == one
+    rows_one = read_predictions(evaluated / "predictions.csv")
+    rows_two = read_predictions(tmp_path / "ddp" / "predictions.csv")
+    assert [r["video"] + r["frame"] + r["predicted"] for r in rows_two] == [
+        r["video"] + r["frame"] + r["predicted"] for r in rows_one
+    ]
+    assert not [p for p in (tmp_path / "ddp").iterdir() if p.name.startswith(".eval")]
+
+
+def test_missing_checkpoint_is_an_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="ckpt_path: checkpoint .*nope.ckpt does not exist"):
+        run_eval(tmp_path / "nope.ckpt", tmp_path / "out")
+
+
+def test_run_directory_as_ckpt_path_uses_its_best_checkpoint(trained, evaluated, tmp_path) -> None:
+    summary = run_eval(trained["ckpt"].parents[1], tmp_path / "out")
+    one = json.loads((evaluated / "metrics.json").read_text())
+    assert summary["checkpoint"] == one["checkpoint"] == str(trained["ckpt"])
+    assert all(summary[split] == one[split] for split in SPLITS)
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(FileNotFoundError, match="without a metrics.json naming"):
+        run_eval(tmp_path / "unfinished", tmp_path / "out2")
+
+
+def test_resolution_below_one_is_an_error_before_any_data_is_read(trained, tmp_path) -> None:
+    with pytest.raises(ValueError, match="eval.resolutions: resolution 0 must be >= 1"):
+        run_eval(trained["ckpt"], tmp_path / "out", "eval.resolutions=[0,8]",
+                 f"data.root={tmp_path / 'missing'}")  # fmt: skip
+
+
+def test_checkpoint_for_other_classes_is_an_error(trained, tmp_path) -> None:
+    ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=False)
+    ckpt["hyper_parameters"]["class_names"] = [*ckpt["hyper_parameters"]["class_names"], "Other"]
+    bad = tmp_path / "run" / "checkpoints" / "eight.ckpt"
+    bad.parent.mkdir(parents=True)
+    torch.save(ckpt, bad)
+    shutil.copy(trained["ckpt"].parents[1] / "config.yaml", tmp_path / "run" / "config.yaml")
+    with pytest.raises(ValueError, match="trained for 8 classes .* but the data has 7"):
+        run_eval(bad, tmp_path / "out")
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_checkpoint_without_run_config_needs_the_data_config(trained, evaluated, tmp_path) -> None:
+    lone = tmp_path / "lone.ckpt"
+    shutil.copy(trained["ckpt"], lone)
+    with pytest.raises(ValueError, match="no config.yaml next to the checkpoint.*data.root=PATH"):
+        run_eval(lone, tmp_path / "out")
+    # with the training's data settings on the command line, the same numbers
+    summary = run_eval(lone, tmp_path / "out", f"data.root={trained['data_root']}",
+                       "data.resize_size=28", "data.crop_size=24", "data.val_select_fraction=0.4",
+                       "data.num_workers=0", "data.eval_batch_size=16")  # fmt: skip
+    assert summary["run_config"] is None
+    one = json.loads((evaluated / "metrics.json").read_text())
+    assert all(summary[split] == one[split] for split in SPLITS)
+
+
+def test_unreadable_image_is_skipped_and_counted_under_a_data_root_override(
+    trained, tmp_path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(trained["data_root"], copy)
+    (copy / "cropped_aligned" / "val_001" / "00004.jpg").write_bytes(b"not a jpeg")
+    summary = run_eval(trained["ckpt"], tmp_path / "out", f"data.root={copy}",
+                       "data.on_bad_image=skip")  # fmt: skip
+    assert summary["data_root"] == str(copy)
+    assert summary["skipped_images"]["val_full"] == 1
+    assert summary["val_full"]["native"]["n"] == summary["val_full"]["8"]["n"] == 44
+    rows = read_predictions(tmp_path / "out" / "predictions.csv")
+    assert len(rows) == 44 and ("val_001", "4") not in {(r["video"], r["frame"]) for r in rows}
+
+
+def test_cli_honours_a_data_root_override(trained, evaluated, tmp_path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(trained["data_root"], copy)
+    (copy / "cropped_aligned" / "val_002" / "00005.jpg").unlink()  # only the copy lacks it
+    out_dir = tmp_path / "cli"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.evaluate", f"ckpt_path={trained['ckpt']}",
+         f"run_dir={out_dir}", f"data.root={copy}", *EVAL_ARGS],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"report: {out_dir / 'report.md'}" in result.stdout
+    assert "challenge score" in result.stdout
+    cli = json.loads((out_dir / "metrics.json").read_text())
+    assert cli["data_root"] == str(copy)
+    assert cli["val_full"]["native"]["n"] == 44
+    expected = [r for r in read_predictions(evaluated / "predictions.csv")
+                if (r["video"], r["frame"]) != ("val_002", "5")]  # fmt: skip
+    assert read_predictions(out_dir / "predictions.csv") == expected
+
+
+def test_data_overrides_apply_on_top_of_the_run_config(tmp_path) -> None:
+    run_data = OmegaConf.create({"root": "/a", "num_workers": 8, "multires": {"p": 1.0, "x": 1}})
+    task = ["ckpt_path=x", "data.root=/b", "data.multires.p=0.5", "~data.multires.x",
+            "+data.eval_batch_size=4", "data=synthetic", "eval.resolutions=[8]"]  # fmt: skip
+    cfg = OmegaConf.create({"data": {"root": "/b", "multires": {"p": 0.5}, "eval_batch_size": 4}})
+    applied = apply_data_overrides(run_data, cfg, task)
+    assert applied == ["data.root=/b", "data.multires.p=0.5", "~data.multires.x",
+                       "+data.eval_batch_size=4"]  # fmt: skip
+    assert OmegaConf.to_container(run_data) == {
+        "root": "/b", "num_workers": 8, "multires": {"p": 0.5}, "eval_batch_size": 4,
+    }  # fmt: skip
+
+
+def test_relative_data_root_is_read_from_the_training_directory(tmp_path) -> None:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    cwd: /somewhere\n")
+    run_data = OmegaConf.create({"root": "./data/set"})
+    anchor_relative_root(run_data, run / "config.yaml")
+    assert run_data.root == "/somewhere/data/set"
+    absolute = OmegaConf.create({"root": "/elsewhere"})
+    anchor_relative_root(absolute, run / "config.yaml")
+    assert absolute.root == "/elsewhere"
