@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback, Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from fer_multires.data.datamodule import AffWild2DataModule
@@ -130,8 +130,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         class_names=list(datamodule.classes),
         class_weights=resolve_class_weights(cfg.model.class_weights, datamodule),
     )
-    callbacks: list[Callback] = instantiate_all(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
+    callbacks = without_logging_callbacks(instantiate_all(cfg.get("callbacks")), loggers)
     trainer: Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     if trainer.is_global_zero:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -149,6 +149,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         print(f"best checkpoint: {best}\nrun directory: {run_dir}")
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     return metrics, objects
+
+
+def without_logging_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
+    """Drop the learning-rate monitor when there is no logger (``logger=none``) to log to."""
+    if loggers:
+        return callbacks
+    return [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
 
 
 def best_checkpoint(callbacks: list[Callback]) -> str | None:

@@ -43,6 +43,8 @@ def base_overrides(data_root: Path, tmp_path: Path) -> list[str]:
         "trainer.deterministic=true",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
+        # a schedule that does not depend on max_epochs, so a stopped run and a longer one agree
+        "model.scheduler.T_max=4",
         f"paths.root_dir={tmp_path}",
     ]
 
@@ -81,7 +83,8 @@ def test_unknown_config_key_is_an_error() -> None:
 
 def test_run_directory_holds_config_checkpoints_logs_metrics(data_root, tmp_path) -> None:
     run_dir = tmp_path / "run"
-    metrics, objects = run_train(data_root, tmp_path, run_dir)
+    paper_optimizer = ["model.head_lr=1e-3", "model.backbone_lr=1e-4", "model.scheduler=null"]
+    metrics, objects = run_train(data_root, tmp_path, run_dir, *paper_optimizer)
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "checkpoints").glob("best_epoch*.ckpt"))
@@ -122,7 +125,7 @@ def test_resume_gives_bit_identical_weights(data_root, tmp_path, workers) -> Non
     # and a resumed run is not a fresh start with the same seed
     ckpt = torch.load(stopped / "checkpoints" / "last.ckpt", map_location="cpu",
                       weights_only=False)  # fmt: skip
-    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 10
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 8  # 36 frames: 4 full batches of 8
 
 
 def test_ckpt_path_last_with_nothing_to_resume_is_an_error(data_root, tmp_path) -> None:
@@ -184,9 +187,20 @@ def test_multirun_sweep_names_job_dirs_and_survives_a_bad_combination(data_root,
     assert (
         jobs[1].startswith("1_") and "data.multires.max_res=8,data.multires.min_res=16" in jobs[1]
     )
-    assert "experiment" not in jobs[0]  # excluded keys stay out of the names
+    # paths stay out of the names (their "/" would nest directories), and so do experiments
+    assert "data.root" not in jobs[0] and "experiment" not in jobs[0]
     good, bad = (tmp_path / "sweep" / job for job in jobs)
     assert (good / "checkpoints" / "last.ckpt").is_file()
     error = (bad / "error.txt").read_text()
     assert "data.multires.min_res=16 must not exceed data.multires.max_res=8" in error
     assert "data.multires.min_res=16" in result.stderr + result.stdout
+
+
+def test_long_sweep_job_names_are_cut_and_stay_unique() -> None:
+    from fer_multires.utils.config import MAX_JOB_DIRNAME, job_dirname
+
+    short = job_dirname(3, "data.multires.min_res=8")
+    assert short == "3_data.multires.min_res=8"
+    a = job_dirname(0, "x" * 300 + ",a=1")
+    b = job_dirname(0, "x" * 300 + ",a=2")
+    assert len(a) == MAX_JOB_DIRNAME and a != b
