@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 from PIL import Image
 
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8
+from fer_multires.utils.config import CONFIG_DIR
 
 LAYOUT_DIRS = {
     "abaw2": ("EXPR_Set", "Training_Set", "Validation_Set", EXPRESSIONS_7),
@@ -98,3 +102,15 @@ def make_image_tree(
             for f in range(1, frames + 1):
                 (frame_dir / f"{f:05d}.jpg").write_bytes(noise_jpeg(rng, size))
     return root
+
+
+def compose_entry(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose an entry point's config as Hydra would run it, with its output in output_dir."""
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

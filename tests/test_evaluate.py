@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_tree
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from conftest import compose_entry, make_image_tree
+from omegaconf import DictConfig, OmegaConf
 from test_train import run_train
 
 from fer_multires.data.labels import EXPRESSIONS_7
@@ -27,7 +25,6 @@ from fer_multires.evaluate import (
     evaluate,
     metric_entry,
 )
-from fer_multires.utils.config import CONFIG_DIR
 
 SPLITS = ("val_select", "val_rest", "val_full")
 OUTPUTS = (
@@ -67,14 +64,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def compose_eval(overrides: list[str], out_dir: Path) -> DictConfig:
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_entry("eval", overrides, out_dir)
 
 
 def run_eval(ckpt: Path, out_dir: Path, *extra: str) -> dict:

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_image_tree
+from conftest import compose_entry, make_image_tree
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from fer_multires.train import train
 from fer_multires.utils.config import CONFIG_DIR
@@ -50,14 +49,7 @@ def base_overrides(data_root: Path, tmp_path: Path) -> list[str]:
 
 
 def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_entry("train", overrides, run_dir)
 
 
 def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
