@@ -12,7 +12,7 @@ STAMP := $(VENV)/.fer_multires-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-baseline demo-compare stats report test test-full lint format clean
+.PHONY: help install demo demo-multires demo-compare stats report test test-full lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -30,13 +30,13 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools
 demo: $(STAMP) ## Train the CPU demo on the synthetic set (generated on first use) and print val_full
 	$(PY) -m fer_multires.train +experiment=demo
 
-demo-baseline: $(STAMP) ## The demo without multi-resolution training
-	$(PY) -m fer_multires.train +experiment=demo_baseline
+demo-multires: $(STAMP) ## The demo with multi-resolution training
+	$(PY) -m fer_multires.train +experiment=demo_multires
 
 DEMO_DIR ?= logs/demo_compare
 demo-compare: $(STAMP) ## Train and evaluate the demo with and without multi-resolution; compare
-	$(PY) -m fer_multires.train +experiment=demo run_dir=$(DEMO_DIR)/multires trainer.enable_progress_bar=false
-	$(PY) -m fer_multires.train +experiment=demo_baseline run_dir=$(DEMO_DIR)/baseline trainer.enable_progress_bar=false
+	$(PY) -m fer_multires.train +experiment=demo_multires run_dir=$(DEMO_DIR)/multires trainer.enable_progress_bar=false
+	$(PY) -m fer_multires.train +experiment=demo run_dir=$(DEMO_DIR)/baseline trainer.enable_progress_bar=false
 	$(PY) -m fer_multires.evaluate ckpt_path=$(DEMO_DIR)/multires run_dir=$(DEMO_DIR)/multires/eval
 	$(PY) -m fer_multires.evaluate ckpt_path=$(DEMO_DIR)/baseline run_dir=$(DEMO_DIR)/baseline/eval
 	$(PY) -m fer_multires.compare $(DEMO_DIR)/multires/eval $(DEMO_DIR)/baseline/eval --out $(DEMO_DIR)

@@ -38,6 +38,8 @@ def base_overrides(data_root: Path, tmp_path: Path) -> list[str]:
         "data.resize_size=28",
         "data.crop_size=24",
         "data.val_select_fraction=0.4",
+        "data.multires.enabled=true",
+        "data.multires.p=0.5",  # the resume test sets its own p
         "trainer.max_epochs=1",
         "trainer.deterministic=true",
         "trainer.enable_progress_bar=false",
@@ -59,7 +61,7 @@ def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
 
 def test_experiment_override_composes() -> None:
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        for name in ("demo", "demo_baseline", "paper_multires", "paper_baseline"):
+        for name in ("demo", "demo_multires", "paper_multires", "paper_baseline"):
             cfg = compose("train", overrides=[f"+experiment={name}"])
             assert cfg.task_name == name
     assert cfg.model.backbone == "seresnet50" and cfg.data.multires.enabled is False
@@ -103,9 +105,24 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return ckpt["state_dict"]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_gives_bit_identical_weights(data_root, tmp_path, workers) -> None:
-    extra = [f"data.num_workers={workers}"]
+@pytest.mark.parametrize(
+    ("workers", "p"),
+    [
+        (0, 0.5),
+        (2, 0.5),
+        pytest.param(
+            0,
+            1.0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known open bug: with every image degraded (p=1) the resumed weights "
+                "differ from the uninterrupted run's; not yet understood",
+            ),
+        ),
+    ],
+)
+def test_resume_gives_bit_identical_weights(data_root, tmp_path, workers, p) -> None:
+    extra = [f"data.num_workers={workers}", f"data.multires.p={p}"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_train(data_root, tmp_path, straight, "trainer.max_epochs=2", *extra)
     run_train(data_root, tmp_path, stopped, "trainer.max_epochs=1", *extra)
