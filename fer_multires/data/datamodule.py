@@ -27,7 +27,12 @@ from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from fer_multires.data.affwild2 import AffWild2Index, SplitIndex, read_affwild2
-from fer_multires.data.datasets import ON_BAD_IMAGE, BadImageError, FrameDataset, ShardSampler
+from fer_multires.data.datasets import (
+    BadImageError,
+    FrameDataset,
+    ShardSampler,
+    check_on_bad_image,
+)
 from fer_multires.data.labels import class_weights
 from fer_multires.data.packed import read_packed
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
@@ -161,10 +166,7 @@ class AffWild2DataModule(LightningDataModule):
         if seed < 0:
             raise ValueError(f"data.seed={seed} must be >= 0")
         self.seed = seed
-        if on_bad_image not in ON_BAD_IMAGE:
-            raise ValueError(
-                f"data.on_bad_image={on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}"
-            )
+        check_on_bad_image(on_bad_image)
         self.on_bad_image = on_bad_image
         if augment_on not in AUGMENT_ON:
             raise ValueError(

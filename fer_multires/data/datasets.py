@@ -31,6 +31,16 @@ ON_BAD_IMAGE: tuple[str, ...] = ("error", "skip")
 SampleKey = tuple[int, int]
 
 
+def check_on_bad_image(value: str) -> None:
+    """Check ``data.on_bad_image``.
+
+    Raises:
+        ValueError: naming the key, for a value other than ``error`` or ``skip``.
+    """
+    if value not in ON_BAD_IMAGE:
+        raise ValueError(f"data.on_bad_image={value!r} is not one of {', '.join(ON_BAD_IMAGE)}")
+
+
 class BadImageError(OSError):
     """A frame image that cannot be read or decoded."""
 
@@ -90,10 +100,7 @@ class FrameDataset(Dataset):
         native_size: tuple[int, int] = (112, 112),
         on_bad_image: OnBadImage = "error",
     ) -> None:
-        if on_bad_image not in ON_BAD_IMAGE:
-            raise ValueError(
-                f"data.on_bad_image={on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}"
-            )
+        check_on_bad_image(on_bad_image)
         self.split = split
         self.frames_dir = Path(frames_dir)
         self.transform = transform
