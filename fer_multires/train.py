@@ -159,9 +159,12 @@ def without_logging_callbacks(callbacks: list[Callback], loggers: list[Logger]) 
 
 
 def best_checkpoint(callbacks: list[Callback]) -> str | None:
-    """Return the best checkpoint's path, or None when no checkpoint callback saved one."""
+    """Return the best checkpoint's path on a monitored metric, or None when none was saved.
+
+    Checkpoint callbacks without a monitor (``last.ckpt``) are not candidates.
+    """
     for callback in callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.best_model_path:
             return callback.best_model_path
     return None
 
