@@ -6,7 +6,8 @@
   ``cpu`` = the per-image PIL reference (decode, multi-resolution, resize 256, crop 224,
   grayscale, normalise); ``device`` = the fast path's worker side (decode to uint8 + draws).
 * device: the batched augmentation of the fast path, ms per batch of 128, on the CPU and, when
-  one is available, on the GPU.
+  one is available, on the GPU; with the number of operators it runs per batch (on a GPU,
+  about its kernel launches) and how many of them synchronise with the host.
 * loader: end-to-end DataLoader throughput (images/s) for each path with N workers (the fast
   path including its batched augmentation in the main process).
 * index: an Aff-Wild2-sized annotation set (548 videos, 2.6M label lines; frames listed from a
@@ -34,6 +35,7 @@ from fer_multires.data.affwild2 import SplitIndex, read_affwild2
 from fer_multires.data.datamodule import AffWild2DataModule
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
+from fer_multires.utils.profiling import OpCounter
 
 PAPER_MULTIRES = {"enabled": True, "p": 1.0, "min_res": 8, "max_res": 128, "sampling": "pow2"}
 
@@ -78,8 +80,11 @@ def bench_device(root: Path, repeats: int) -> None:
             dm.batch_transform.train(moved["image"], moved)
         sync(device)
         ms = (time.perf_counter() - start) / repeats * 1e3
+        with OpCounter() as ops:
+            dm.batch_transform.train(moved["image"], moved)
         emit({"benchmark": "device_side", "device": device, "batch": len(moved["label"]),
-              "ms_per_batch": ms})  # fmt: skip
+              "ms_per_batch": ms, "operators_per_batch": ops.total(),
+              "host_syncing_operators": ops.host_syncs()})  # fmt: skip
 
 
 def sync(device: str) -> None:
@@ -174,7 +179,7 @@ def main() -> None:
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path("data/synthetic_affwild2"),
+        default=Path("data/synthetic_affwild2_benchmark"),
         help="Aff-Wild2-layout root (the synthetic set is generated if absent)",
     )
     parser.add_argument("--only", default="worker,device,loader,index")

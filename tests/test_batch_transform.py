@@ -15,8 +15,13 @@ from fer_multires.data.transforms import (
     MultiResolution,
     Normalize,
     TrainTransform,
+    axis_operators,
+    degrade,
+    resize,
+    shorter_side_size,
     to_uint8_tensor,
 )
+from fer_multires.utils.profiling import OpCounter
 
 
 def face_like(seed: int) -> Image.Image:
@@ -34,8 +39,9 @@ def face_like(seed: int) -> Image.Image:
 @pytest.fixture
 def transforms() -> tuple[TrainTransform, BatchTransform]:
     normalize = Normalize("imagenet")
-    train = TrainTransform(256, 224, 0.2, normalize, MultiResolution(1.0, 8, 128, "pow2"), seed=1)
-    return train, BatchTransform(256, 224, normalize)
+    multires = MultiResolution(1.0, 8, 128, "pow2")
+    train = TrainTransform(256, 224, 0.2, normalize, multires, seed=1)
+    return train, BatchTransform(256, 224, normalize, multires.choices)
 
 
 def as_batch(draws: list[AugmentDraws]) -> dict[str, torch.Tensor]:
@@ -57,10 +63,11 @@ def test_fixed_draws_agree_with_the_pil_reference(transforms, resolution, graysc
     uint8 = torch.stack([to_uint8_tensor(img) for img in images])
     fast = batch.train(uint8, as_batch(draws))
     assert fast.shape == reference.shape == (4, 3, 224, 224)
-    # normalised units: 1/0.225 per grey level; a mean error below ~1 grey level
+    # normalised units: 1/0.225 per grey level. The reference rounds to uint8 after every step
+    # and the batch pipeline does not: measured mean errors 0.29-0.42, maxima 1.0-2.2 levels.
     error = (fast - reference).abs() * 0.225 * 255
-    assert error.mean() < 1.0
-    assert error.max() < 30
+    assert error.mean() < 0.6
+    assert error.max() < 3.0
 
 
 def test_eval_at_fixed_resolution_agrees_with_the_pil_reference(transforms) -> None:
@@ -72,7 +79,8 @@ def test_eval_at_fixed_resolution_agrees_with_the_pil_reference(transforms) -> N
             [EvalTransform(256, 224, Normalize(), resolution)(img) for img in images]
         )
         error = (batch.eval(uint8, resolution) - reference).abs() * 0.225 * 255
-        assert error.mean() < 1.0
+        assert error.mean() < 0.6
+        assert error.max() < 3.0
 
 
 def test_mixed_batch_equals_per_sample_batches(transforms) -> None:
@@ -110,3 +118,40 @@ def test_decoded_sample_carries_the_reference_draws(transforms) -> None:
     assert sample["crop_top"].item() == draws.crop_top
     assert bool(sample["grayscale"]) == draws.grayscale
     assert set(DecodedSample(None)(sample["image"], 0, 0)) == {"image"}
+
+
+@pytest.mark.parametrize(("height", "width"), [(112, 112), (96, 130)])
+@pytest.mark.parametrize("resolution", [0, 8, 24, 200])
+def test_axis_operators_are_degrade_then_resize(height, width, resolution) -> None:
+    """rows @ image @ cols.T is torch's own degrade and resize (unrounded), also non-square."""
+    image = torch.rand(1, 3, height, width, dtype=torch.float64) * 255
+    expected = image if resolution == 0 else degrade(image, resolution)
+    expected = resize(expected, *shorter_side_size(height, width, 64))
+    rows, cols = axis_operators(height, width, 64, resolution)
+    torch.testing.assert_close(rows @ image @ cols.T, expected)
+
+
+@pytest.mark.parametrize("preset", ["imagenet", "vggface2"])
+def test_normalize_affine_is_the_normalisation(preset) -> None:
+    normalize = Normalize(preset)
+    pixels = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    matrix, bias = normalize.affine()
+    affine = torch.einsum("ij,jhw->ihw", matrix, pixels.double()) + bias.view(3, 1, 1)
+    torch.testing.assert_close(affine.float(), normalize(pixels))
+
+
+def test_train_batch_needs_no_host_synchronisation(transforms) -> None:
+    """No operator whose output size depends on the data (each would stall a GPU pipeline),
+    and the same operators whatever the mix of resolutions in the batch."""
+    _, batch = transforms
+    uint8 = torch.stack([to_uint8_tensor(face_like(s)) for s in range(8)])
+    runs = []
+    for resolutions in ([0] * 8, [8, 16, 32, 64, 128, 0, 8, 16]):
+        draws = [AugmentDraws(r, 4, 9, r % 16 == 0) for r in resolutions]
+        batch.train(uint8, as_batch(draws))  # operators built and cached
+        with OpCounter() as ops:
+            batch.train(uint8, as_batch(draws))
+        runs.append(ops)
+    assert runs[0].names == runs[1].names
+    assert runs[0].host_syncs() == 0
+    assert runs[0].total() <= 16  # measured: 12

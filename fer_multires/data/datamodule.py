@@ -176,7 +176,12 @@ class AffWild2DataModule(LightningDataModule):
         self.train_transform = TrainTransform(
             resize_size, crop_size, grayscale_p, self.normalize, self.multires, seed
         )
-        self.batch_transform = BatchTransform(resize_size, crop_size, self.normalize)
+        self.batch_transform = BatchTransform(
+            resize_size,
+            crop_size,
+            self.normalize,
+            self.multires.choices if self.multires is not None else (),
+        )
         self.native_size: tuple[int, int] = (112, 112)
         self.index: AffWild2Index | None = None
         self.splits: dict[str, SplitIndex] = {}
