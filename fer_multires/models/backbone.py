@@ -309,7 +309,12 @@ def create_backbone(name: str, num_classes: int, pretrained: str | Path | None =
         raise ValueError(f"Unknown timm model name '{name}'")
     if pretrained is None:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
-        log.info("Backbone %s: random initialisation, %d-class head", name, num_classes)
+        log.info(
+            "Backbone %s: random initial weights, %d-class head (a checkpoint given with "
+            "ckpt_path replaces them when it is loaded)",
+            name,
+            num_classes,
+        )
         return model
 
     path = _check_file(pretrained)
