@@ -520,10 +520,11 @@ class BatchTransform:
 
     def _build(self, height: int, width: int, resolutions: list[int]) -> BatchOperators:
         # resolutions at or above the native size leave the image as it is: one operator for all
-        distinct = sorted({r if r < min(height, width) else 0 for r in resolutions})
+        effective = {r: r if r < min(height, width) else 0 for r in resolutions}
+        distinct = sorted(set(effective.values()))
         slot = torch.full((max(resolutions) + 1,), len(distinct), dtype=torch.long)  # unknown
-        for r in resolutions:
-            slot[r] = distinct.index(r if r < min(height, width) else 0)
+        for r, kept in effective.items():
+            slot[r] = distinct.index(kept)
         pairs = [axis_operators(height, width, self.resize_size, r) for r in distinct]
         matrix, bias = self.normalize.affine()
         luma = torch.tensor(LUMA_WEIGHTS, dtype=torch.float64)
