@@ -34,11 +34,9 @@ demo-multires: $(STAMP) ## The demo with multi-resolution training
 	$(PY) -m fer_multires.train +experiment=demo_multires
 
 DEMO_DIR ?= logs/demo_compare
-demo-compare: $(STAMP) ## Train and evaluate the demo with and without multi-resolution; compare
-	$(PY) -m fer_multires.train +experiment=demo_multires run_dir=$(DEMO_DIR)/multires trainer.enable_progress_bar=false
-	$(PY) -m fer_multires.train +experiment=demo run_dir=$(DEMO_DIR)/baseline trainer.enable_progress_bar=false
-	$(PY) -m fer_multires.evaluate ckpt_path=$(DEMO_DIR)/multires run_dir=$(DEMO_DIR)/multires/eval
-	$(PY) -m fer_multires.evaluate ckpt_path=$(DEMO_DIR)/baseline run_dir=$(DEMO_DIR)/baseline/eval
+demo-compare: $(STAMP) ## Train the demo with and without multi-resolution (each evaluated at the end); compare
+	$(PY) -m fer_multires.train +experiment=demo_multires run_dir=$(DEMO_DIR)/multires trainer.enable_progress_bar=false eval_after_fit=true
+	$(PY) -m fer_multires.train +experiment=demo run_dir=$(DEMO_DIR)/baseline trainer.enable_progress_bar=false eval_after_fit=true
 	$(PY) -m fer_multires.compare $(DEMO_DIR)/multires/eval $(DEMO_DIR)/baseline/eval --out $(DEMO_DIR)
 
 DIR ?= logs

@@ -28,10 +28,11 @@ from torch.nn import functional as F
 
 from fer_multires.data.datamodule import AffWild2DataModule
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
+from fer_multires.data.transforms import MultiResolution
 from fer_multires.models.module import FERModule
 
 CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
-PAPER_MULTIRES = {"enabled": True, "p": 1.0, "min_res": 8, "max_res": 128, "sampling": "pow2"}
+PAPER_MULTIRES = MultiResolution(p=1.0, min_res=8, max_res=128, sampling="pow2")
 
 
 class Throughput(Callback):

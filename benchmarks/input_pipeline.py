@@ -31,13 +31,14 @@ import torch
 from common import emit
 from torch.utils.data import DataLoader, Dataset
 
-from fer_multires.data.affwild2 import SplitIndex, read_affwild2
 from fer_multires.data.datamodule import AffWild2DataModule
 from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.data.readers.affwild2 import SplitIndex, read_affwild2
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
+from fer_multires.data.transforms import MultiResolution
 from fer_multires.utils.profiling import OpCounter
 
-PAPER_MULTIRES = {"enabled": True, "p": 1.0, "min_res": 8, "max_res": 128, "sampling": "pow2"}
+PAPER_MULTIRES = MultiResolution(p=1.0, min_res=8, max_res=128, sampling="pow2")
 
 
 def datamodule(root: Path, augment_on: str, workers: int = 0) -> AffWild2DataModule:

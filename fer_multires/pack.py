@@ -2,8 +2,8 @@
 
 ``python -m fer_multires.pack data=NAME data.root=PATH pack.out=DIR [pack.shard_size=N]`` reads
 the dataset with the usual reader (same splits, labels and skip counts) and writes
-WebDataset-style shards plus their index (see :mod:`fer_multires.data.packed`). Train from them
-with ``data.packed_dir=DIR``.
+WebDataset-style shards plus their index (see :mod:`fer_multires.data.readers.packed`). Train
+from them with ``data.packed_dir=DIR``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from fer_multires.data.packed import pack_splits
-from fer_multires.utils.config import CONFIG_DIR
+from fer_multires.data.readers.packed import pack_splits
+from fer_multires.utils.config import CONFIG_DIR, instantiate
 
 
 def run_pack(cfg: DictConfig) -> dict:
     """Read the configured dataset and pack it into ``pack.out``."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     meta = pack_splits(datamodule.read_index(), cfg.pack.out, cfg.pack.shard_size)
     for name, info in meta["splits"].items():

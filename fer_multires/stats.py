@@ -14,9 +14,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from fer_multires.data.affwild2 import SPLITS, AffWild2Index
 from fer_multires.data.labels import class_weights
-from fer_multires.utils.config import CONFIG_DIR
+from fer_multires.data.readers.affwild2 import SPLITS, AffWild2Index
+from fer_multires.utils.config import CONFIG_DIR, instantiate
 from fer_multires.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 def run_stats(cfg: DictConfig) -> dict[str, Any]:
     """Read the configured dataset, print its statistics and optionally write them as JSON."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     stats = dataset_stats(datamodule.read_index())
     print(format_stats(stats))

@@ -12,6 +12,7 @@ run: weights, optimiser, epoch, step, sampler order and augmentation draws.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,27 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from fer_multires.data.datamodule import AffWild2DataModule
+from fer_multires.evaluation.config import EvalSettings, check_eval_node, check_trainer_node
+from fer_multires.evaluation.outputs import format_compact_table
+from fer_multires.evaluation.runner import evaluate_checkpoint
 from fer_multires.models.backbone import detect_weights_format
-from fer_multires.models.module import FERModule, check_checkpoint_classes
-from fer_multires.utils.config import CONFIG_DIR
+from fer_multires.models.module import FERModule
+from fer_multires.results import (
+    EVAL_DIR,
+    EVAL_ERROR_FILE,
+    METRICS_FILE,
+    EvalResults,
+    TrainingResults,
+    load_training_results,
+)
+from fer_multires.utils.checkpoints import (
+    check_checkpoint_classes,
+    last_checkpoint,
+    require_checkpoint,
+)
+from fer_multires.utils.config import CONFIG_DIR, instantiate, rewrite_deprecated_overrides
 from fer_multires.utils.io import write_json_atomic, write_text_atomic
-from fer_multires.utils.report import format_split_table, metrics_for_split
+from fer_multires.utils.tables import format_split_table
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +62,8 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
-        path = run_dir / "checkpoints" / "last.ckpt"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"ckpt_path=last: nothing to resume, {path} does not exist. Pass the directory "
-                "of the run to resume as run_dir=<dir> (its path is printed when a run starts)"
-            )
-        return str(path)
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path: checkpoint {ckpt_path} does not exist")
-    return str(ckpt_path)
+        return str(last_checkpoint(run_dir))
+    return str(require_checkpoint(ckpt_path))
 
 
 def resolve_class_weights(setting: Any, datamodule: AffWild2DataModule) -> list[float] | None:
@@ -107,16 +116,20 @@ def warn_on_weight_normalisation_mismatch(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Train (or resume) a model as configured and validate its best checkpoint.
+    """Train (or resume) a model, validate its best checkpoint and evaluate it (eval_after_fit).
 
     Returns:
         The best checkpoint's validation metrics, and the objects built (datamodule, model,
-        trainer).
+        trainer, and ``eval``: the evaluation's results when ``eval_after_fit`` is on).
+
+    Raises:
+        EvaluationAfterFitError: if training finished but its end-of-training evaluation failed.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    eval_settings = check_eval_after_fit(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule: AffWild2DataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: AffWild2DataModule = instantiate(cfg.data)  # errors name their config key
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     warn_on_weight_normalisation_mismatch(cfg)
     datamodule.prepare_data()
@@ -141,14 +154,74 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     results = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = {key: float(value) for key, value in results[0].items()} if results else {}
     if trainer.is_global_zero:
-        write_json_atomic(
-            run_dir / "metrics.json",
-            {"checkpoint": best, "classes": list(datamodule.classes), "metrics": metrics},
-        )
-        print(format_split_table(metrics_for_split(metrics, "val_full"), datamodule.classes))
+        results = TrainingResults(best, list(datamodule.classes), metrics)
+        write_json_atomic(run_dir / METRICS_FILE, results.to_json())
+        print(format_split_table(results.split_metrics("val_full"), datamodule.classes))
         print(f"best checkpoint: {best}\nrun directory: {run_dir}")
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
+    if eval_settings is not None:
+        objects["eval"] = evaluate_after_fit(eval_settings, best, datamodule, trainer, run_dir)
     return metrics, objects
+
+
+def check_eval_after_fit(cfg: DictConfig) -> EvalSettings | None:
+    """Check the end-of-training evaluation's settings before training, or None if it is off.
+
+    Raises:
+        ValueError: for an invalid ``eval.*`` value or ``trainer.use_distributed_sampler``.
+    """
+    if not cfg.get("eval_after_fit", False):
+        return None
+    check_trainer_node(cfg.trainer)
+    return check_eval_node(cfg.eval, Path())  # the checkpoint is known after training
+
+
+def evaluate_after_fit(
+    settings: EvalSettings,
+    best: str | None,
+    datamodule: AffWild2DataModule,
+    trainer: Trainer,
+    run_dir: Path,
+) -> EvalResults | None:
+    """Evaluate the best checkpoint into ``<run dir>/eval/``, as ``evaluate`` would.
+
+    Runs on the training's trainer, so on its devices and exactly under DDP. A failure leaves the
+    trained checkpoint and ``metrics.json`` as they are; it is recorded in ``eval/error.txt``
+    (the sweep report lists the job as ``eval failed``) and raised as
+    :class:`EvaluationAfterFitError`.
+
+    Returns:
+        The results on global rank 0; None elsewhere, or when no checkpoint was saved.
+    """
+    out = run_dir / EVAL_DIR
+    if best is None:
+        log.warning("eval_after_fit: no best checkpoint was saved, so nothing is evaluated")
+        return None
+    (out / EVAL_ERROR_FILE).unlink(missing_ok=True)
+    try:
+        results = evaluate_checkpoint(
+            replace(settings, ckpt_path=Path(best)),
+            datamodule,
+            trainer,
+            out,
+            run_dir / "config.yaml",
+        )
+    except Exception as err:
+        message = f"{type(err).__name__}: {err}"
+        write_text_atomic(out / EVAL_ERROR_FILE, message + "\n")
+        raise EvaluationAfterFitError(
+            f"eval_after_fit: the evaluation of {best} failed ({message}); the checkpoint is "
+            f"kept: rerun it with python -m fer_multires.evaluate ckpt_path={run_dir} "
+            f"run_dir={out}"
+        ) from err
+    if results is not None:
+        print(format_compact_table(results))
+        print(f"evaluation report: {out / 'report.md'}")
+    return results
+
+
+class EvaluationAfterFitError(RuntimeError):
+    """Training finished and saved its checkpoints, but the end-of-training evaluation failed."""
 
 
 def without_logging_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
@@ -178,6 +251,11 @@ def run_sweep_job(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics, _ = train(cfg)
+    except (
+        EvaluationAfterFitError
+    ) as err:  # trained and checkpointed: the report says "eval failed"
+        log.error("sweep job's evaluation failed: %s", err)
+        return optimized_value(cfg, load_training_results(run_dir).metrics)
     except Exception as err:
         overrides = " ".join(HydraConfig.get().overrides.task)
         log.error("sweep job failed (%s): %s: %s", overrides, type(err).__name__, err)
@@ -203,4 +281,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    rewrite_deprecated_overrides()  # data.multires.enabled=... (deprecated)
     main()

@@ -114,3 +114,40 @@ def compose_entry(config_name: str, overrides: list[str], output_dir: Path) -> D
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def train_overrides(data_root: Path, tmp_path: Path) -> list[str]:
+    """Overrides that shrink the demo_multires experiment to seconds on a CPU, on ``data_root``."""
+    return [
+        "+experiment=demo_multires",
+        "data=affwild2",
+        f"data.root={data_root}",
+        "data.batch_size=8",
+        "data.eval_batch_size=16",
+        "data.num_workers=0",
+        "data.resize_size=28",
+        "data.crop_size=24",
+        "data.val_select_fraction=0.4",
+        "data.multires.p=0.5",  # the resume test sets its own p
+        "trainer.max_epochs=1",
+        "trainer.deterministic=true",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        # a schedule that does not depend on max_epochs, so a stopped run and a longer one agree
+        "model.scheduler.T_max=4",
+        f"paths.root_dir={tmp_path}",
+        "eval_after_fit=false",  # the tests that want it turn it on
+    ]
+
+
+def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
+    """Compose the train entry point's config, with its output in ``run_dir``."""
+    return compose_entry("train", overrides, run_dir)
+
+
+def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
+    """Train through the entry point's ``train(cfg)`` with :func:`train_overrides` and ``extra``."""
+    from fer_multires.train import train
+
+    overrides = [*train_overrides(data_root, tmp_path), f"run_dir={run_dir}", *extra]
+    return train(compose_train(overrides, run_dir))

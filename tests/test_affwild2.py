@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import make_tree, write_video
 
-from fer_multires.data.affwild2 import AnnotationError, read_affwild2
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8
+from fer_multires.data.readers.affwild2 import AnnotationError, read_affwild2
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_every_quirk_is_counted(tmp_path: Path) -> None:
 
     index = read_affwild2(root)
     train, val = index.splits["train"], index.splits["val"]
-    assert train.videos == ["v1", "v2_left", "v2_right"]
+    assert train.video_names == ["v1", "v2_left", "v2_right"]
     assert [train.image_relpath(i) for i in range(len(train))] == [
         "v1/00001.jpg", "v1/00003.jpg", "v1/00005.jpg",
         "v2_left/00001.jpg", "v2_left/00002.jpg",
@@ -71,7 +71,7 @@ def test_videos_without_frames_warns_with_names(tmp_path: Path, caplog) -> None:
 
 def test_index_is_compact_arrays(tree: Path) -> None:
     split = read_affwild2(tree).splits["train"]
-    assert split.video.dtype == np.int32
+    assert split.video_id.dtype == np.int32
     assert split.frame.dtype == np.int32
     assert split.label.dtype == np.int8
     assert split.nbytes() == 9 * len(split)
@@ -147,9 +147,9 @@ def test_ambiguous_or_unknown_layout(tmp_path: Path) -> None:
 def test_subset_renumbers_videos(tree: Path) -> None:
     val = read_affwild2(tree).splits["val"]
     sub = val.subset(["val_002", "val_000"])
-    assert sub.videos == ["val_000", "val_002"]
+    assert sub.video_names == ["val_000", "val_002"]
     assert len(sub) == 20
-    assert set(sub.video.tolist()) == {0, 1}
+    assert set(sub.video_id.tolist()) == {0, 1}
     assert sub.image_relpath(0) == "val_000/00001.jpg"
 
 
@@ -167,7 +167,7 @@ def test_frame_manifest_replaces_folder_listing(tmp_path: Path) -> None:
     from_manifest = read_affwild2(root, frames_manifest=manifest)
     for split in ("train", "val"):
         a, b = listed.splits[split], from_manifest.splits[split]
-        assert a.videos == b.videos
+        assert a.video_names == b.video_names
         assert np.array_equal(a.frame, b.frame) and np.array_equal(a.label, b.label)
         assert a.skipped == b.skipped
         assert a.missing_videos == b.missing_videos

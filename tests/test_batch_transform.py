@@ -7,15 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from fer_multires.data.batch_transforms import BatchTransform, DecodedSample, axis_operators
 from fer_multires.data.transforms import (
     AugmentDraws,
-    BatchTransform,
-    DecodedSample,
     EvalTransform,
     MultiResolution,
     Normalize,
     TrainTransform,
-    axis_operators,
     degrade,
     resize,
     shorter_side_size,

@@ -13,18 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_entry, make_image_tree
+from conftest import compose_entry, make_image_tree, run_train
 from omegaconf import DictConfig, OmegaConf
-from test_train import run_train
 
 from fer_multires.data.labels import EXPRESSIONS_7
-from fer_multires.evaluate import (
-    anchor_relative_root,
-    apply_data_overrides,
-    confusion_from_labels,
-    evaluate,
-    metric_entry,
-)
+from fer_multires.evaluate import evaluate
+from fer_multires.evaluation.config import anchor_relative_root, apply_data_overrides
+from fer_multires.results import SplitMetrics, confusion_from_labels
 
 SPLITS = ("val_select", "val_rest", "val_full")
 OUTPUTS = (
@@ -58,9 +53,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("evaluate")
     data_root = make_image_tree(base / "data", train_videos=4, val_videos=5, frames=9)
     run_dir = base / "run"
-    metrics, _ = run_train(data_root, base, run_dir)
+    # evaluated at the end of training too (eval_after_fit), with the settings evaluate gets below
+    metrics, objects = run_train(data_root, base, run_dir, "eval_after_fit=true", *EVAL_ARGS)
     ckpt = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
-    return {"base": base, "data_root": data_root, "ckpt": Path(ckpt), "train_metrics": metrics}
+    return {"base": base, "data_root": data_root, "ckpt": Path(ckpt), "train_metrics": metrics,
+            "run_dir": run_dir, "eval_after_fit": objects["eval"]}  # fmt: skip
 
 
 def compose_eval(overrides: list[str], out_dir: Path) -> DictConfig:
@@ -119,6 +116,38 @@ def test_output_directory_shape(evaluated) -> None:
         assert (evaluated / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_after_fit_writes_what_evaluate_writes(trained, evaluated) -> None:
+    after_fit = trained["run_dir"] / "eval"
+    assert sorted(p.name for p in after_fit.iterdir() if p.is_file()) == sorted(OUTPUTS)
+    ours = json.loads((after_fit / "metrics.json").read_text())
+    standalone = json.loads((evaluated / "metrics.json").read_text())
+    assert ours["checkpoint"] == standalone["checkpoint"] == str(trained["ckpt"])
+    assert ours["run_config"] == str(trained["run_dir"] / "config.yaml")
+    for key in (*SPLITS, "smoothing", "resolutions", "skipped_images", "classes"):
+        assert ours[key] == standalone[key], key
+    assert trained["eval_after_fit"].to_json() == ours
+    predictions = (after_fit / "predictions.csv").read_text()
+    assert predictions == (evaluated / "predictions.csv").read_text()
+
+
+def test_failed_eval_after_fit_keeps_the_checkpoint(trained, tmp_path, monkeypatch) -> None:
+    from fer_multires.evaluation import runner
+    from fer_multires.train import EvaluationAfterFitError
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(runner, "write_outputs", disk_full)
+    run_dir = tmp_path / "run"
+    with pytest.raises(EvaluationAfterFitError, match="No space left.*checkpoint is kept"):
+        run_train(trained["data_root"], tmp_path, run_dir, "eval_after_fit=true", *EVAL_ARGS)
+    training = json.loads((run_dir / "metrics.json").read_text())
+    assert Path(training["checkpoint"]).is_file() and "val_select/score" in training["metrics"]
+    assert (run_dir / "eval" / "error.txt").read_text() == "OSError: No space left on device\n"
+    assert not (run_dir / "eval" / "metrics.json").exists()
+    assert not list((run_dir / "eval").glob(".eval_raw*"))
+
+
 def test_predictions_csv_reproduces_metrics(evaluated) -> None:
     rows = read_predictions(evaluated / "predictions.csv")
     assert list(rows[0]) == ["video", "frame", "label", "predicted",
@@ -133,7 +162,9 @@ def test_predictions_csv_reproduces_metrics(evaluated) -> None:
     # the predicted class has the highest probability (to the CSV's 6 significant digits)
     assert np.all(probs[np.arange(45), predicted] >= probs.max(axis=1) - 1e-5)
     metrics = json.loads((evaluated / "metrics.json").read_text())
-    recomputed = metric_entry(confusion_from_labels(labels, predicted, 7), EXPRESSIONS_7)
+    recomputed = SplitMetrics.from_confusion(
+        confusion_from_labels(labels, predicted, 7), EXPRESSIONS_7
+    ).to_json()
     assert recomputed == metrics["val_full"]["native"]
 
 

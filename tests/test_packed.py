@@ -49,7 +49,7 @@ def test_counts_labels_and_skips_are_identical(packed) -> None:
     assert shards.classes == folders.classes
     for name in ("train", "val_select", "val_rest", "val_full"):
         a, b = folders.splits[name], shards.splits[name]
-        assert a.videos == b.videos
+        assert a.video_names == b.video_names
         assert np.array_equal(a.frame, b.frame) and np.array_equal(a.label, b.label)
     assert shards.index.skipped() == folders.index.skipped()
     assert shards.index.splits["val"].missing_videos == ["no_frames"]

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_multires.data import synthetic
 from fer_multires.data.labels import EXPRESSIONS_7, UNLABELLED
 from fer_multires.data.synthetic import (
     MANIFEST_NAME,
     SyntheticSpec,
     ensure_synthetic_affwild2,
     generate_synthetic_affwild2,
+    plan,
     render_face,
+    writer,
 )
 
 HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
@@ -230,7 +231,7 @@ def check_proportions(splits: dict, spec: SyntheticSpec) -> None:
 def test_default_sizes_plan_every_class_in_proportion(seed: int) -> None:
     """The label plan alone (no images): fast, and for a few seeds."""
     spec = SyntheticSpec(seed=seed)
-    check_proportions(synthetic._count(synthetic._plan_videos(spec)), spec)
+    check_proportions(plan.count(plan.plan_videos(spec)), spec)
 
 
 @pytest.mark.slow
@@ -276,7 +277,7 @@ def test_interrupted_generation_leaves_nothing(
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_video", failing_write)
+    monkeypatch.setattr(writer, "_write_video", failing_write)
     with pytest.raises(KeyboardInterrupt):
         generate_synthetic_affwild2(tmp_path / "data", TINY)
     assert list(tmp_path.iterdir()) == []

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_entry, make_image_tree
+from conftest import make_image_tree, run_train, train_overrides
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig
 
-from fer_multires.train import train
-from fer_multires.utils.config import CONFIG_DIR
+from fer_multires.utils.config import CONFIG_DIR, rewrite_deprecated_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,44 +25,12 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            frames=9)  # fmt: skip
 
 
-def base_overrides(data_root: Path, tmp_path: Path) -> list[str]:
-    return [
-        "+experiment=demo",
-        "data=affwild2",
-        f"data.root={data_root}",
-        "data.batch_size=8",
-        "data.eval_batch_size=16",
-        "data.num_workers=0",
-        "data.resize_size=28",
-        "data.crop_size=24",
-        "data.val_select_fraction=0.4",
-        "data.multires.enabled=true",
-        "data.multires.p=0.5",  # the resume test sets its own p
-        "trainer.max_epochs=1",
-        "trainer.deterministic=true",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        # a schedule that does not depend on max_epochs, so a stopped run and a longer one agree
-        "model.scheduler.T_max=4",
-        f"paths.root_dir={tmp_path}",
-    ]
-
-
-def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
-    return compose_entry("train", overrides, run_dir)
-
-
-def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
-    overrides = [*base_overrides(data_root, tmp_path), f"run_dir={run_dir}", *extra]
-    return train(compose_train(overrides, run_dir))
-
-
 def test_experiment_override_composes() -> None:
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         for name in ("demo", "demo_multires", "paper_multires", "paper_baseline"):
             cfg = compose("train", overrides=[f"+experiment={name}"])
             assert cfg.task_name == name
-    assert cfg.model.backbone == "seresnet50" and cfg.data.multires.enabled is False
+    assert cfg.model.backbone == "seresnet50" and cfg.data.multires is None
 
 
 def test_unknown_config_key_is_an_error() -> None:
@@ -172,7 +138,7 @@ def test_ddp_validation_counts_every_sample_once(data_root, tmp_path) -> None:
 
 
 def test_multirun_sweep_names_job_dirs_and_survives_a_bad_combination(data_root, tmp_path) -> None:
-    overrides = [o for o in base_overrides(data_root, tmp_path) if not o.startswith("trainer.")]
+    overrides = [o for o in train_overrides(data_root, tmp_path) if not o.startswith("trainer.")]
     result = subprocess.run(
         [sys.executable, "-m", "fer_multires.train", "-m", *overrides,
          "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=none",
@@ -192,7 +158,7 @@ def test_multirun_sweep_names_job_dirs_and_survives_a_bad_combination(data_root,
     good, bad = (tmp_path / "sweep" / job for job in jobs)
     assert (good / "checkpoints" / "last.ckpt").is_file()
     error = (bad / "error.txt").read_text()
-    assert "data.multires.min_res=16 must not exceed data.multires.max_res=8" in error
+    assert "ValueError: data.multires.min_res=16 must not exceed max_res=8" in error
     assert "data.multires.min_res=16" in result.stderr + result.stdout
 
 
@@ -204,3 +170,49 @@ def test_long_sweep_job_names_are_cut_and_stay_unique() -> None:
     a = job_dirname(0, "x" * 300 + ",a=1")
     b = job_dirname(0, "x" * 300 + ",a=2")
     assert len(a) == MAX_JOB_DIRNAME and a != b
+
+
+def run_cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)  # fmt: skip
+
+
+def test_invalid_multires_value_names_its_key_on_the_command_line(tmp_path) -> None:
+    overrides = ["+experiment=demo_multires", "data.multires.p=1.5", "trainer.max_epochs=1"]
+    result = run_cli("fer_multires.train", *overrides, f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ValueError: data.multires.p=1.5 must be in [0, 1]" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["data.multires.enabled=false"], ["data.multires=null"]),
+        (["data.multires.enabled=False", "x=1"], ["data.multires=null", "x=1"]),
+        (["data.multires.enabled=true", "data.multires.p=0.5"], ["data.multires.p=0.5"]),
+        # after the other data.multires overrides, which would not apply to null
+        (["data.multires.enabled=false", "data.multires.p=0.5", "--cfg", "job"],
+         ["data.multires.p=0.5", "data.multires=null", "--cfg", "job"]),
+        (["++data.multires.enabled=false", "data.multires.enabled=true"], []),  # the last wins
+        (["data.multires.enabled=true,false"], ["data.multires.enabled=true,false"]),  # Hydra's
+        (["data.multires=null", "data.root=/d"], ["data.multires=null", "data.root=/d"]),
+    ],
+)  # fmt: skip
+def test_deprecated_multires_overrides_are_rewritten(argv, expected, caplog) -> None:
+    line = ["train.py", *argv]
+    with caplog.at_level("WARNING", logger="fer_multires.utils.config"):
+        assert rewrite_deprecated_overrides(line) is line
+    assert line == ["train.py", *expected]
+    deprecated = any("enabled" in arg for arg in argv)
+    assert ("data.multires.enabled" in caplog.text and "deprecated" in caplog.text) == deprecated
+
+
+@pytest.mark.parametrize("module", ["fer_multires.train", "fer_multires.evaluate"])
+def test_deprecated_enabled_false_still_works_on_the_command_line(module, tmp_path) -> None:
+    experiment = ["+experiment=paper_multires"] if module == "fer_multires.train" else []
+    result = run_cli(module, *experiment, "ckpt_path=x", "data.multires.enabled=false",
+                     "data.multires.p=0.5", "--cfg", "job", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\n  multires: null\n" in result.stdout
+    assert "data.multires.enabled=false is deprecated" in result.stderr

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fer_multires.data.batch_transforms import DecodedSample
 from fer_multires.data.transforms import (
     EvalTransform,
     MultiResolution,
@@ -16,6 +17,7 @@ from fer_multires.data.transforms import (
     sample_rng,
     to_uint8_tensor,
 )
+from fer_multires.data.transforms_factory import create_transforms
 
 
 def noise_image(size: int = 112, seed: int = 0) -> Image.Image:
@@ -85,19 +87,20 @@ def test_multires_is_a_function_of_its_generator() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "key"),
+    ("kwargs", "message"),
     [
-        ({"min_res": 0}, "data.multires.min_res"),
-        ({"min_res": 64, "max_res": 32}, "data.multires.min_res=64 must not exceed"),
-        ({"p": 1.5}, "data.multires.p"),
-        ({"p": -0.1}, "data.multires.p"),
-        ({"sampling": "log"}, "data.multires.sampling"),
-        ({"min_res": 9, "max_res": 15}, "no power of two"),
+        ({"min_res": 0}, "^min_res=0 must be >= 1$"),
+        ({"min_res": 64, "max_res": 32}, "^min_res=64 must not exceed max_res=32$"),
+        ({"p": 1.5}, r"^p=1.5 must be in \[0, 1\]$"),
+        ({"p": -0.1}, "^p=-0.1 "),
+        ({"sampling": "log"}, "^sampling 'log' is not one of uniform, pow2$"),
+        ({"min_res": 9, "max_res": 15}, "^min_res=9..max_res=15 holds no power of two"),
     ],
 )
-def test_invalid_multires_names_the_key(kwargs: dict, key: str) -> None:
-    with pytest.raises(ValueError, match=key):
-        MultiResolution(**kwargs, config_key="data.multires.")
+def test_invalid_multires_names_the_parameter(kwargs: dict, message: str) -> None:
+    # a plain message, parameter first: the config boundary adds the key (data.multires.)
+    with pytest.raises(ValueError, match=message):
+        MultiResolution(**kwargs)
 
 
 def test_train_transform_draws_depend_on_seed_epoch_index_only() -> None:
@@ -134,10 +137,50 @@ def test_vggface2_normalisation_is_bgr_mean_subtracted() -> None:
     out = Normalize("vggface2")(img)
     assert out[0, 0, 0].item() == pytest.approx(10 - 91.4953, abs=1e-4)  # B first
     assert out[2, 0, 0].item() == pytest.approx(200 - 131.0912, abs=1e-4)  # R last
-    with pytest.raises(ValueError, match="data.normalization"):
+    with pytest.raises(ValueError, match="^normalization 'caffe' is not one of imagenet, vggface2"):
         Normalize("caffe")
 
 
 def test_crop_larger_than_resize_is_an_error() -> None:
-    with pytest.raises(ValueError, match="data.crop_size=300 must not exceed data.resize_size"):
+    with pytest.raises(ValueError, match="^crop_size=300 must not exceed resize_size=256$"):
         EvalTransform(256, 300, Normalize())
+
+
+def test_factory_wires_the_transforms_of_one_config() -> None:
+    multires = MultiResolution(0.5, 8, 64, "uniform")
+    made = create_transforms(256, 224, 0.3, "vggface2", multires, seed=5)
+    by_hand = TrainTransform(256, 224, 0.3, Normalize("vggface2"), multires, seed=5)
+    # the same draws as the pipeline wired by hand, and one normalisation and multires for all
+    assert [made.train.draw(2, i, 112, 120) for i in range(200)] == [
+        by_hand.draw(2, i, 112, 120) for i in range(200)
+    ]
+    assert made.multires is multires and made.normalize.preset == "vggface2"
+    assert made.eval.normalize is made.batch.normalize is made.normalize
+    assert made.batch.resolutions == [0, *range(8, 65)]
+    img = noise_image()
+    assert torch.equal(made.eval(img), EvalTransform(256, 224, Normalize("vggface2"))(img))
+    # what the workers apply: the PIL pipelines on the cpu, uint8 (+ draws) on the device path
+    assert made.worker(train=True, on_device=False) is made.train
+    assert made.worker(train=False, on_device=False) is made.eval
+    decoded = made.worker(train=True, on_device=True)
+    assert isinstance(decoded, DecodedSample) and decoded.train_transform is made.train
+    assert made.worker(train=False, on_device=True).train_transform is None
+
+
+def test_factory_without_multires_never_degrades() -> None:
+    made = create_transforms(multires=None)
+    assert made.multires is None and made.batch.resolutions == [0]
+    assert {made.train.draw(0, i, 112, 112).resolution for i in range(500)} == {0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"crop_size": 300}, "^crop_size=300 must not exceed resize_size=256$"),
+        ({"normalization": "x"}, "^normalization 'x' is not one of imagenet, vggface2$"),
+        ({"grayscale_p": 1.5}, r"^grayscale_p=1.5 must be in \[0, 1\]$"),
+    ],
+)
+def test_factory_errors_name_the_parameter(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_transforms(**kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +27,24 @@ from PIL import Image
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from fer_multires.data.affwild2 import AffWild2Index, SplitIndex, read_affwild2
+from fer_multires.data.batch_transforms import BatchTransform
 from fer_multires.data.datasets import (
     BadImageError,
     FrameDataset,
-    ShardSampler,
+    PartitionSampler,
     check_on_bad_image,
 )
 from fer_multires.data.labels import class_weights
-from fer_multires.data.packed import read_packed
+from fer_multires.data.readers.affwild2 import AffWild2Index, SplitIndex, read_affwild2
+from fer_multires.data.readers.packed import read_packed
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
-from fer_multires.data.transforms import (
-    BatchTransform,
-    DecodedSample,
-    EvalTransform,
-    MultiResolution,
-    Normalize,
-    TrainTransform,
-    check_sizes,
-)
+from fer_multires.data.transforms import MultiResolution
+from fer_multires.data.transforms_factory import Transforms, create_transforms
+from fer_multires.results import VAL_LOADERS
+from fer_multires.utils.config import config_node
 
 log = logging.getLogger(__name__)
 
-#: Order of the loaders returned by ``val_dataloader`` (dataloader_idx 0, 1).
-VAL_LOADERS: tuple[str, ...] = ("val_select", "val_rest")
-#: Every evaluation split, in report order.
-EVAL_SPLITS: tuple[str, ...] = ("val_select", "val_rest", "val_full")
 AUGMENT_ON: tuple[str, ...] = ("device", "cpu")
 
 
@@ -91,8 +84,9 @@ class AffWild2DataModule(LightningDataModule):
             listing the frame folders (e.g. on network storage).
         packed_dir: read the frames and the index from tar shards written by
             ``python -m fer_multires.pack`` instead of the annotation and frame folders.
-        synthetic: if set, a :class:`SyntheticSpec` as a dict: the set is generated into ``root``
-            when that folder holds no dataset yet.
+        synthetic: if set, a :class:`SyntheticSpec` (a ``_target_`` node in the config; a plain
+            dict, as in older runs' ``config.yaml``, is accepted too): the set is generated into
+            ``root`` when that folder holds no dataset yet.
         batch_size: training batch size per process.
         eval_batch_size: evaluation batch size per process (default: ``batch_size``).
         num_workers: DataLoader worker processes.
@@ -101,8 +95,9 @@ class AffWild2DataModule(LightningDataModule):
         crop_size: side of the square crop fed to the model.
         grayscale_p: probability of random grayscale in training.
         normalization: ``imagenet`` or ``vggface2``.
-        multires: ``{enabled, p, min_res, max_res, sampling}`` of the multi-resolution
-            augmentation.
+        multires: the multi-resolution augmentation (a ``_target_`` node in the config), or
+            None for none. The deprecated dict ``{enabled, p, min_res, max_res, sampling}`` is
+            accepted too, with a warning (see :func:`resolve_multires`).
         val_select_fraction: share of validation videos in ``val_select``.
         val_select_seed: seed of the ``val_select`` choice.
         seed: seed of the training order and the augmentation draws.
@@ -122,7 +117,7 @@ class AffWild2DataModule(LightningDataModule):
         frames_dir: str = "cropped_aligned",
         frames_manifest: str | None = None,
         packed_dir: str | None = None,
-        synthetic: dict[str, Any] | None = None,
+        synthetic: SyntheticSpec | Mapping[str, Any] | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
@@ -131,7 +126,7 @@ class AffWild2DataModule(LightningDataModule):
         crop_size: int = 224,
         grayscale_p: float = 0.2,
         normalization: str = "imagenet",
-        multires: dict[str, Any] | None = None,
+        multires: MultiResolution | Mapping[str, Any] | None = None,
         val_select_fraction: float = 0.15,
         val_select_seed: int = 0,
         seed: int = 0,
@@ -144,7 +139,7 @@ class AffWild2DataModule(LightningDataModule):
         self.frames_dir = frames_dir
         self.frames_manifest = frames_manifest
         self.packed_dir = packed_dir
-        self.synthetic = SyntheticSpec(**synthetic) if synthetic else None
+        self.synthetic = resolve_synthetic(synthetic)
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be >= 1")
         self.batch_size = batch_size
@@ -153,12 +148,12 @@ class AffWild2DataModule(LightningDataModule):
             raise ValueError(f"data.num_workers={num_workers} must be >= 0")
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        check_sizes(resize_size, crop_size)
-        self.resize_size = resize_size
-        self.crop_size = crop_size
-        self.grayscale_p = grayscale_p
-        self.normalize = Normalize(normalization)
-        self.multires = build_multires(multires or {})
+        self.multires = resolve_multires(multires)
+        with config_node("data"):  # names the keys in the errors of the parts
+            check_on_bad_image(on_bad_image)
+            self.transforms: Transforms = create_transforms(
+                resize_size, crop_size, grayscale_p, normalization, self.multires, seed
+            )
         if not 0.0 < val_select_fraction < 1.0:
             raise ValueError(f"data.val_select_fraction={val_select_fraction} must be in (0, 1)")
         self.val_select_fraction = val_select_fraction
@@ -166,25 +161,20 @@ class AffWild2DataModule(LightningDataModule):
         if seed < 0:
             raise ValueError(f"data.seed={seed} must be >= 0")
         self.seed = seed
-        check_on_bad_image(on_bad_image)
         self.on_bad_image = on_bad_image
         if augment_on not in AUGMENT_ON:
             raise ValueError(
                 f"data.augment_on={augment_on!r} is not one of {', '.join(AUGMENT_ON)}"
             )
         self.augment_on = augment_on
-        self.train_transform = TrainTransform(
-            resize_size, crop_size, grayscale_p, self.normalize, self.multires, seed
-        )
-        self.batch_transform = BatchTransform(
-            resize_size,
-            crop_size,
-            self.normalize,
-            self.multires.choices if self.multires is not None else (),
-        )
         self.native_size: tuple[int, int] = (112, 112)
         self.index: AffWild2Index | None = None
         self.splits: dict[str, SplitIndex] = {}
+
+    @property
+    def batch_transform(self) -> BatchTransform:
+        """The batched pipeline that finishes uint8 batches on the device (``augment_on``)."""
+        return self.transforms.batch
 
     def prepare_data(self) -> None:
         """Generate the synthetic set into ``root`` if this is a synthetic config and it is absent.
@@ -209,11 +199,11 @@ class AffWild2DataModule(LightningDataModule):
                 )
         val = index.splits["val"]
         select_videos = split_val_videos(
-            [val.videos[v] for v in np.unique(val.video)],
+            [val.video_names[v] for v in np.unique(val.video_id)],
             self.val_select_fraction,
             self.val_select_seed,
         )
-        rest_videos = sorted(set(val.videos) - set(select_videos))
+        rest_videos = sorted(set(val.video_names) - set(select_videos))
         self.index = index
         self.splits = {
             "train": index.splits["train"],
@@ -271,16 +261,10 @@ class AffWild2DataModule(LightningDataModule):
         self._index()
         on_device = (augment_on or self.augment_on) == "device"
         train = split == "train"
-        if on_device:
-            transform = DecodedSample(self.train_transform if train else None)
-        elif train:
-            transform = self.train_transform
-        else:
-            transform = EvalTransform(self.resize_size, self.crop_size, self.normalize)
         return FrameDataset(
             self.splits[split],
             self._index().frames_dir,
-            transform,
+            self.transforms.worker(train, on_device),
             decode="tensor" if on_device else "pil",
             packed_split="train" if train else "val",
             native_size=self.native_size,
@@ -288,7 +272,7 @@ class AffWild2DataModule(LightningDataModule):
         )
 
     def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
-        """Build a loader over this process's shard.
+        """Build a loader over this process's partition.
 
         Training drops the last partial batch: every step then has the same shape, so cuDNN's
         autotuner (and torch.compile) never re-plan mid-run (measured on an H200: a 4.7 s stall
@@ -296,7 +280,7 @@ class AffWild2DataModule(LightningDataModule):
         the sampler, which sets the epoch of each key, lives in the main process.
         """
         rank, world = self._rank_and_world()
-        sampler = ShardSampler(len(dataset), shuffle, self.seed, num_replicas=world, rank=rank)
+        sampler = PartitionSampler(len(dataset), shuffle, self.seed, num_replicas=world, rank=rank)
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -324,11 +308,22 @@ class AffWild2DataModule(LightningDataModule):
         return loader
 
     def val_dataloader(self) -> list[DataLoader]:
-        """``[val_select, val_rest]`` (see :data:`VAL_LOADERS`), each sharded without padding."""
+        """``[val_select, val_rest]`` (see :data:`VAL_LOADERS`).
+
+        Each is partitioned across processes without padding.
+        """
         return [self.eval_dataloader(name) for name in VAL_LOADERS]
 
+    def test_dataloader(self) -> list[DataLoader]:
+        """``[val_select, val_rest]`` as uint8 images at their native size, for the evaluation.
+
+        The evaluation (:class:`~fer_multires.evaluation.module.EvalModule`) decodes each batch
+        once and degrades it to every resolution on the device, whatever ``data.augment_on``.
+        """
+        return [self.eval_dataloader(name, augment_on="device") for name in VAL_LOADERS]
+
     def eval_dataloader(self, split: str, augment_on: str | None = None) -> DataLoader:
-        """Batches of one evaluation split, sharded without padding across processes."""
+        """Batches of one evaluation split, partitioned across processes without padding."""
         return self._loader(
             self.dataset(split, augment_on), shuffle=False, batch_size=self.eval_batch_size
         )
@@ -363,19 +358,80 @@ def probe_native_size(dataset: FrameDataset) -> tuple[int, int]:
     raise ValueError(f"data.root: none of the first frames in {dataset.frames_dir} reads")
 
 
-def build_multires(cfg: dict[str, Any]) -> MultiResolution | None:
-    """Build the multi-resolution augmentation from ``data.multires``, or None if disabled.
+#: The ``_target_`` of a ``data.multires`` node.
+MULTIRES_TARGET = f"{MultiResolution.__module__}.{MultiResolution.__qualname__}"
+#: The keys of the deprecated ``data.multires`` dict (without ``_target_``).
+LEGACY_MULTIRES_KEYS: tuple[str, ...] = ("enabled", "p", "min_res", "max_res", "sampling")
+
+
+def resolve_multires(
+    multires: MultiResolution | Mapping[str, Any] | None,
+) -> MultiResolution | None:
+    """Return the multi-resolution augmentation of ``data.multires``, or None for none.
+
+    ``data.multires`` is a ``_target_`` node, which Hydra has built already, or null. The dict
+    of earlier releases (``{enabled, p, min_res, max_res, sampling}`` without ``_target_``, as in
+    older runs' ``config.yaml``) is still accepted, with a deprecation warning, until the next
+    release.
+
+    Raises:
+        ValueError: for an unknown or invalid key of the dict, naming it.
+        TypeError: for anything else.
+    """
+    if multires is None or isinstance(multires, MultiResolution):
+        return multires
+    if not isinstance(multires, Mapping):
+        raise TypeError(
+            f"data.multires must be a {MULTIRES_TARGET} node or null, got {type(multires).__name__}"
+        )
+    return legacy_multires(multires)
+
+
+def legacy_multires(cfg: Mapping[str, Any]) -> MultiResolution | None:
+    """Build the multi-resolution augmentation from the deprecated ``data.multires`` dict.
+
+    Validated whether enabled or not, as before.
 
     Raises:
         ValueError: for an unknown or invalid key, naming it.
     """
-    known = {"enabled", "p", "min_res", "max_res", "sampling"}
-    unknown = set(cfg) - known
+    unknown = set(cfg) - set(LEGACY_MULTIRES_KEYS)
     if unknown:
         raise ValueError(
-            f"data.multires: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"expected {', '.join(sorted(known))}"
+            f"data.multires: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"expected {', '.join(sorted(LEGACY_MULTIRES_KEYS))}"
         )
-    params = {key: value for key, value in cfg.items() if key != "enabled"}
-    multires = MultiResolution(**params, config_key="data.multires.")
-    return multires if cfg.get("enabled", True) else None
+    enabled = bool(cfg.get("enabled", True))
+    given = f"data.multires.enabled={str(enabled).lower()}" if "enabled" in cfg else "it"
+    log.warning(
+        "data.multires as a dict without _target_ (%s) is deprecated and will be removed in the "
+        "next release: data.multires.enabled=false is now data.multires=null, and "
+        "multi-resolution is on wherever data.multires is a node with _target_: %s",
+        given,
+        MULTIRES_TARGET,
+    )
+    with config_node("data.multires"):
+        multires = MultiResolution(**{k: v for k, v in cfg.items() if k != "enabled"})
+    return multires if enabled else None
+
+
+def resolve_synthetic(synthetic: SyntheticSpec | Mapping[str, Any] | None) -> SyntheticSpec | None:
+    """Return the :class:`SyntheticSpec` of ``data.synthetic``, or None for real data.
+
+    ``data.synthetic`` is a ``_target_`` node, which Hydra has built already, or null; a plain
+    dict (as in older runs' ``config.yaml``) is accepted too.
+
+    Raises:
+        ValueError: for an invalid field, naming its key.
+        TypeError: for anything else.
+    """
+    if synthetic is None or isinstance(synthetic, SyntheticSpec):
+        return synthetic
+    if not isinstance(synthetic, Mapping):
+        raise TypeError(
+            f"data.synthetic must be a SyntheticSpec node or null, got {type(synthetic).__name__}"
+        )
+    if not synthetic:
+        return None
+    with config_node("data.synthetic"):
+        return SyntheticSpec(**{str(k): v for k, v in synthetic.items()})

@@ -1,8 +1,8 @@
 """Frame datasets and the samplers that feed them.
 
 A sampler yields ``(index, epoch)`` keys, so each sample's augmentation draws depend on
-``(seed, epoch, index)`` only, never on which worker process reads it. Sharding across
-processes is done here rather than by Lightning's ``DistributedSampler``: validation shards
+``(seed, epoch, index)`` only, never on which worker process reads it. Partitioning across
+processes is done here rather than by Lightning's ``DistributedSampler``: validation partitions
 are disjoint and unpadded, so every sample is counted exactly once on any number of processes.
 """
 
@@ -20,8 +20,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image
 
-from fer_multires.data.affwild2 import SplitIndex
-from fer_multires.data.packed import PackedReader
+from fer_multires.data.readers.affwild2 import SplitIndex
+from fer_multires.data.readers.packed import PackedReader
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,13 @@ SampleKey = tuple[int, int]
 
 
 def check_on_bad_image(value: str) -> None:
-    """Check ``data.on_bad_image``.
+    """Check an ``on_bad_image`` setting.
 
     Raises:
-        ValueError: naming the key, for a value other than ``error`` or ``skip``.
+        ValueError: for a value other than ``error`` or ``skip``.
     """
     if value not in ON_BAD_IMAGE:
-        raise ValueError(f"data.on_bad_image={value!r} is not one of {', '.join(ON_BAD_IMAGE)}")
+        raise ValueError(f"on_bad_image {value!r} is not one of {', '.join(ON_BAD_IMAGE)}")
 
 
 class BadImageError(OSError):
@@ -162,13 +162,34 @@ class FrameDataset(Dataset):
         return {**sample, "label": int(self.split.label[index]), "index": index, "valid": valid}
 
 
-class ShardSampler(Sampler[SampleKey]):
+def readable_part(
+    batch: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a collated batch into its readable samples and a count of the others.
+
+    Samples whose image could not be read (``valid`` False, under ``data.on_bad_image=skip``)
+    must be left out of losses and metrics and counted; this is the one place that does it.
+
+    Returns:
+        ``(images, labels, indices, dropped)``: the readable samples' images, labels and split
+        indices, and the number of samples left out (a 0-d tensor, so no host sync is needed
+        to count it).
+    """
+    valid = batch["valid"].bool()
+    dropped = (~valid).sum()
+    if bool(valid.all()):
+        return batch["image"], batch["label"], batch["index"], dropped
+    return batch["image"][valid], batch["label"][valid], batch["index"][valid], dropped
+
+
+class PartitionSampler(Sampler[SampleKey]):
     """Yields ``(index, epoch)`` keys for one process's share of a dataset.
 
     Training (``shuffle=True``): a permutation seeded by ``(seed, epoch)``, cut to a multiple of
     ``num_replicas`` so every process runs the same number of steps, and dealt round-robin.
-    Evaluation (``shuffle=False``): indices ``rank, rank + R, ...`` with no padding, so the shards
-    are disjoint and cover every sample exactly once; shards differ in length by at most one.
+    Evaluation (``shuffle=False``): indices ``rank, rank + R, ...`` with no padding, so the
+    partitions are disjoint and cover every sample exactly once; their lengths differ by at most
+    one.
 
     Lightning calls :meth:`set_epoch` before each epoch (also after resuming from a checkpoint).
 

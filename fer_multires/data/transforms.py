@@ -12,7 +12,7 @@ data, which weighs the channels wrongly).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -87,6 +87,18 @@ def degrade(img: Image.Image | torch.Tensor, resolution: int) -> Image.Image | t
     return resize(small, height, width)
 
 
+def check_sizes(resize_size: int, crop_size: int) -> None:
+    """Check that a crop fits in the resized image.
+
+    Raises:
+        ValueError: if a size is below 1 or the crop exceeds the resized image.
+    """
+    if crop_size < 1 or resize_size < 1:
+        raise ValueError(f"crop_size={crop_size} and resize_size={resize_size} must be >= 1")
+    if crop_size > resize_size:
+        raise ValueError(f"crop_size={crop_size} must not exceed resize_size={resize_size}")
+
+
 class MultiResolution:
     """The paper's multi-resolution augmentation ("double random extraction").
 
@@ -99,10 +111,9 @@ class MultiResolution:
         min_res: smallest resolution drawn (>= 1).
         max_res: largest resolution drawn (>= min_res).
         sampling: ``"uniform"`` or ``"pow2"``.
-        config_key: prefix of the config keys named in errors, e.g. ``"data.multires."``.
 
     Raises:
-        ValueError: for an invalid parameter, naming its config key.
+        ValueError: for an invalid parameter, its name first (``p=1.5 must be in [0, 1]``).
     """
 
     def __init__(
@@ -111,21 +122,15 @@ class MultiResolution:
         min_res: int = 8,
         max_res: int = 128,
         sampling: Sampling = "pow2",
-        *,
-        config_key: str = "",
     ) -> None:
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{config_key}p={p} must be in [0, 1]")
+            raise ValueError(f"p={p} must be in [0, 1]")
         if min_res < 1:
-            raise ValueError(f"{config_key}min_res={min_res} must be >= 1")
+            raise ValueError(f"min_res={min_res} must be >= 1")
         if min_res > max_res:
-            raise ValueError(
-                f"{config_key}min_res={min_res} must not exceed {config_key}max_res={max_res}"
-            )
+            raise ValueError(f"min_res={min_res} must not exceed max_res={max_res}")
         if sampling not in SAMPLINGS:
-            raise ValueError(
-                f"{config_key}sampling={sampling!r} is not one of {', '.join(SAMPLINGS)}"
-            )
+            raise ValueError(f"sampling {sampling!r} is not one of {', '.join(SAMPLINGS)}")
         self.p = float(p)
         self.min_res = int(min_res)
         self.max_res = int(max_res)
@@ -133,8 +138,7 @@ class MultiResolution:
         self.choices = self._choices()
         if self.choices.size == 0:
             raise ValueError(
-                f"{config_key}min_res={min_res}..{config_key}max_res={max_res} holds no power "
-                "of two for sampling=pow2"
+                f"min_res={min_res}..max_res={max_res} holds no power of two for sampling=pow2"
             )
 
     def _choices(self) -> np.ndarray:
@@ -193,13 +197,14 @@ class Normalize:
 
     Args:
         preset: ``"imagenet"`` or ``"vggface2"``.
+
+    Raises:
+        ValueError: for another preset.
     """
 
     def __init__(self, preset: str = "imagenet") -> None:
         if preset not in NORMALIZATIONS:
-            raise ValueError(
-                f"data.normalization={preset!r} is not one of {', '.join(NORMALIZATIONS)}"
-            )
+            raise ValueError(f"normalization {preset!r} is not one of {', '.join(NORMALIZATIONS)}")
         self.preset = preset
         if preset == "imagenet":
             self.mean = torch.tensor(IMAGENET_MEAN_RGB).view(3, 1, 1) * 255.0
@@ -257,6 +262,9 @@ class TrainTransform:
         normalize: the normalisation to apply last.
         multires: the multi-resolution augmentation, or None to leave it out.
         seed: augmentation seed.
+
+    Raises:
+        ValueError: for invalid sizes or a ``grayscale_p`` outside [0, 1].
     """
 
     def __init__(
@@ -270,7 +278,7 @@ class TrainTransform:
     ) -> None:
         check_sizes(resize_size, crop_size)
         if not 0.0 <= grayscale_p <= 1.0:
-            raise ValueError(f"data.grayscale_p={grayscale_p} must be in [0, 1]")
+            raise ValueError(f"grayscale_p={grayscale_p} must be in [0, 1]")
         self.resize_size = resize_size
         self.crop_size = crop_size
         self.grayscale_p = grayscale_p
@@ -336,7 +344,7 @@ class EvalTransform:
     ) -> None:
         check_sizes(resize_size, crop_size)
         if resolution is not None and resolution < 1:
-            raise ValueError(f"eval resolution {resolution} must be >= 1")
+            raise ValueError(f"resolution={resolution} must be >= 1")
         self.resize_size = resize_size
         self.crop_size = crop_size
         self.normalize = normalize
@@ -355,239 +363,3 @@ class EvalTransform:
             f"{type(self).__name__}(resolution={self.resolution}, resize={self.resize_size}, "
             f"crop={self.crop_size}, {self.normalize!r})"
         )
-
-
-def check_sizes(resize_size: int, crop_size: int) -> None:
-    """Check that a crop fits in the resized image.
-
-    Raises:
-        ValueError: naming ``data.resize_size`` / ``data.crop_size``.
-    """
-    if crop_size < 1 or resize_size < 1:
-        raise ValueError(
-            f"data.resize_size={resize_size} and data.crop_size={crop_size} must be >= 1"
-        )
-    if crop_size > resize_size:
-        raise ValueError(
-            f"data.crop_size={crop_size} must not exceed data.resize_size={resize_size}"
-        )
-
-
-#: ITU-R 601-2 luma weights, as PIL's ``convert("L")`` uses them.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def resize_matrix(length: int, new_length: int) -> torch.Tensor:
-    """Return the ``(new_length, length)`` float64 matrix of :func:`resize` along one axis.
-
-    Antialiased bilinear resizing is separable and linear: resizing an image to
-    ``(new_h, new_w)`` is ``resize_matrix(h, new_h) @ image @ resize_matrix(w, new_w).T``.
-    The matrix is obtained by resizing the identity, so it is exactly torch's own kernel.
-    """
-    identity = torch.eye(length, dtype=torch.float64)[None, None]
-    return resize(identity, new_length, length)[0, 0]
-
-
-def axis_operators(
-    height: int, width: int, resize_size: int, resolution: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the row and column operators of "degrade to ``resolution``, then resize".
-
-    Args:
-        height: image height.
-        width: image width.
-        resize_size: shorter side after resizing.
-        resolution: the multi-resolution target (see :func:`degrade`), or 0 for none.
-
-    Returns:
-        ``(rows, cols)`` of shapes ``(resized_h, height)`` and ``(resized_w, width)``: the
-        processed image is ``rows @ image @ cols.T`` per channel.
-    """
-    resized_h, resized_w = shorter_side_size(height, width, resize_size)
-    rows, cols = resize_matrix(height, resized_h), resize_matrix(width, resized_w)
-    if 0 < resolution < min(height, width):
-        small_h, small_w = shorter_side_size(height, width, resolution)
-        rows = rows @ resize_matrix(small_h, height) @ resize_matrix(height, small_h)
-        cols = cols @ resize_matrix(small_w, width) @ resize_matrix(width, small_w)
-    return rows, cols
-
-
-@dataclass(frozen=True)
-class BatchOperators:
-    """The precomputed operators of a :class:`BatchTransform` for one image size and device.
-
-    Attributes:
-        slot: for each resolution 0..max, the index of its operators in ``rows``/``cols``.
-        rows: ``(K, resized_h, height)`` row operators, one per distinct degradation.
-        cols: ``(K, resized_w, width)`` column operators.
-        steps: ``0..crop_size - 1``, to gather the crop's rows and columns.
-        channels: ``(2, 3, 3)`` channel maps: colour and grayscale, normalisation included.
-        bias: ``(3, 1)`` the normalisation's offset.
-    """
-
-    slot: torch.Tensor
-    rows: torch.Tensor
-    cols: torch.Tensor
-    steps: torch.Tensor
-    channels: torch.Tensor
-    bias: torch.Tensor
-
-    def to(self, device: torch.device | str) -> BatchOperators:
-        """Return these operators on ``device``."""
-        return BatchOperators(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-
-class BatchTransform:
-    """The train and eval pipelines on a whole batch of uint8 images, on any device.
-
-    The device-side twin of :class:`TrainTransform` / :class:`EvalTransform` for
-    ``data.augment_on=device``: DataLoader workers only decode JPEGs to uint8 at their native
-    size (and draw each sample's :class:`AugmentDraws` from ``(seed, epoch, index)``); the
-    degradation, resize, crop, grayscale and normalisation run here, batched, after the batch
-    has moved to the training device.
-
-    Every step is linear, so the whole pipeline is three batched matrix products per batch,
-    with no host synchronisation: a per-image 3x3 channel map (grayscale and normalisation),
-    then a column and a row operator (degrade, resize and crop along each axis; see
-    :func:`axis_operators`), gathered per image from operators precomputed once per image size
-    and device. The PIL reference rounds to uint8 after each step and this pipeline does not,
-    so the two agree to within about a grey level (tested).
-
-    Args:
-        resize_size: length of the shorter side after resizing.
-        crop_size: side of the square crop.
-        normalize: the normalisation to apply last.
-        resolutions: every multi-resolution target that training draws may hold (the
-            :attr:`MultiResolution.choices`); 0 (no degradation) is always included.
-    """
-
-    def __init__(
-        self,
-        resize_size: int,
-        crop_size: int,
-        normalize: Normalize,
-        resolutions: tuple[int, ...] | list[int] | np.ndarray = (),
-    ) -> None:
-        check_sizes(resize_size, crop_size)
-        self.resize_size = resize_size
-        self.crop_size = crop_size
-        self.normalize = normalize
-        self.resolutions = sorted({0, *(int(r) for r in resolutions)})
-        self._operators: dict[tuple[int, int, int | None, str], BatchOperators] = {}
-
-    def train(self, images: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Apply per-sample draws to a uint8 batch ``(N, 3, H, W)``.
-
-        Args:
-            images: uint8 images at their native size.
-            draws: ``resolution``, ``crop_top``, ``crop_left``, ``grayscale`` tensors of length N
-                (see :class:`AugmentDraws`), on the images' device; every resolution must be one
-                of :attr:`resolutions`.
-        """
-        ops = self.operators(images, None)
-        slot = ops.slot[draws["resolution"]][:, None]
-        rows = ops.rows[slot, draws["crop_top"][:, None] + ops.steps]
-        cols = ops.cols[slot, draws["crop_left"][:, None] + ops.steps]
-        return self._apply(images, rows, cols, ops.channels[draws["grayscale"].long()], ops.bias)
-
-    def eval(self, images: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
-        """[Degrade to a fixed resolution], resize, center-crop and normalise a uint8 batch."""
-        ops = self.operators(images, resolution or 0)
-        n = images.shape[0]
-        rows, cols = ops.rows[0], ops.cols[0]
-        top, left = (
-            center_crop_offset(rows.shape[0], self.crop_size),
-            center_crop_offset(cols.shape[0], self.crop_size),
-        )
-        rows = rows[top : top + self.crop_size].expand(n, -1, -1)
-        cols = cols[left : left + self.crop_size].expand(n, -1, -1)
-        return self._apply(images, rows, cols, ops.channels[:1].expand(n, -1, -1), ops.bias)
-
-    def operators(self, images: torch.Tensor, resolution: int | None) -> BatchOperators:
-        """Return (and cache) the operators for this batch's image size and device.
-
-        Args:
-            images: a ``(N, 3, H, W)`` batch.
-            resolution: a fixed evaluation resolution, or None for the training operators
-                (one per :attr:`resolutions`).
-        """
-        height, width = image_size(images)
-        key = (height, width, resolution, str(images.device))
-        if key not in self._operators:
-            wanted = self.resolutions if resolution is None else [resolution]
-            self._operators[key] = self._build(height, width, wanted).to(images.device)
-        return self._operators[key]
-
-    def _build(self, height: int, width: int, resolutions: list[int]) -> BatchOperators:
-        # resolutions at or above the native size leave the image as it is: one operator for all
-        effective = {r: r if r < min(height, width) else 0 for r in resolutions}
-        distinct = sorted(set(effective.values()))
-        slot = torch.full((max(resolutions) + 1,), len(distinct), dtype=torch.long)  # unknown
-        for r, kept in effective.items():
-            slot[r] = distinct.index(kept)
-        pairs = [axis_operators(height, width, self.resize_size, r) for r in distinct]
-        matrix, bias = self.normalize.affine()
-        luma = torch.tensor(LUMA_WEIGHTS, dtype=torch.float64)
-        grayscale = luma.expand(3, 3)  # every output channel is the luma of the input
-        return BatchOperators(
-            slot=slot,
-            rows=torch.stack([rows for rows, _ in pairs]).float(),
-            cols=torch.stack([cols for _, cols in pairs]).float(),
-            steps=torch.arange(self.crop_size),
-            channels=torch.stack([matrix, matrix @ grayscale]).float(),
-            bias=bias.view(3, 1).float(),
-        )
-
-    @staticmethod
-    def _apply(
-        images: torch.Tensor,
-        rows: torch.Tensor,
-        cols: torch.Tensor,
-        channels: torch.Tensor,
-        bias: torch.Tensor,
-    ) -> torch.Tensor:
-        """``rows_n @ (channels_n x + bias) @ cols_n.T`` for every image n, in float32."""
-        n, c, h, w = images.shape
-        crop_h, crop_w = rows.shape[1], cols.shape[1]
-        with torch.autocast(images.device.type, enabled=False):
-            x = torch.baddbmm(bias, channels, images.reshape(n, c, h * w).float())
-            x = torch.bmm(x.view(n, c * h, w), cols.transpose(1, 2))
-            return torch.matmul(rows[:, None], x.view(n, c, h, crop_w)).view(n, c, crop_h, crop_w)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(resize={self.resize_size}, crop={self.crop_size}, "
-            f"{self.normalize!r}, resolutions={self.resolutions})"
-        )
-
-
-def center_crop_offset(length: int, crop: int) -> int:
-    """Return the start of a centred crop, rounded as torchvision's ``center_crop`` does."""
-    return round((length - crop) / 2.0)
-
-
-class DecodedSample:
-    """Worker-side transform of ``data.augment_on=device``: keep uint8, attach the draws.
-
-    Args:
-        train_transform: the training transform whose draws to attach, or None for evaluation.
-    """
-
-    def __init__(self, train_transform: TrainTransform | None = None) -> None:
-        self.train_transform = train_transform
-
-    def __call__(self, img: torch.Tensor, epoch: int, index: int) -> dict[str, torch.Tensor]:
-        """Return the uint8 image and, for training, its augmentation draws."""
-        sample = {"image": img}
-        if self.train_transform is not None:
-            draws = self.train_transform.draw(epoch, index, *image_size(img))
-            sample.update(
-                resolution=torch.tensor(draws.resolution),
-                crop_top=torch.tensor(draws.crop_top),
-                crop_left=torch.tensor(draws.crop_left),
-                grayscale=torch.tensor(draws.grayscale),
-            )
-        return sample
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(train={self.train_transform is not None})"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import SumMetric
 
-from fer_multires.data.datamodule import VAL_LOADERS
+from fer_multires.data.datasets import readable_part
 from fer_multires.metrics import ChallengeScore, metrics_from_confusion
 from fer_multires.models.backbone import create_backbone
+from fer_multires.results import VAL_LOADERS
 
 log = logging.getLogger(__name__)
 
@@ -91,22 +91,17 @@ class FERModule(LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
-    def _valid_part(
+    def _readable_part(
         self, batch: dict[str, torch.Tensor], split: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Drop the samples whose image could not be read (``data.on_bad_image=skip``).
-
-        Returns the images and labels of the others; the dropped ones are counted.
-        """
-        valid = batch["valid"]
-        self.skipped[split].update((~valid).sum())
-        if bool(valid.all()):
-            return batch["image"], batch["label"]
-        return batch["image"][valid], batch["label"][valid]
+        """Return the images and labels of the readable samples; count the others."""
+        images, labels, _, dropped = readable_part(batch)
+        self.skipped[split].update(dropped)
+        return images, labels
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class-weighted cross-entropy on one batch."""
-        images, labels = self._valid_part(batch, "fit")
+        images, labels = self._readable_part(batch, "fit")
         logits = self(images)
         loss = F.cross_entropy(logits, labels, weight=self.loss_weights)
         self.log(
@@ -124,7 +119,7 @@ class FERModule(LightningModule):
     ) -> None:
         """Accumulate the confusion matrix of ``val_select`` (idx 0) or ``val_rest`` (idx 1)."""
         split = VAL_LOADERS[dataloader_idx]
-        images, labels = self._valid_part(batch, split)
+        images, labels = self._readable_part(batch, split)
         if len(labels):
             self.val_metrics[split].update(self(images), labels)
 
@@ -166,34 +161,3 @@ class FERModule(LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
-
-
-def checkpoint_class_names(ckpt_path: str | Path) -> list[str]:
-    """Read the class names a checkpoint was trained for.
-
-    Raises:
-        FileNotFoundError: if the checkpoint does not exist.
-        ValueError: if it is not a fer_multires checkpoint.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path: checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        return list(checkpoint["hyper_parameters"]["class_names"])
-    except (KeyError, TypeError, RuntimeError, EOFError) as err:
-        raise ValueError(f"ckpt_path: {path} is not a fer_multires checkpoint ({err})") from err
-
-
-def check_checkpoint_classes(ckpt_path: str | Path, class_names: Sequence[str]) -> None:
-    """Check that a checkpoint was trained for the data's classes.
-
-    Raises:
-        ValueError: naming both class lists if they differ.
-    """
-    trained = checkpoint_class_names(ckpt_path)
-    if list(trained) != list(class_names):
-        raise ValueError(
-            f"ckpt_path: {ckpt_path} was trained for {len(trained)} classes ({', '.join(trained)}) "
-            f"but the data has {len(class_names)} ({', '.join(class_names)})"
-        )

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import hydra
+import yaml
+from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -29,6 +40,22 @@ def config_dir() -> str:
 CONFIG_DIR = config_dir()
 
 
+def hydra_record(output_dir: str | Path, *keys: str) -> Any:
+    """Return a value Hydra recorded for a run in ``<output_dir>/.hydra/hydra.yaml``, or None.
+
+    E.g. ``hydra_record(run_dir, "runtime", "cwd")``: the directory the run was started in,
+    against which its relative paths (a relative ``data.root``, a relative ``ckpt_path``) are
+    resolved; ``hydra_record(run_dir, "job", "name")``: which entry point wrote it.
+    """
+    try:
+        data = yaml.safe_load((Path(output_dir) / ".hydra" / "hydra.yaml").read_text())
+        for key in ("hydra", *keys):
+            data = data[key]
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return None
+    return data
+
+
 #: Longest sweep-job directory name; file systems refuse names over 255 bytes.
 MAX_JOB_DIRNAME = 200
 
@@ -47,3 +74,138 @@ def job_dirname(num: int | str, overrides: str) -> str:
 
 
 OmegaConf.register_new_resolver("fer_job_dirname", job_dirname, replace=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Config keys in error messages: named at the config boundary only
+# --------------------------------------------------------------------------------------------
+
+#: The last line of Hydra's InstantiationException message: the failing node's key.
+_FULL_KEY = re.compile(r"\nfull_key: (\S+)\s*$")
+
+
+def name_key(key: str, message: str) -> str:
+    """Return an error message that names its config key.
+
+    Library code raises plain messages that start with the parameter's name
+    (``p=1.5 must be in [0, 1]``); the code that maps a config node onto those parameters adds
+    the node's key in front (``data.multires.p=1.5 must be in [0, 1]``). A message that already
+    names a key under ``key`` is returned unchanged.
+
+    Args:
+        key: the config node, e.g. ``data.multires``.
+        message: the library's message.
+    """
+    if not key or message.startswith((f"{key}.", f"{key}:")):
+        return message
+    return f"{key}.{message}"
+
+
+def _rename(err: ValueError, key: str) -> ValueError:
+    """Prefix the message of ``err`` with ``key`` in place (see :func:`name_key`)."""
+    if len(err.args) == 1 and isinstance(err.args[0], str):
+        err.args = (name_key(key, err.args[0]),)
+    return err
+
+
+@contextmanager
+def config_node(key: str) -> Iterator[None]:
+    """Name the config node ``key`` in a ValueError raised within (see :func:`name_key`).
+
+    The error keeps its type and traceback; only its message changes.
+    """
+    try:
+        yield
+    except ValueError as err:
+        _rename(err, key)
+        raise
+
+
+def instantiate(config: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, with an invalid value reported under its config key.
+
+    Hydra wraps whatever a ``_target_`` raises in an ``InstantiationException`` whose message
+    ends in ``full_key: <node>``. A ValueError (an invalid value) comes out as itself instead,
+    its message naming the key: ``data.multires.p=1.5 must be in [0, 1]``.
+
+    Args:
+        config: the node to instantiate.
+        **kwargs: passed on to ``hydra.utils.instantiate``.
+
+    Raises:
+        ValueError: for an invalid value, naming its config key.
+    """
+    try:
+        return hydra.utils.instantiate(config, **kwargs)
+    except InstantiationException as err:
+        cause, found = err.__cause__, _FULL_KEY.search(str(err))
+        if not isinstance(cause, ValueError) or found is None:
+            raise
+        raise _rename(cause, found.group(1)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Deprecated command-line overrides (removed in the next release)
+# --------------------------------------------------------------------------------------------
+
+_MULTIRES_ENABLED = re.compile(r"\+{0,2}data\.multires\.enabled=(?P<value>.*)", re.DOTALL)
+#: Any override of a key inside ``data.multires``.
+_MULTIRES_KEY = re.compile(r"[+~]{0,2}data\.multires\.")
+#: What ``data.multires.enabled=false`` becomes.
+MULTIRES_OFF = "data.multires=null"
+
+
+def _deprecated_multires(arg: str) -> bool | None:
+    """Return the value of a deprecated ``data.multires.enabled=true|false``, else None.
+
+    Warns about every ``data.multires.enabled`` override; one with another value (a sweep, an
+    interpolation) is not rewritten, and Hydra rejects it.
+    """
+    found = _MULTIRES_ENABLED.fullmatch(arg)
+    if found is None:
+        return None
+    value = {"true": True, "false": False}.get(found["value"].strip().lower())
+    if value is None:
+        log.warning("%s is deprecated: use %s to turn multi-resolution off (only =true and "
+                    "=false are rewritten)", arg, MULTIRES_OFF)  # fmt: skip
+    elif value:
+        log.warning("%s is deprecated and will be removed in the next release: "
+                    "multi-resolution is on wherever data.multires is set (off: %s); dropped",
+                    arg, MULTIRES_OFF)  # fmt: skip
+    else:
+        log.warning("%s is deprecated and will be removed in the next release: use %s "
+                    "(rewritten to it)", arg, MULTIRES_OFF)  # fmt: skip
+    return value
+
+
+def rewrite_deprecated_overrides(argv: list[str] | None = None) -> list[str]:
+    """Rewrite the deprecated ``data.multires.enabled`` overrides, with a warning for each.
+
+    ``data.multires`` is a ``_target_`` node (on) or null (off), so Hydra would reject
+    ``data.multires.enabled`` before any code of ours runs. ``data.multires.enabled=false``
+    becomes ``data.multires=null``, placed after any other ``data.multires.*`` override (which
+    then still applies, to a node that is switched off); ``data.multires.enabled=true`` is
+    dropped (a node is on). Call this before the Hydra entry point. Deprecated in this release;
+    removed in the next.
+
+    Args:
+        argv: the command line, changed in place (default: ``sys.argv``); ``argv[0]`` is the
+            program and is left alone.
+
+    Returns:
+        ``argv``.
+    """
+    argv = sys.argv if argv is None else argv
+    kept: list[str] = []
+    off_at: int | None = None
+    for arg in argv[1:]:
+        value = _deprecated_multires(arg)
+        if value is None:
+            kept.append(arg)
+        else:  # the last one wins, as in Hydra
+            off_at = None if value else len(kept)
+    if off_at is not None:
+        later = [i + 1 for i in range(off_at, len(kept)) if _MULTIRES_KEY.match(kept[i])]
+        kept.insert(max(later, default=off_at), MULTIRES_OFF)
+    argv[1:] = kept
+    return argv

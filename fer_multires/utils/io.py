@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 
 def current_umask() -> int:
     """Return the process's umask (reading it requires setting it; it is restored at once)."""
@@ -46,3 +48,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
+    """Save arrays as ``.npz`` to ``path`` through a temporary file and an atomic rename."""
+    with atomic_output(path, binary=True) as f:
+        np.savez(f, **arrays)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,10 @@ from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8, UNLABELLED
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val")
+#: Default folder of the annotations under the dataset root (``data.annotations_dir``).
+ANNOTATIONS_DIR = "annotations"
+#: Default folder of the cropped-aligned frames under the dataset root (``data.frames_dir``).
+FRAMES_DIR = "cropped_aligned"
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,13 @@ class Layout:
     classes: tuple[str, ...]
 
 
+#: The ABAW 2020-21 layout, 7 classes.
+EXPR_SET_LAYOUT = Layout(
+    "EXPR_Set", {"train": "Training_Set", "val": "Validation_Set"}, EXPRESSIONS_7
+)
+
 LAYOUTS: tuple[Layout, ...] = (
-    Layout("EXPR_Set", {"train": "Training_Set", "val": "Validation_Set"}, EXPRESSIONS_7),
+    EXPR_SET_LAYOUT,
     Layout(
         "EXPR_Classification_Challenge",
         {"train": "Train_Set", "val": "Validation_Set"},
@@ -87,12 +96,16 @@ class SkipCounts:
 
     def add(self, other: SkipCounts) -> None:
         """Add another set of counts to this one in place."""
-        for key, value in asdict(other).items():
-            setattr(self, key, getattr(self, key) + value)
+        for key in SKIP_COUNT_NAMES:
+            setattr(self, key, getattr(self, key) + getattr(other, key))
 
     def as_dict(self) -> dict[str, int]:
         """Return the counts as a plain dict."""
         return asdict(self)
+
+
+#: The names of the :class:`SkipCounts` fields, in order.
+SKIP_COUNT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(SkipCounts))
 
 
 @dataclass
@@ -100,18 +113,19 @@ class SplitIndex:
     """The frames of one split as parallel numpy arrays.
 
     Attributes:
-        videos: video names; ``video`` holds indices into this list.
-        video: per frame, the index of its video in ``videos`` (int32).
+        video_names: video names; ``video_id`` holds indices into this list.
+        video_id: per frame, the index of its video in ``video_names`` (int32).
         frame: per frame, its 1-based frame number (int32), i.e. the image ``{frame:05d}.jpg``.
         label: per frame, its class index (int8).
         skipped: what was left out of this split.
         missing_videos: names of annotation files without a frame folder.
-        packed: for frames packed into shards (see :mod:`fer_multires.data.packed`), per frame
-            its shard number, byte offset and size (three int64 arrays); None for folders.
+        packed: for frames packed into tar shards (see :mod:`fer_multires.data.readers.packed`),
+            per frame its shard number, byte offset and size (three int64 arrays); None for
+            folders.
     """
 
-    videos: list[str]
-    video: np.ndarray
+    video_names: list[str]
+    video_id: np.ndarray
     frame: np.ndarray
     label: np.ndarray
     skipped: SkipCounts = field(default_factory=SkipCounts)
@@ -127,11 +141,11 @@ class SplitIndex:
 
     def num_videos_with_frames(self) -> int:
         """Return how many videos contributed at least one frame."""
-        return int(np.unique(self.video).size)
+        return int(np.unique(self.video_id).size)
 
     def image_relpath(self, i: int) -> str:
         """Return the path of frame ``i``'s image relative to the frames folder."""
-        return f"{self.videos[self.video[i]]}/{int(self.frame[i]):05d}.jpg"
+        return f"{self.video_names[self.video_id[i]]}/{int(self.frame[i]):05d}.jpg"
 
     def subset(self, video_names: list[str]) -> SplitIndex:
         """Return the frames of the given videos, with video indices renumbered.
@@ -139,13 +153,13 @@ class SplitIndex:
         Skip counts are not carried over: they describe the split as read from disk.
         """
         wanted = sorted(set(video_names))
-        old_ids = np.array([self.videos.index(name) for name in wanted], dtype=np.int64)
-        remap = np.full(len(self.videos), -1, dtype=np.int32)
+        old_ids = np.array([self.video_names.index(name) for name in wanted], dtype=np.int64)
+        remap = np.full(len(self.video_names), -1, dtype=np.int32)
         remap[old_ids] = np.arange(len(wanted), dtype=np.int32)
-        keep = remap[self.video] >= 0
+        keep = remap[self.video_id] >= 0
         return SplitIndex(
-            videos=wanted,
-            video=remap[self.video[keep]],
+            video_names=wanted,
+            video_id=remap[self.video_id[keep]],
             frame=self.frame[keep],
             label=self.label[keep],
             packed=None if self.packed is None else tuple(a[keep] for a in self.packed),
@@ -153,11 +167,11 @@ class SplitIndex:
 
     def annotated_videos(self) -> list[str]:
         """Return every video with an annotation file, with or without frames."""
-        return self.videos + self.missing_videos
+        return self.video_names + self.missing_videos
 
     def nbytes(self) -> int:
         """Return the memory held by the per-frame arrays, in bytes."""
-        return int(self.video.nbytes + self.frame.nbytes + self.label.nbytes)
+        return int(self.video_id.nbytes + self.frame.nbytes + self.label.nbytes)
 
 
 @dataclass
@@ -418,8 +432,8 @@ def read_split(
         videos.append(path.stem)
     skipped.videos_without_frames = len(missing_videos)
     return SplitIndex(
-        videos=videos,
-        video=np.concatenate(video_ids) if video_ids else np.zeros(0, np.int32),
+        video_names=videos,
+        video_id=np.concatenate(video_ids) if video_ids else np.zeros(0, np.int32),
         frame=np.concatenate(frames) if frames else np.zeros(0, np.int32),
         label=np.concatenate(labels) if labels else np.zeros(0, np.int8),
         skipped=skipped,
@@ -439,8 +453,8 @@ def video_frames(
 
 def read_affwild2(
     root: str | Path,
-    annotations_dir: str | Path = "annotations",
-    frames_dir: str | Path = "cropped_aligned",
+    annotations_dir: str | Path = ANNOTATIONS_DIR,
+    frames_dir: str | Path = FRAMES_DIR,
     frames_manifest: str | Path | None = None,
 ) -> AffWild2Index:
     """Read the train and validation splits of an Aff-Wild2 expression set.

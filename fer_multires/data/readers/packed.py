@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_multires.data.affwild2 import LAYOUTS, AffWild2Index, SkipCounts, SplitIndex
+from fer_multires.data.readers.affwild2 import LAYOUTS, AffWild2Index, SkipCounts, SplitIndex
 from fer_multires.utils.io import write_json_atomic
 
 META_NAME = "packed.json"
@@ -69,7 +69,7 @@ def pack_split(
         partial = path.with_suffix(".tar.partial")
         with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in range(start, min(start + shard_size, len(split))):
-                video, frame = split.videos[split.video[i]], int(split.frame[i])
+                video, frame = split.video_names[split.video_id[i]], int(split.frame[i])
                 data = (frames_dir / split.image_relpath(i)).read_bytes()
                 shards[i], offsets[i], sizes[i] = num_shards, 0, len(data)
                 offsets[i] = _add_member(tar, f"{member_key(video, frame)}.jpg", data)
@@ -78,8 +78,8 @@ def pack_split(
         num_shards += 1
     np.savez(
         out_dir / f"{name}.index.npz",
-        videos=np.array(split.videos),
-        video=split.video,
+        videos=np.array(split.video_names),
+        video=split.video_id,
         frame=split.frame,
         label=split.label,
         shard=shards,
@@ -139,8 +139,8 @@ def read_packed(packed_dir: str | Path) -> AffWild2Index:
     for name, info in meta["splits"].items():
         arrays = np.load(root / f"{name}.index.npz")
         splits[name] = SplitIndex(
-            videos=[str(v) for v in arrays["videos"]],
-            video=arrays["video"],
+            video_names=[str(v) for v in arrays["videos"]],
+            video_id=arrays["video"],
             frame=arrays["frame"],
             label=arrays["label"],
             skipped=SkipCounts(**info["skipped"]),

@@ -1,14 +1,29 @@
-"""Plain-text tables of the challenge metrics."""
+"""Tables: the one Markdown table renderer, and the plain-text table of a split's metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 
-def metrics_for_split(metrics: Mapping[str, float], split: str) -> dict[str, float]:
-    """Pick one split's metrics out of logged metric names (``<split>/<name>``)."""
-    prefix = f"{split}/"
-    return {key[len(prefix) :]: float(v) for key, v in metrics.items() if key.startswith(prefix)}
+def markdown_cell(value: Any, digits: int = 4) -> str:
+    """Render one Markdown table cell: floats to ``digits`` decimals, ``|`` escaped, ``-`` if empty.
+
+    None renders as an empty cell (``-``), so missing scores stay visible as missing.
+    """
+    if isinstance(value, float):
+        text = f"{value:.{digits}f}"
+    else:
+        text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ") or "-"
+
+
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4
+) -> list[str]:
+    """Render a Markdown table as lines (see :func:`markdown_cell` for the cells)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(markdown_cell(v, digits) for v in row) + " |" for row in rows]
 
 
 def format_split_table(split_metrics: Mapping[str, float], classes: Sequence[str]) -> str:

@@ -1,0 +1,204 @@
+"""Evaluation settings: the checked ``eval`` node and the data config of the checkpoint's run.
+
+The data settings are those of the checkpoint's run (``<run dir>/config.yaml``, the run directory
+being the parent of ``checkpoints/``), with any ``data.*`` key given on the command line applied on
+top (e.g. ``data.root=/other/copy``). A checkpoint without a run config needs the data config on
+the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from fer_multires.smoothing import check_smoothing
+from fer_multires.utils.checkpoints import resolve_checkpoint, run_config_of
+from fer_multires.utils.config import hydra_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """The checked ``eval`` settings.
+
+    Attributes:
+        ckpt_path: the checkpoint file.
+        resolutions: degraded resolutions, ascending, without duplicates.
+        smoothing: ``none``, ``mean`` or ``gaussian``.
+        windows: smoothing windows to try (window 1, no smoothing, is always scored too).
+        plots: whether to draw the PNG figures.
+    """
+
+    ckpt_path: Path
+    resolutions: tuple[int, ...]
+    smoothing: str
+    windows: tuple[int, ...]
+    plots: bool
+
+
+def check_resolutions(values: Any) -> tuple[int, ...]:
+    """Validate ``eval.resolutions``: a list of integers >= 1.
+
+    Returns:
+        The resolutions, ascending, without duplicates.
+
+    Raises:
+        ValueError: naming ``eval.resolutions``.
+    """
+    if not (OmegaConf.is_list(values) or isinstance(values, list | tuple)):
+        raise ValueError(f"eval.resolutions={values!r} must be a list of integers >= 1")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"eval.resolutions: {value!r} is not an integer")
+        if value < 1:
+            raise ValueError(f"eval.resolutions: resolution {value} must be >= 1 (pixels)")
+    return tuple(sorted(set(int(v) for v in values)))
+
+
+def check_eval_node(node: DictConfig, ckpt_path: Path) -> EvalSettings:
+    """Check an ``eval`` node (resolutions, smoothing, plots) for evaluating ``ckpt_path``.
+
+    Raises:
+        ValueError: for an invalid ``eval.*`` value, naming the key.
+    """
+    windows = list(node.get("smoothing_windows") or [])
+    check_smoothing(node.smoothing, windows)
+    return EvalSettings(
+        ckpt_path=Path(ckpt_path),
+        resolutions=check_resolutions(node.resolutions),
+        smoothing=node.smoothing,
+        windows=tuple(sorted(set(windows))),
+        plots=bool(node.get("plots", True)),
+    )
+
+
+def check_trainer_node(node: DictConfig) -> None:
+    """Check that the trainer leaves the partitioning of the evaluation data to the data module.
+
+    Raises:
+        ValueError: naming ``trainer.use_distributed_sampler`` if it is on.
+    """
+    if node.get("use_distributed_sampler"):
+        raise ValueError(
+            "trainer.use_distributed_sampler=true would pad the evaluation partitions and count "
+            "samples twice; fer_multires partitions the data itself: set it to false"
+        )
+
+
+def check_settings(cfg: DictConfig) -> EvalSettings:
+    """Check the checkpoint, the ``eval`` and the trainer nodes before any data is read.
+
+    Raises:
+        ValueError: for a missing ``ckpt_path`` or an invalid ``eval.*`` value, naming the key.
+        FileNotFoundError: if the checkpoint does not exist.
+    """
+    if OmegaConf.is_missing(cfg, "ckpt_path") or cfg.get("ckpt_path") is None:
+        raise ValueError("ckpt_path is required: python -m fer_multires.evaluate ckpt_path=PATH")
+    ckpt_path = resolve_checkpoint(str(cfg.ckpt_path))
+    check_trainer_node(cfg.trainer)
+    return check_eval_node(cfg.eval, ckpt_path)
+
+
+def apply_data_overrides(
+    run_data: DictConfig, cfg: DictConfig, task_overrides: Sequence[str]
+) -> list[str]:
+    """Apply the ``data.*`` keys overridden on the command line to a run's data config.
+
+    The values are taken from the composed ``cfg`` (so interpolations are resolved there).
+
+    Args:
+        run_data: the run's ``data`` node, changed in place.
+        cfg: the evaluation's composed config.
+        task_overrides: the command-line overrides (``HydraConfig.get().overrides.task``).
+
+    Returns:
+        The overrides applied.
+    """
+    applied = []
+    for override in OverridesParser.create().parse_overrides(list(task_overrides)):
+        key = override.key_or_group
+        if key == "data":
+            log.warning(
+                "%s is ignored: the data config comes from the checkpoint's run; "
+                "override its keys as data.<key>=VALUE",
+                override.input_line,
+            )
+            continue
+        if not key.startswith("data."):
+            continue
+        sub_key = key[len("data.") :]
+        if override.is_delete():
+            parent_key, _, leaf = sub_key.rpartition(".")
+            parent = OmegaConf.select(run_data, parent_key) if parent_key else run_data
+            if parent is not None and leaf in parent:
+                del parent[leaf]
+        else:
+            value = OmegaConf.select(cfg, key)
+            if OmegaConf.is_config(value):
+                value = OmegaConf.to_container(value, resolve=True)
+            OmegaConf.update(run_data, sub_key, value, merge=False, force_add=True)
+        applied.append(override.input_line)
+    return applied
+
+
+def anchor_relative_root(run_data: DictConfig, run_config: Path) -> None:
+    """Make a relative ``data.root`` of a run config absolute, against the training's cwd.
+
+    Training resolves ``data.root`` against its working directory (``./data/...`` by default),
+    which Hydra records in ``<run dir>/.hydra/hydra.yaml``; the evaluation may run elsewhere.
+    """
+    root = run_data.get("root")
+    if root is None or Path(str(root)).is_absolute():
+        return
+    cwd = hydra_record(run_config.parent, "runtime", "cwd")
+    if cwd is None:
+        log.warning("data.root=%s in %s is relative: read from the current directory", root,
+                    run_config)  # fmt: skip
+        return
+    run_data.root = os.path.normpath(Path(cwd) / str(root))
+    log.info("data.root=%s in %s is relative to the training's directory: %s", root, run_config,
+             run_data.root)  # fmt: skip
+
+
+def resolve_data_config(
+    cfg: DictConfig, ckpt_path: Path, task_overrides: Sequence[str]
+) -> tuple[DictConfig, Path | None]:
+    """Return the data config to evaluate on, and the run config it came from (or None).
+
+    Raises:
+        ValueError: if the checkpoint has no run config and ``data.root`` was not given.
+    """
+    run_config = run_config_of(ckpt_path)
+    if run_config is None:
+        if OmegaConf.is_missing(cfg.data, "root"):
+            folder = ckpt_path.resolve().parent
+            raise ValueError(
+                f"data.root: no config.yaml next to the checkpoint (looked in {folder.parent} "
+                f"and {folder}), so the data config must come from the command line: "
+                "data.root=PATH (data=affwild2 by default) and the training's data.resize_size, "
+                "data.crop_size and data.normalization"
+            )
+        log.warning(
+            "no config.yaml next to %s: the data config comes from the command line "
+            "(resize %s, crop %s, normalization %s); they must match the training's",
+            ckpt_path,
+            cfg.data.get("resize_size"),
+            cfg.data.get("crop_size"),
+            cfg.data.get("normalization"),
+        )
+        return cfg.data, None
+    run_data = OmegaConf.load(run_config).get("data")
+    if run_data is None:
+        raise ValueError(f"{run_config} has no data node; pass the data config on the command line")
+    anchor_relative_root(run_data, run_config)
+    applied = apply_data_overrides(run_data, cfg, task_overrides)
+    log.info("data config from %s%s", run_config, f", with {' '.join(applied)}" if applied else "")
+    return run_data, run_config

@@ -1,0 +1,109 @@
+"""Running an evaluation: a checkpoint on a data module, every resolution, all outputs written.
+
+:func:`evaluate_checkpoint` is the one implementation: ``python -m fer_multires.evaluate`` calls it
+through :func:`evaluate`, and training calls it on its best checkpoint at the end of a run
+(``eval_after_fit``), on the training's own devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from pytorch_lightning import Trainer
+
+from fer_multires.data.datamodule import AffWild2DataModule
+from fer_multires.evaluation.assembly import build_results, load_raw_results
+from fer_multires.evaluation.config import EvalSettings, check_settings, resolve_data_config
+from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
+from fer_multires.evaluation.outputs import format_compact_table, write_outputs
+from fer_multires.models.module import FERModule
+from fer_multires.results import EvalResults
+from fer_multires.utils.checkpoints import check_checkpoint_classes
+from fer_multires.utils.config import instantiate
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_checkpoint(
+    settings: EvalSettings,
+    datamodule: AffWild2DataModule,
+    trainer: Trainer,
+    output_dir: Path,
+    run_config: Path | None = None,
+) -> EvalResults | None:
+    """Evaluate ``settings.ckpt_path`` on ``datamodule`` and write the outputs into ``output_dir``.
+
+    Exact on any number of processes (see :class:`EvalModule`).
+
+    Args:
+        settings: the checked evaluation settings.
+        datamodule: the data module, after ``setup()``.
+        trainer: the trainer to test with (its devices and strategy are used).
+        output_dir: where ``metrics.json``, ``report.md`` and the rest are written.
+        run_config: the training run's ``config.yaml`` the data config came from, if any.
+
+    Returns:
+        The results on global rank 0; None on the other processes.
+
+    Raises:
+        ValueError: if the checkpoint was trained for another class list than the data's.
+    """
+    check_checkpoint_classes(settings.ckpt_path, datamodule.classes)
+    too_high = [r for r in settings.resolutions if r >= min(datamodule.native_size)]
+    if too_high:
+        log.info("resolutions %s are not below the native size %s: unchanged", too_high,
+                 datamodule.native_size)  # fmt: skip
+    model = FERModule.load_from_checkpoint(settings.ckpt_path, pretrained=None, map_location="cpu")
+    module = EvalModule(model, datamodule.batch_transform, settings.resolutions, output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    if not trainer.is_global_zero:
+        return None
+    seconds = time.perf_counter() - start
+    frames = len(datamodule.splits["val_full"])
+    log.info("evaluated %d frames at %d resolutions in %.1f s (%.0f frames/s)", frames,
+             len(settings.resolutions) + 1, seconds, frames / seconds)  # fmt: skip
+    raw_path = output_dir / RAW_RESULTS
+    try:
+        raw = load_raw_results(raw_path, datamodule, settings.resolutions)
+        results = build_results(raw, settings, datamodule, run_config)
+        write_outputs(output_dir, results, raw, settings.plots)
+    finally:
+        raw_path.unlink(missing_ok=True)  # the hand-over file, never an output
+    return results
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any] | None:
+    """Evaluate a checkpoint as the ``eval`` config says (the work of the evaluate entry point).
+
+    Returns:
+        The contents of ``metrics.json`` on global rank 0; None on the other processes.
+
+    Raises:
+        FileNotFoundError: for a missing checkpoint.
+        ValueError: for a bad setting (naming its key), or a checkpoint trained for another
+            class list than the data's; all before any image is read.
+    """
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    settings = check_settings(cfg)
+    data_cfg, run_config = resolve_data_config(cfg, settings.ckpt_path, hydra_cfg.overrides.task)
+    datamodule: AffWild2DataModule = instantiate(data_cfg)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    trainer: Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=False, enable_checkpointing=False, callbacks=[]
+    )
+    results = evaluate_checkpoint(settings, datamodule, trainer, output_dir, run_config)
+    if results is None:
+        return None
+    print(format_compact_table(results))
+    print(f"report: {output_dir / 'report.md'}\noutput directory: {output_dir}")
+    return results.to_json()

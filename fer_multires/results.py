@@ -1,0 +1,296 @@
+"""Results: the split names, ``native``, and the one schema of ``metrics.json`` with its loader.
+
+Two entry points write a ``metrics.json``, and everything that reads one (the report, compare,
+the notebook, the tests) goes through this module:
+
+* ``train`` writes :class:`TrainingResults`: the best checkpoint, the class names and the flat
+  metrics Lightning logged for it (``val_select/score``, ``val_full/f1_<Class>``, ...);
+* ``evaluate`` writes :class:`EvalResults`: per validation split, per resolution (``"8"``, ...,
+  ``"native"``) a :class:`SplitMetrics`, plus the context of the evaluation and its smoothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_multires.metrics import metrics_from_confusion
+
+#: The loaders of one validation epoch, in ``dataloader_idx`` order.
+VAL_LOADERS: tuple[str, ...] = ("val_select", "val_rest")
+#: Every evaluation split, in report order; ``val_full`` is ``val_select`` + ``val_rest``.
+EVAL_SPLITS: tuple[str, ...] = ("val_select", "val_rest", "val_full")
+#: The honest estimate: validation videos not used for any choice.
+REPORT_SPLIT = "val_rest"
+#: Key of the undegraded input among the resolutions.
+NATIVE = "native"
+#: File name of the results in a run's (or an evaluation's) directory.
+METRICS_FILE = "metrics.json"
+#: Folder of a training run that holds its end-of-training evaluation (``eval_after_fit``).
+EVAL_DIR = "eval"
+#: File in an evaluation folder that says why the end-of-training evaluation failed.
+EVAL_ERROR_FILE = "error.txt"
+
+
+class ResultsError(ValueError):
+    """A ``metrics.json`` that is missing, unreadable or not of the expected shape."""
+
+
+@dataclass(frozen=True)
+class SplitMetrics:
+    """The challenge metrics of one split at one resolution.
+
+    Attributes:
+        accuracy: micro accuracy.
+        f1_macro: F1 averaged over every class (zero division counts 0).
+        f1_per_class: F1 of each class, by name, in label order.
+        challenge_score: 0.33 accuracy + 0.67 macro F1.
+        n: frames counted.
+    """
+
+    accuracy: float
+    f1_macro: float
+    f1_per_class: dict[str, float]
+    challenge_score: float
+    n: int
+
+    @classmethod
+    def from_confusion(cls, confusion: np.ndarray, classes: Sequence[str]) -> SplitMetrics:
+        """Compute the metrics of a ``C x C`` confusion matrix (rows = true class)."""
+        m = metrics_from_confusion(confusion)
+        per_class = dict(zip(classes, (float(f) for f in m["f1_per_class"]), strict=True))
+        return cls(float(m["acc"]), float(m["f1"]), per_class, float(m["score"]), int(m["n"]))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SplitMetrics:
+        """Read one entry of an evaluation's ``metrics.json``."""
+        return cls(
+            accuracy=float(data["accuracy"]),
+            f1_macro=float(data["f1_macro"]),
+            f1_per_class={str(c): float(f) for c, f in data["f1_per_class"].items()},
+            challenge_score=float(data["challenge_score"]),
+            n=int(data["n"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON entry."""
+        return asdict(self)
+
+
+def resolution_keys(resolutions: Sequence[int]) -> list[str]:
+    """Return the result keys of the degraded resolutions, ascending, then ``native``."""
+    return [*(str(r) for r in sorted(resolutions)), NATIVE]
+
+
+def confusion_from_labels(label: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Return the ``C x C`` confusion matrix (rows = true class) of two label arrays."""
+    pairs = np.asarray(label, np.int64) * num_classes + np.asarray(predicted, np.int64)
+    return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@dataclass
+class EvalResults:
+    """An evaluation's ``metrics.json``.
+
+    Attributes:
+        checkpoint: the evaluated checkpoint (absolute path).
+        data_root: the dataset root evaluated on.
+        run_config: the training run's ``config.yaml`` the data config came from, or None.
+        classes: class names in label order.
+        native_size: ``(height, width)`` of the frames.
+        resolutions: the degraded resolutions, ascending.
+        skipped_images: unreadable frames skipped, per split.
+        splits: ``{split: {resolution key: metrics}}`` for each of :data:`EVAL_SPLITS`.
+        smoothing: the temporal-smoothing results (``{"kind": "none"}`` without smoothing).
+    """
+
+    checkpoint: str
+    data_root: str
+    run_config: str | None
+    classes: list[str]
+    native_size: list[int]
+    resolutions: list[int]
+    skipped_images: dict[str, int]
+    splits: dict[str, dict[str, SplitMetrics]]
+    smoothing: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
+
+    def resolution_keys(self) -> list[str]:
+        """Return the resolution keys, ascending, then ``native``."""
+        return resolution_keys(self.resolutions)
+
+    def scores(self, split: str = REPORT_SPLIT) -> dict[str, float]:
+        """Return ``{resolution key: challenge score}`` of one split."""
+        return {key: m.challenge_score for key, m in self.splits[split].items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the ``metrics.json`` contents: the context keys, then one key per split."""
+        data: dict[str, Any] = {
+            "checkpoint": self.checkpoint,
+            "data_root": self.data_root,
+            "run_config": self.run_config,
+            "classes": list(self.classes),
+            "native_size": list(self.native_size),
+            "resolutions": list(self.resolutions),
+            "skipped_images": dict(self.skipped_images),
+        }
+        for split, by_key in self.splits.items():
+            data[split] = {key: m.to_json() for key, m in by_key.items()}
+        data["smoothing"] = self.smoothing
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResults:
+        """Read parsed ``metrics.json`` contents (see :func:`is_eval_results`)."""
+        splits = {
+            split: {str(key): SplitMetrics.from_json(m) for key, m in data[split].items()}
+            for split in EVAL_SPLITS
+            if isinstance(data.get(split), Mapping)
+        }
+        first = next(iter(next(iter(splits.values())).values()))
+        recorded = data.get("resolutions")
+        if recorded is None:  # written before "resolutions" was recorded: read the keys
+            recorded = [k for by_key in splits.values() for k in by_key if k.isdigit()]
+        return cls(
+            checkpoint=str(data.get("checkpoint") or ""),
+            data_root=str(data.get("data_root") or ""),
+            run_config=data.get("run_config"),
+            classes=list(data.get("classes") or first.f1_per_class),
+            native_size=list(data.get("native_size") or []),
+            resolutions=sorted({int(r) for r in recorded}),
+            skipped_images=dict(data.get("skipped_images") or {}),
+            splits=splits,
+            smoothing=dict(data.get("smoothing") or {"kind": "none"}),
+        )
+
+
+@dataclass
+class TrainingResults:
+    """A training run's ``metrics.json``: the best checkpoint's validation metrics.
+
+    Attributes:
+        checkpoint: the best checkpoint on ``val_select/score``, or None if none was saved.
+        classes: class names in label order.
+        metrics: the logged metrics, by name (``val_select/score``, ``val_full/f1_Anger``, ...).
+    """
+
+    checkpoint: str | None
+    classes: list[str]
+    metrics: dict[str, float]
+
+    def score(self, split: str) -> float | None:
+        """Return the challenge score ``<split>/score``, if logged."""
+        value = self.metrics.get(f"{split}/score")
+        return None if value is None else float(value)
+
+    def split_metrics(self, split: str) -> dict[str, float]:
+        """Return one split's logged metrics without the split prefix (``acc``, ``f1_Anger``)."""
+        prefix = f"{split}/"
+        return {k[len(prefix) :]: float(v) for k, v in self.metrics.items() if k.startswith(prefix)}
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the ``metrics.json`` contents."""
+        return {"checkpoint": self.checkpoint, "classes": list(self.classes),
+                "metrics": dict(self.metrics)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainingResults:
+        """Read parsed ``metrics.json`` contents (see :func:`is_training_results`)."""
+        metrics = {str(k): float(v) for k, v in data["metrics"].items() if _is_number(v)}
+        return cls(data.get("checkpoint"), list(data.get("classes") or []), metrics)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_eval_results(data: Any) -> bool:
+    """Tell whether parsed JSON has the evaluation shape ``{split: {resolution: {...}}}``."""
+    if not isinstance(data, Mapping):
+        return False
+    per_split = [data[s] for s in EVAL_SPLITS if isinstance(data.get(s), Mapping)]
+    return (
+        bool(per_split)
+        and all(
+            isinstance(entry, Mapping) and "challenge_score" in entry
+            for split in per_split
+            for entry in split.values()
+        )
+        and all(per_split)
+    )
+
+
+def is_training_results(data: Any) -> bool:
+    """Tell whether parsed JSON has the training shape ``{"checkpoint", "metrics": {...}}``."""
+    return isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping)
+
+
+def read_json(path: Path) -> Any:
+    """Return the parsed JSON file, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def results_path(path: str | Path) -> Path:
+    """Return the ``metrics.json`` of a directory, or ``path`` itself if it is a file."""
+    path = Path(path)
+    return path / METRICS_FILE if path.is_dir() else path
+
+
+def load_results(path: str | Path) -> EvalResults | TrainingResults:
+    """Load a ``metrics.json`` (or the one in a directory) of either kind.
+
+    Raises:
+        ResultsError: naming the file, if it is missing, not JSON, or of neither shape.
+    """
+    file = results_path(path)
+    if not file.is_file():
+        raise ResultsError(f"{file}: no such results file")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{file}: cannot read results: {err}") from err
+    try:
+        if is_eval_results(data):
+            return EvalResults.from_json(data)
+        if is_training_results(data):
+            return TrainingResults.from_json(data)
+    except (KeyError, TypeError, ValueError, StopIteration) as err:
+        raise ResultsError(f"{file}: malformed results: {err!r}") from err
+    raise ResultsError(
+        f"{file}: neither an evaluation's metrics.json ({{split: {{resolution: metrics}}}}) "
+        "nor a training run's ({checkpoint, classes, metrics})"
+    )
+
+
+def load_eval_results(path: str | Path) -> EvalResults:
+    """Load an evaluation's ``metrics.json`` (or the one in a directory).
+
+    Raises:
+        ResultsError: naming the file, if it is missing or not an evaluation's results.
+    """
+    results = load_results(path)
+    if not isinstance(results, EvalResults):
+        raise ResultsError(
+            f"{results_path(path)} is a training run's metrics.json, not an evaluation's: "
+            "evaluate it with python -m fer_multires.evaluate ckpt_path=<run dir>"
+        )
+    return results
+
+
+def load_training_results(path: str | Path) -> TrainingResults:
+    """Load a training run's ``metrics.json`` (or the one in a run directory).
+
+    Raises:
+        ResultsError: naming the file, if it is missing or not a training run's results.
+    """
+    results = load_results(path)
+    if not isinstance(results, TrainingResults):
+        raise ResultsError(f"{results_path(path)} is an evaluation's metrics.json, not a run's")
+    return results
