@@ -10,99 +10,79 @@ holds up better at low resolution (<= 32 px) than the second, or not.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from fer_multires.plots import new_figure, save_figure_atomic
+from fer_multires.plots import plot_comparison
+from fer_multires.results import (
+    METRICS_FILE,
+    NATIVE,
+    REPORT_SPLIT,
+    ResultsError,
+    load_eval_results,
+)
 from fer_multires.utils.io import write_text_atomic
+from fer_multires.utils.tables import markdown_table
 
-SPLIT = "val_rest"
 LOW_RESOLUTION = 32
 
 
-def load_scores(eval_dir: Path, split: str = SPLIT) -> dict[str, float]:
+def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, float]:
     """Return ``{resolution key: challenge score}`` of one split of an evaluate output.
 
     Raises:
-        FileNotFoundError: if ``eval_dir`` has no metrics.json.
-        KeyError: if the split is missing from it.
+        ResultsError: if ``eval_dir`` holds no evaluation's metrics.json, or lacks the split.
     """
-    path = eval_dir / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{eval_dir}: no metrics.json (run fer_multires.evaluate first)")
-    metrics = json.loads(path.read_text())
-    if split not in metrics:
-        raise KeyError(f"{path}: no {split!r} results")
-    return {res: float(entry["challenge_score"]) for res, entry in metrics[split].items()}
+    results = load_eval_results(eval_dir)
+    if split not in results.splits:
+        raise ResultsError(f"{eval_dir / METRICS_FILE}: no {split!r} results")
+    return results.scores(split)
 
 
 def resolution_keys(a: dict[str, float], b: dict[str, float]) -> list[str]:
     """Resolutions present in both, ascending, then ``native``."""
-    shared = sorted((k for k in a.keys() & b.keys() if k != "native"), key=int)
-    return [*shared, "native"] if "native" in a and "native" in b else shared
+    shared = sorted((k for k in a.keys() & b.keys() if k != NATIVE), key=int)
+    return [*shared, NATIVE] if NATIVE in a and NATIVE in b else shared
 
 
 def verdict(a: dict[str, float], b: dict[str, float], names: tuple[str, str]) -> str:
     """Say whether model A beats model B at low resolution, by the mean score difference."""
-    low = [k for k in resolution_keys(a, b) if k != "native" and int(k) <= LOW_RESOLUTION]
+    low = [k for k in resolution_keys(a, b) if k != NATIVE and int(k) <= LOW_RESOLUTION]
     if not low:
         return f"no resolution <= {LOW_RESOLUTION} px was evaluated: nothing to compare"
     gain = sum(a[k] - b[k] for k in low) / len(low)
-    native = a.get("native", float("nan")) - b.get("native", float("nan"))
+    native = a.get(NATIVE, float("nan")) - b.get(NATIVE, float("nan"))
     where = f"at {', '.join(low)} px"
     if gain > 0:
         return (
-            f"{names[0]} holds up better at low resolution than {names[1]}: mean {SPLIT} score "
-            f"{gain:+.3f} {where} (native: {native:+.3f})"
+            f"{names[0]} holds up better at low resolution than {names[1]}: mean "
+            f"{REPORT_SPLIT} score {gain:+.3f} {where} (native: {native:+.3f})"
         )
     return (
-        f"{names[0]} does NOT help at low resolution on this data: mean {SPLIT} score "
+        f"{names[0]} does NOT help at low resolution on this data: mean {REPORT_SPLIT} score "
         f"{gain:+.3f} {where} against {names[1]} (native: {native:+.3f})"
     )
 
 
 def comparison_table(a: dict[str, float], b: dict[str, float], names: tuple[str, str]) -> str:
     """Markdown table: resolution, score of A, score of B, A - B."""
-    lines = [
-        f"| resolution | {names[0]} | {names[1]} | difference |",
-        "|---|---|---|---|",
-    ]
-    for key in resolution_keys(a, b):
-        label = key if key == "native" else f"{key} px"
-        lines.append(f"| {label} | {a[key]:.3f} | {b[key]:.3f} | {a[key] - b[key]:+.3f} |")
-    return "\n".join(lines)
-
-
-def plot_comparison(
-    a: dict[str, float], b: dict[str, float], names: tuple[str, str], path: Path
-) -> None:
-    """Plot both models' score against resolution (log scale), native as dashed lines."""
-    figure = new_figure(6.0, 4.0)
-    ax = figure.subplots()
-    keys = [k for k in resolution_keys(a, b) if k != "native"]
-    xs = [int(k) for k in keys]
-    for i, (scores, name) in enumerate(((a, names[0]), (b, names[1]))):
-        ax.plot(xs, [scores[k] for k in keys], marker="o", color=f"C{i}", label=name)
-        if "native" in scores:
-            ax.axhline(scores["native"], color=f"C{i}", linestyle="--", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.set_xlabel("input resolution (px, shorter side; dashed: native)")
-    ax.set_ylabel(f"{SPLIT} challenge score")
-    ax.legend()
-    save_figure_atomic(figure, path)
+    rows = [
+        [key if key == NATIVE else f"{key} px", f"{a[key]:.3f}", f"{b[key]:.3f}",
+         f"{a[key] - b[key]:+.3f}"]
+        for key in resolution_keys(a, b)
+    ]  # fmt: skip
+    return "\n".join(markdown_table(["resolution", *names, "difference"], rows))
 
 
 def compare(a_dir: Path, b_dir: Path, names: tuple[str, str], out: Path) -> dict[str, Any]:
     """Compare two evaluate outputs; write comparison.md/.png into ``out``; return the texts."""
     a, b = load_scores(a_dir), load_scores(b_dir)
     table, summary = comparison_table(a, b, names), verdict(a, b, names)
-    header = f"# {names[0]} vs {names[1]}: {SPLIT} challenge score by input resolution\n\n"
+    header = f"# {names[0]} vs {names[1]}: {REPORT_SPLIT} challenge score by input resolution\n\n"
     sources = f"\n\n{names[0]}: {a_dir}\n{names[1]}: {b_dir}\n"
     write_text_atomic(out / "comparison.md", header + table + "\n\n" + summary + sources)
-    plot_comparison(a, b, names, out / "comparison.png")
+    plot_comparison(a, b, names, f"{REPORT_SPLIT} challenge score", out / "comparison.png")
     return {"table": table, "verdict": summary, "plot": str(out / "comparison.png")}
 
 
@@ -119,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--names takes two comma-separated names")
     try:
         result = compare(args.eval_a, args.eval_b, names, args.out)
-    except (FileNotFoundError, KeyError) as err:
+    except ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(result["table"], result["verdict"], f"plot: {result['plot']}", sep="\n\n")

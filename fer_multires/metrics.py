@@ -21,6 +21,20 @@ ACCURACY_WEIGHT = 0.33
 F1_WEIGHT = 0.67
 
 
+def confusion_from_labels(
+    target: torch.Tensor | np.ndarray, predicted: torch.Tensor | np.ndarray, num_classes: int
+) -> torch.Tensor:
+    """Count the ``C x C`` confusion matrix (rows = true class) of two label arrays or tensors.
+
+    The one place a confusion matrix is counted: the metric below and the evaluation's smoothing
+    both use it.
+    """
+    target = torch.as_tensor(target).long()
+    predicted = torch.as_tensor(predicted, device=target.device).long()
+    counts = torch.bincount(target * num_classes + predicted, minlength=num_classes**2)
+    return counts.view(num_classes, num_classes)
+
+
 def metrics_from_confusion(confusion: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
     """Compute accuracy, per-class F1, macro F1 and challenge score from a confusion matrix.
 
@@ -80,9 +94,7 @@ class ChallengeScore(Metric):
         """
         if preds.ndim == 2:
             preds = preds.argmax(dim=1)
-        pairs = target.long() * self.num_classes + preds.long()
-        counts = torch.bincount(pairs, minlength=self.num_classes**2)
-        self.confusion = self.confusion + counts.view(self.num_classes, self.num_classes)
+        self.confusion = self.confusion + confusion_from_labels(target, preds, self.num_classes)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Return the metrics of :func:`metrics_from_confusion` and the ``confusion`` matrix.

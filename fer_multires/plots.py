@@ -1,4 +1,4 @@
-"""Figures of an evaluation: resolution robustness and the confusion matrix.
+"""Every figure: an evaluation's (robustness, confusion matrix), the sweep report's, compare's.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global state), and
 written atomically: to a temporary name in the target folder, then renamed.
@@ -6,12 +6,16 @@ written atomically: to a temporary name in the target folder, then renamed.
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fer_multires.results import NATIVE
 from fer_multires.utils.io import atomic_output
 
 #: ``(metric key, axis title)`` of the panels of the resolution-robustness figure.
@@ -66,7 +70,7 @@ def plot_resolution_robustness(
             color = f"C{i}"
             ys = [by_res[str(r)][key] for r in xs]
             ax.plot(xs, ys, marker="o", color=color, label=split)
-            ax.axhline(by_res["native"][key], color=color, linestyle="--", linewidth=1)
+            ax.axhline(by_res[NATIVE][key], color=color, linestyle="--", linewidth=1)
         if xs:
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(r) for r in xs])
@@ -108,4 +112,124 @@ def plot_confusion_matrix(
         ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize="small")
     if title:
         ax.set_title(title)
+    save_figure_atomic(figure, path)
+
+
+# --------------------------------------------------------------------------- sweep report
+
+
+@dataclass
+class ScoreGrid:
+    """One heatmap panel: a score per (row, column) cell, NaN where a cell has none.
+
+    Attributes:
+        rows: row labels, top to bottom.
+        cols: column labels, left to right.
+        values: ``(len(rows), len(cols))`` scores; NaN cells are drawn grey.
+        texts: the annotation of each filled cell, by ``(row index, column index)``.
+        title: the panel's title.
+        xlabel: the column axis label.
+        ylabel: the row axis label.
+    """
+
+    rows: list[str]
+    cols: list[str]
+    values: np.ndarray
+    texts: dict[tuple[int, int], str]
+    title: str
+    xlabel: str
+    ylabel: str
+
+
+def placeholder_figure(message: str) -> Any:
+    """Return a small figure that says why there is nothing to plot."""
+    figure = new_figure(6, 2)
+    figure.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return figure
+
+
+def plot_score_grids(grids: Sequence[ScoreGrid]) -> Any:
+    """Draw heatmap panels side by side on one shared colour scale; return the figure."""
+    import matplotlib
+
+    finite = np.concatenate([g.values[np.isfinite(g.values)] for g in grids])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    width = sum(1.2 * len(g.cols) + 2.8 for g in grids)
+    height = 0.75 * max(len(g.rows) for g in grids) + 2.0
+    figure = new_figure(width, height)
+    axes = np.atleast_1d(figure.subplots(1, len(grids)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.88")
+    for ax, grid in zip(axes, grids, strict=True):
+        image = ax.imshow(np.ma.masked_invalid(grid.values), cmap=cmap, aspect="auto",
+                          vmin=vmin, vmax=vmax)  # fmt: skip
+        for (i, j), text in grid.texts.items():
+            value = grid.values[i, j]
+            dark = np.isfinite(value) and image.norm(value) < 0.6
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w" if dark else "k")
+        ax.set_xticks(range(len(grid.cols)), grid.cols)
+        ax.set_yticks(range(len(grid.rows)), grid.rows)
+        ax.set_xlabel(grid.xlabel)
+        ax.set_ylabel(grid.ylabel)
+        chars = int(11 * (1.2 * len(grid.cols) + 2.8))
+        ax.set_title(textwrap.fill(grid.title, width=chars), fontsize=9)
+    if finite.size:
+        figure.colorbar(image, ax=list(axes), label="challenge score")
+    return figure
+
+
+def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: str) -> Any:
+    """Draw a score against input resolution, one line per label; native as a square at right.
+
+    Args:
+        curves: ``{label: {"8" | "16" | ... | "native": score}}``.
+        ylabel: the score axis label.
+    """
+    all_res = sorted({int(r) for scores in curves.values() for r in scores if r.isdigit()})
+    native_x = 2.0 * max(all_res, default=1)
+    figure = new_figure(8.5 if len(curves) > 6 else 7, 4.5)
+    ax = figure.add_subplot()
+    for label, scores in curves.items():
+        points = sorted((int(r), v) for r, v in scores.items() if r.isdigit())
+        (line,) = ax.plot([r for r, _ in points], [v for _, v in points], marker="o", label=label)
+        if NATIVE in scores:
+            ax.plot([native_x], [scores[NATIVE]], marker="s", color=line.get_color(),
+                    linestyle="none")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([*all_res, native_x], [*map(str, all_res), NATIVE])
+    ax.minorticks_off()
+    if all_res:
+        ax.axvline(math.sqrt(all_res[-1] * native_x), color="0.7", linestyle=":")
+    ax.set_xlabel("input resolution (px; degraded and scaled back)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    outside = len(curves) > 6
+    ax.legend(
+        fontsize=7,
+        loc="upper left" if outside else "lower right",
+        bbox_to_anchor=(1.01, 1.0) if outside else None,
+    )
+    return figure
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def plot_comparison(
+    a: Mapping[str, float], b: Mapping[str, float], names: tuple[str, str], ylabel: str,
+    path: str | Path,
+) -> None:  # fmt: skip
+    """Plot two models' score against resolution (log scale), native as dashed lines."""
+    figure = new_figure(6.0, 4.0)
+    ax = figure.subplots()
+    keys = sorted((k for k in a.keys() & b.keys() if k != NATIVE), key=int)
+    xs = [int(k) for k in keys]
+    for i, (scores, name) in enumerate(((a, names[0]), (b, names[1]))):
+        ax.plot(xs, [scores[k] for k in keys], marker="o", color=f"C{i}", label=name)
+        if NATIVE in scores:
+            ax.axhline(scores[NATIVE], color=f"C{i}", linestyle="--", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("input resolution (px, shorter side; dashed: native)")
+    ax.set_ylabel(ylabel)
+    ax.legend()
     save_figure_atomic(figure, path)

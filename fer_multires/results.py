@@ -87,12 +87,6 @@ def resolution_keys(resolutions: Sequence[int]) -> list[str]:
     return [*(str(r) for r in sorted(resolutions)), NATIVE]
 
 
-def confusion_from_labels(label: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Return the ``C x C`` confusion matrix (rows = true class) of two label arrays."""
-    pairs = np.asarray(label, np.int64) * num_classes + np.asarray(predicted, np.int64)
-    return np.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
 @dataclass
 class EvalResults:
     """An evaluation's ``metrics.json``.
@@ -251,7 +245,7 @@ def load_results(path: str | Path) -> EvalResults | TrainingResults:
     """
     file = results_path(path)
     if not file.is_file():
-        raise ResultsError(f"{file}: no such results file")
+        raise ResultsError(f"{path}: no {METRICS_FILE} (not an evaluation's or a run's directory)")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -6,12 +6,17 @@ from pathlib import Path
 import pytest
 
 from fer_multires.compare import main
+from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.results import SplitMetrics
 
 
 def fake_eval(path: Path, scores: dict[str, float]) -> Path:
     path.mkdir(parents=True)
-    entry = lambda s: {"accuracy": s, "f1_macro": s, "challenge_score": s, "n": 10}  # noqa: E731
-    metrics = {"val_rest": {k: entry(v) for k, v in scores.items()}}
+
+    def entry(score: float) -> SplitMetrics:
+        return SplitMetrics(score, score, {c: score for c in EXPRESSIONS_7}, score, 10)
+
+    metrics = {"val_rest": {k: entry(v).to_json() for k, v in scores.items()}}
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 

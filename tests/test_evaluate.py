@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.evaluate import evaluate
 from fer_multires.evaluation.config import anchor_relative_root, apply_data_overrides
-from fer_multires.results import SplitMetrics, confusion_from_labels
+from fer_multires.metrics import confusion_from_labels
+from fer_multires.report import write_report
+from fer_multires.results import SplitMetrics
 
 SPLITS = ("val_select", "val_rest", "val_full")
 OUTPUTS = (
@@ -146,6 +148,9 @@ def test_failed_eval_after_fit_keeps_the_checkpoint(trained, tmp_path, monkeypat
     assert (run_dir / "eval" / "error.txt").read_text() == "OSError: No space left on device\n"
     assert not (run_dir / "eval" / "metrics.json").exists()
     assert not list((run_dir / "eval").glob(".eval_raw*"))
+    (job,) = write_report(run_dir)
+    assert job.status == "eval failed: OSError: No space left on device"
+    assert "Evaluation failed (the checkpoint is kept)" in (run_dir / "report.md").read_text()
 
 
 def test_predictions_csv_reproduces_metrics(evaluated) -> None:

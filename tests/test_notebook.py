@@ -22,7 +22,8 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from fer_multires.data.labels import EXPRESSIONS_7
-from fer_multires.metrics import metrics_from_confusion
+from fer_multires.metrics import confusion_from_labels
+from fer_multires.results import EVAL_SPLITS, EvalResults, SplitMetrics
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 RESOLUTIONS = (8, 12, 16, 24, 32, 48, 64, 96)
@@ -41,22 +42,6 @@ def p_correct(resolution: str) -> float:
 def predict(labels: np.ndarray, resolution: str, rng: np.random.Generator) -> np.ndarray:
     right = rng.random(len(labels)) < p_correct(resolution)
     return np.where(right, labels, rng.integers(0, len(EXPRESSIONS_7), len(labels)))
-
-
-def split_metrics(labels: np.ndarray, preds: np.ndarray) -> dict:
-    """One entry of evaluate's metrics.json, from the project's challenge metric."""
-    confusion = np.zeros((len(EXPRESSIONS_7),) * 2, dtype=np.int64)
-    np.add.at(confusion, (labels, preds), 1)
-    m = {k: v.numpy() for k, v in metrics_from_confusion(confusion).items()}
-    return {
-        "accuracy": float(m["acc"]),
-        "f1_macro": float(m["f1"]),
-        "f1_per_class": {
-            c: float(f) for c, f in zip(EXPRESSIONS_7, m["f1_per_class"], strict=True)
-        },
-        "challenge_score": float(m["score"]),
-        "n": int(m["n"]),
-    }
 
 
 def random_predictions(seed: int) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -83,15 +68,25 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 def make_eval_output(directory: Path, seed: int = 0, split_column: bool = False) -> Path:
     """A schema-correct evaluate output built from random predictions."""
     predictions = random_predictions(seed)
-    metrics: dict = {
-        "checkpoint": str(directory.parent / "checkpoints" / "best_epoch003.ckpt"),
-        "classes": list(EXPRESSIONS_7),
-        "resolutions": list(RESOLUTIONS),
-    }
-    metrics |= {
-        split: {r: split_metrics(*pair) for r, pair in per_res.items()}
-        for split, per_res in predictions.items()
-    }
+    results = EvalResults(
+        checkpoint=str(directory.parent / "checkpoints" / "best_epoch003.ckpt"),
+        data_root="",
+        run_config=None,
+        classes=list(EXPRESSIONS_7),
+        native_size=[112, 112],
+        resolutions=list(RESOLUTIONS),
+        skipped_images={split: 0 for split in EVAL_SPLITS},
+        splits={
+            split: {
+                r: SplitMetrics.from_confusion(
+                    confusion_from_labels(*pair, len(EXPRESSIONS_7)), EXPRESSIONS_7
+                )
+                for r, pair in per_res.items()
+            }
+            for split, per_res in predictions.items()
+        },
+    )
+    metrics = results.to_json()
     directory.mkdir(parents=True)
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_csv(

@@ -19,16 +19,10 @@ import pytest
 import yaml
 
 from fer_multires.data.labels import EXPRESSIONS_7
-from fer_multires.report import (
-    ReportError,
-    choose_heatmap_metric,
-    find_eval_outputs,
-    find_runs,
-    heatmap_cells,
-    load_jobs,
-    main,
-    write_report,
-)
+from fer_multires.report import ReportError, main, write_report
+from fer_multires.sweeps.discovery import find_eval_outputs, find_runs
+from fer_multires.sweeps.jobs import load_jobs
+from fer_multires.sweeps.summary import choose_heatmap_metric, heatmap_cells
 
 SPLITS = ("val_select", "val_rest", "val_full")
 RESOLUTIONS = ("native", "8", "12", "16", "24", "32", "48", "64", "96")
@@ -234,7 +228,7 @@ def test_heatmap_shows_evaluate_scores_only_when_every_scored_job_has_them(sweep
     evaluated = [job for job in jobs if job.eval_dir is not None]
     metric = choose_heatmap_metric(evaluated, "16")
     assert metric.resolution == "16" and metric.value(evaluated[0]) == 0.54
-    write_report(sweep, resolution="16")
+    write_report(sweep, low_res="16")
     assert (
         "val_rest/score of the best checkpoint from training" in (sweep / "report.md").read_text()
     )
@@ -279,8 +273,8 @@ def test_cli_error_exit_code(tmp_path: Path) -> None:
 
 
 def test_bad_resolution_is_an_error(sweep: Path) -> None:
-    with pytest.raises(ReportError, match="--resolution"):
-        write_report(sweep, resolution="tiny")
+    with pytest.raises(ReportError, match="--low-res"):
+        write_report(sweep, low_res="tiny")
 
 
 def test_single_run_and_directory_of_runs(tmp_path: Path) -> None:
@@ -358,3 +352,86 @@ def test_evaluate_outputs_elsewhere_are_matched_by_checkpoint(sweep: Path, tmp_p
     assert rows[jobs["1"].name]["eval_dir"] == str(newer.resolve())
     with pytest.raises(ReportError, match="--evals"):
         write_report(sweep, eval_roots=[tmp_path / "missing"])
+
+
+def target_config(min_res: int = 8, max_res: int = 128) -> dict:
+    """The config.yaml of a run since data.multires became a ``_target_`` node (or null)."""
+    config = multires_config(min_res, max_res)
+    multires = config["data"]["multires"]
+    del multires["enabled"]
+    config["data"]["multires"] = {
+        "_target_": "fer_multires.data.transforms.MultiResolution",
+        **multires,
+    }
+    return config
+
+
+def null_config() -> dict:
+    """The config.yaml of a run without multi-resolution: ``data.multires: null``."""
+    config = multires_config()
+    config["data"]["multires"] = None
+    return config
+
+
+def test_new_config_shape_target_node_and_null(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    scores = {"val_select": 0.6, "val_rest": 0.5, "val_full": 0.55}
+    on = ["data.multires.min_res=16", "data.multires.max_res=64"]
+    write_training_run(root / job_name(0, *on), on, target_config(16, 64), scores)
+    write_training_run(root / "1_data.multires=null", ["data.multires=null"], null_config(),
+                       scores)  # fmt: skip
+    on_job, off_job = load_jobs(root)
+    assert on_job.multires.cell() == ("16", "64") and on_job.multires.enabled is True
+    assert (on_job.multires.p, on_job.multires.sampling) == (1.0, "pow2")
+    assert off_job.multires.cell() == ("off", "off") and off_job.multires.min_res is None
+    write_report(root)
+    rows = read_jobs_csv(root / "jobs.csv")
+    assert rows[on_job.name]["multires"] == "on" and rows[on_job.name]["min_res"] == "16"
+    assert rows[off_job.name]["multires"] == "off" and rows[off_job.name]["min_res"] == ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "cell"),
+    [
+        (["data.multires=null"], ("off", "off")),
+        (["data.multires.min_res=64", "data.multires=null"], ("off", "off")),
+        (["~data.multires"], ("off", "off")),
+        (["data.multires.enabled=false"], ("off", "off")),  # deprecated, still read
+        (["+data.multires.min_res=16", "data.multires.max_res=32"], ("16", "32")),
+        (["data.multires.min_res=8", "data.multires.min_res=16", "data.multires.max_res=32"],
+         ("16", "32")),  # the last override wins, as in Hydra
+        (["data.multires.min_res=${oc.env:RES}", "data.multires.max_res=32"], None),
+    ],
+)  # fmt: skip
+def test_failed_job_reads_multires_from_its_overrides(
+    tmp_path: Path, overrides: list[str], cell: tuple[str, str] | None
+) -> None:
+    """A job that failed before Hydra wrote a config: only its command line tells."""
+    run = tmp_path / "0_job"
+    run.mkdir()
+    (run / "error.txt").write_text(f"{' '.join(overrides)}\nValueError: bad\n")
+    (job,) = load_jobs(run)
+    assert job.status == "failed: ValueError: bad"
+    assert job.multires.cell() == cell
+
+
+def test_config_wins_over_overrides_for_the_new_shape(tmp_path: Path) -> None:
+    """A config that records data.multires: null is off, whatever key an override set."""
+    run = tmp_path / "run"
+    overrides = ["data.multires.min_res=16", "data.multires=null"]
+    write_training_run(run, overrides, null_config(), {"val_select": 0.6, "val_rest": 0.5,
+                                                        "val_full": 0.55})  # fmt: skip
+    (job,) = load_jobs(run)
+    assert job.multires.cell() == ("off", "off")
+
+
+def test_quoted_ckpt_path_override_is_read_as_hydra_reads_it(sweep: Path, tmp_path: Path) -> None:
+    """A checkpoint path holding ``=`` and ``,`` has to be quoted on evaluate's command line."""
+    jobs = {job.name[0]: job for job in load_jobs(sweep)}
+    ckpt = Path(jobs["2"].checkpoint).relative_to(tmp_path)
+    eval_root = tmp_path / "logs" / "eval"
+    write_eval_output(eval_root / "runs" / "x", base=0.45, overrides=[f"ckpt_path='{ckpt}'"],
+                      cwd=tmp_path)  # fmt: skip
+    write_report(sweep, eval_roots=[eval_root])
+    rows = read_jobs_csv(sweep / "jobs.csv")
+    assert rows[jobs["2"].name]["val_rest_score_native"] == "0.4400"

@@ -162,6 +162,38 @@ def test_multirun_sweep_names_job_dirs_and_survives_a_bad_combination(data_root,
     assert "data.multires.min_res=16" in result.stderr + result.stdout
 
 
+def test_sweep_evaluates_every_job_and_the_report_needs_no_manual_step(data_root, tmp_path) -> None:
+    from fer_multires.sweeps.jobs import load_jobs
+    from fer_multires.sweeps.summary import common_overrides, curves
+
+    overrides = [o for o in train_overrides(data_root, tmp_path) if not o.startswith("trainer.")]
+    overrides = [o for o in overrides if not o.startswith("eval_after_fit")]
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.train", "-m", *overrides,
+         "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+         "eval_after_fit=true", "eval.resolutions=[8,16]", "eval.smoothing_windows=[3]",
+         "data.multires.min_res=4,8", "data.multires.max_res=8", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = subprocess.run(
+        [sys.executable, "-m", "fer_multires.report", str(sweep), "--low-res", "8-16"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    jobs = load_jobs(sweep)
+    assert [job.status for job in jobs] == ["ok", "ok"]
+    assert all(job.eval_dir == (job.run_dir / "eval").resolve() for job in jobs)
+    assert len(curves(jobs, common_overrides(jobs))) == 2
+    assert all(set(job.eval_scores["val_rest"]) == {"8", "16", "native"} for job in jobs)
+    text = (sweep / "report.md").read_text()
+    assert "Not evaluated yet" not in text
+    assert "mean over the evaluated 8-16 px (evaluations)" in text  # the low-res heatmap panel
+    assert "native resolution (evaluations)" in text  # beside the native one
+    assert "evaluated:" in text  # the selected job's val_rest scores from its evaluation
+
+
 def test_long_sweep_job_names_are_cut_and_stay_unique() -> None:
     from fer_multires.utils.config import MAX_JOB_DIRNAME, job_dirname
 

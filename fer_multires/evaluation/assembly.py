@@ -17,13 +17,13 @@ import numpy as np
 
 from fer_multires.data.datamodule import AffWild2DataModule
 from fer_multires.evaluation.config import EvalSettings
+from fer_multires.metrics import confusion_from_labels
 from fer_multires.results import (
     EVAL_SPLITS,
     NATIVE,
     VAL_LOADERS,
     EvalResults,
     SplitMetrics,
-    confusion_from_labels,
 )
 from fer_multires.smoothing import GAUSSIAN_WINDOW_SIGMAS, choose_window, smooth_probabilities
 

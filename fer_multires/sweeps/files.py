@@ -1,0 +1,53 @@
+"""Reading what a run directory records: YAML files, text lines and Hydra's overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+
+
+def read_yaml(path: Path) -> Any:
+    """Return the parsed YAML file, or None when it is missing or unreadable."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_lines(path: Path) -> list[str]:
+    """Return the file's lines, or ``[]`` when it is missing."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """Return the job's command-line overrides (``.hydra/overrides.yaml``, else ``error.txt``)."""
+    data = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    if isinstance(data, list):
+        return [str(item) for item in data]
+    lines = read_lines(run_dir / "error.txt")
+    return lines[0].split() if lines else []
+
+
+def parse_overrides(lines: Iterable[str]) -> list[Override]:
+    """Parse override strings with Hydra's parser; one it cannot parse is left out.
+
+    The values come typed as Hydra reads them (``16`` an int, ``false`` a bool, ``null`` None,
+    quotes removed).
+    """
+    parser = OverridesParser.create()
+    parsed: list[Override] = []
+    for line in lines:
+        try:
+            parsed.extend(parser.parse_overrides([line]))
+        except HydraException:
+            continue
+    return parsed
