@@ -305,3 +305,15 @@ def test_relative_data_root_is_read_from_the_training_directory(tmp_path) -> Non
     absolute = OmegaConf.create({"root": "/elsewhere"})
     anchor_relative_root(absolute, run / "config.yaml")
     assert absolute.root == "/elsewhere"
+
+
+def test_eval_after_fit_under_ddp_equals_one_process(trained, tmp_path) -> None:
+    """Training with 2 processes evaluates on them, exactly as evaluate does on one."""
+    run_dir = tmp_path / "ddp_run"
+    run_train(trained["data_root"], tmp_path, run_dir, "trainer=ddp_sim", "trainer.devices=2",
+              "eval_after_fit=true", *EVAL_ARGS)  # fmt: skip
+    after_fit = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    standalone = run_eval(Path(after_fit["checkpoint"]), tmp_path / "one")
+    assert after_fit["val_full"]["native"]["n"] == 45
+    for key in (*SPLITS, "smoothing"):
+        assert after_fit[key] == standalone[key], key
