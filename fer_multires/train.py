@@ -197,7 +197,6 @@ def evaluate_after_fit(
     if best is None:
         log.warning("eval_after_fit: no best checkpoint was saved, so nothing is evaluated")
         return None
-    (out / EVAL_ERROR_FILE).unlink(missing_ok=True)
     try:
         results = evaluate_checkpoint(
             replace(settings, ckpt_path=Path(best)),

@@ -151,6 +151,12 @@ def test_failed_eval_after_fit_keeps_the_checkpoint(trained, tmp_path, monkeypat
     (job,) = write_report(run_dir)
     assert job.status == "eval failed: OSError: No space left on device"
     assert "Evaluation failed (the checkpoint is kept)" in (run_dir / "report.md").read_text()
+    # evaluating it again by hand, into the same folder, clears the failure
+    monkeypatch.undo()
+    run_eval(Path(training["checkpoint"]), run_dir / "eval")
+    assert not (run_dir / "eval" / "error.txt").exists()
+    (job,) = write_report(run_dir)
+    assert job.status == "ok" and job.eval_dir == (run_dir / "eval").resolve()
 
 
 def test_predictions_csv_reproduces_metrics(evaluated) -> None:

@@ -435,3 +435,16 @@ def test_quoted_ckpt_path_override_is_read_as_hydra_reads_it(sweep: Path, tmp_pa
     write_report(sweep, eval_roots=[eval_root])
     rows = read_jobs_csv(sweep / "jobs.csv")
     assert rows[jobs["2"].name]["val_rest_score_native"] == "0.4400"
+
+
+def test_jobs_with_the_same_label_keep_one_curve_each(tmp_path: Path) -> None:
+    from fer_multires.sweeps.jobs import Job, Multires
+    from fer_multires.sweeps.summary import curves
+
+    def job(name: str, score: float) -> Job:
+        return Job(name=name, run_dir=tmp_path / name.split("/")[-1], overrides=["a=1"],
+                   status="ok", multires=Multires(),
+                   eval_scores={"val_rest": {"8": score, "native": score}})  # fmt: skip
+
+    lines = curves([job("sweep1/0_a=1", 0.1), job("sweep2/0_a=1", 0.2)], common=[])
+    assert list(lines.values()) == [{"8": 0.1, "native": 0.1}, {"8": 0.2, "native": 0.2}]

@@ -179,12 +179,17 @@ def short_label(job: Job, common: Sequence[str]) -> str:
 
 
 def curves(jobs: Sequence[Job], common: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Return ``{legend label: {resolution: val_rest score}}`` of the evaluated jobs."""
-    return {
-        short_label(job, common): job.eval_scores[REPORT_SPLIT]
-        for job in jobs
-        if job.eval_scores.get(REPORT_SPLIT)
-    }
+    """Return ``{legend label: {resolution: val_rest score}}``, one line per evaluated job.
+
+    Two jobs with the same short label (e.g. from two sweeps below one folder) keep two lines:
+    the second is labelled with its full job name.
+    """
+    lines: dict[str, dict[str, float]] = {}
+    for job in jobs:
+        if job.eval_scores.get(REPORT_SPLIT):
+            label = short_label(job, common)
+            lines[job.name if label in lines else label] = job.eval_scores[REPORT_SPLIT]
+    return lines
 
 
 # --------------------------------------------------------------------------- jobs.csv
