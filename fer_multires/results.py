@@ -82,11 +82,6 @@ class SplitMetrics:
         return asdict(self)
 
 
-def resolution_keys(resolutions: Sequence[int]) -> list[str]:
-    """Return the result keys of the degraded resolutions, ascending, then ``native``."""
-    return [*(str(r) for r in sorted(resolutions)), NATIVE]
-
-
 @dataclass
 class EvalResults:
     """An evaluation's ``metrics.json``.
@@ -114,8 +109,8 @@ class EvalResults:
     smoothing: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
 
     def resolution_keys(self) -> list[str]:
-        """Return the resolution keys, ascending, then ``native``."""
-        return resolution_keys(self.resolutions)
+        """Return the result keys of the degraded resolutions, ascending, then ``native``."""
+        return [*(str(r) for r in sorted(self.resolutions)), NATIVE]
 
     def scores(self, split: str = REPORT_SPLIT) -> dict[str, float]:
         """Return ``{resolution key: challenge score}`` of one split."""
@@ -221,14 +216,6 @@ def is_eval_results(data: Any) -> bool:
 def is_training_results(data: Any) -> bool:
     """Tell whether parsed JSON has the training shape ``{"checkpoint", "metrics": {...}}``."""
     return isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping)
-
-
-def read_json(path: Path) -> Any:
-    """Return the parsed JSON file, or None when it is missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def results_path(path: str | Path) -> Path:

@@ -250,9 +250,8 @@ def run_sweep_job(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics, _ = train(cfg)
-    except (
-        EvaluationAfterFitError
-    ) as err:  # trained and checkpointed: the report says "eval failed"
+    except EvaluationAfterFitError as err:
+        # trained and checkpointed; the report lists the job as "eval failed"
         log.error("sweep job's evaluation failed: %s", err)
         return optimized_value(cfg, load_training_results(run_dir).metrics)
     except Exception as err:

@@ -26,11 +26,11 @@ from fer_multires.results import (
     ResultsError,
     is_eval_results,
     load_eval_results,
-    read_json,
 )
-from fer_multires.sweeps.files import parse_overrides, read_yaml
+from fer_multires.sweeps.files import parse_overrides
 from fer_multires.utils.checkpoints import CHECKPOINTS_DIR
 from fer_multires.utils.config import hydra_record
+from fer_multires.utils.io import read_json, read_yaml
 
 RUN_MARKERS = (".hydra", "config.yaml", METRICS_FILE, CHECKPOINTS_DIR, "error.txt")
 #: Hydra job names of entry points whose output directories are not training runs.

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
-
-def read_yaml(path: Path) -> Any:
-    """Return the parsed YAML file, or None when it is missing or unreadable."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
+from fer_multires.utils.io import read_yaml
 
 
 def read_lines(path: Path) -> list[str]:

@@ -28,8 +28,9 @@ from fer_multires.sweeps.discovery import (
     index_eval_outputs,
     natural_key,
 )
-from fer_multires.sweeps.files import parse_overrides, read_lines, read_overrides, read_yaml
+from fer_multires.sweeps.files import parse_overrides, read_lines, read_overrides
 from fer_multires.utils.checkpoints import CHECKPOINTS_DIR, LAST_CHECKPOINT
+from fer_multires.utils.io import read_yaml
 
 #: The heatmap row and column of jobs trained without multi-resolution.
 OFF = "off"

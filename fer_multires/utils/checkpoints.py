@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from fer_multires.results import METRICS_FILE, read_json
+from fer_multires.results import METRICS_FILE, ResultsError, load_training_results
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,10 @@ def best_checkpoint_of_run(run_dir: Path) -> Path | None:
     The recorded path is tried in the run's ``checkpoints/`` first, so a run directory that was
     moved or copied still finds its checkpoint.
     """
-    recorded = (read_json(Path(run_dir) / METRICS_FILE) or {}).get("checkpoint")
+    try:
+        recorded = load_training_results(run_dir).checkpoint
+    except ResultsError:
+        return None
     if not recorded:
         return None
     for candidate in (Path(run_dir) / CHECKPOINTS_DIR / Path(recorded).name, Path(recorded)):

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import yaml
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
+
+from fer_multires.utils.io import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,11 @@ def hydra_record(output_dir: str | Path, *keys: str) -> Any:
     against which its relative paths (a relative ``data.root``, a relative ``ckpt_path``) are
     resolved; ``hydra_record(run_dir, "job", "name")``: which entry point wrote it.
     """
+    data = read_yaml(Path(output_dir) / ".hydra" / "hydra.yaml")
     try:
-        data = yaml.safe_load((Path(output_dir) / ".hydra" / "hydra.yaml").read_text())
         for key in ("hydra", *keys):
             data = data[key]
-    except (OSError, yaml.YAMLError, TypeError, KeyError):
+    except (TypeError, KeyError):
         return None
     return data
 

@@ -1,4 +1,4 @@
-"""File output that never leaves a half-written file behind."""
+"""Files: output that never leaves a half-written file behind, and tolerant readers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import yaml
 
 
 def current_umask() -> int:
@@ -54,3 +55,19 @@ def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
     """Save arrays as ``.npz`` to ``path`` through a temporary file and an atomic rename."""
     with atomic_output(path, binary=True) as f:
         np.savez(f, **arrays)
+
+
+def read_json(path: str | Path) -> Any:
+    """Return the parsed JSON file, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Return the parsed YAML file, or None when it is missing or unreadable."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
