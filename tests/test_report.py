@@ -448,3 +448,13 @@ def test_jobs_with_the_same_label_keep_one_curve_each(tmp_path: Path) -> None:
 
     lines = curves([job("sweep1/0_a=1", 0.1), job("sweep2/0_a=1", 0.2)], common=[])
     assert list(lines.values()) == [{"8": 0.1, "native": 0.1}, {"8": 0.2, "native": 0.2}]
+
+
+def test_resolution_is_the_former_name_of_low_res(sweep: Path) -> None:
+    assert main([str(sweep), "--resolution", "16"]) == 0
+    assert "no evaluate score at 16 px" in (sweep / "report.md").read_text()
+    assert main([str(sweep), "--low-res", "8-32"]) == 0
+    assert (
+        "no evaluate score at the mean over the evaluated 8-32 px"
+        in (sweep / "report.md").read_text()
+    )

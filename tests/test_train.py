@@ -189,7 +189,7 @@ def test_sweep_evaluates_every_job_and_the_report_needs_no_manual_step(data_root
     assert all(set(job.eval_scores["val_rest"]) == {"8", "16", "native"} for job in jobs)
     text = (sweep / "report.md").read_text()
     assert "Not evaluated yet" not in text
-    assert "mean over the evaluated 8-16 px (evaluations)" in text  # the low-res heatmap panel
+    assert "the mean over the evaluated 8-16 px (evaluations)" in text  # the low-res heatmap panel
     assert "native resolution (evaluations)" in text  # beside the native one
     assert "evaluated:" in text  # the selected job's val_rest scores from its evaluation
 

@@ -74,7 +74,7 @@ def describe(spec: str) -> str:
     if spec == NATIVE:
         return "native resolution"
     if "-" in spec:
-        return f"mean over the evaluated {spec} px"
+        return f"the mean over the evaluated {spec} px"
     return f"{spec} px"
 
 
