@@ -15,38 +15,44 @@ import hydra
 from omegaconf import DictConfig
 
 from fer_multires.data.labels import class_weights
-from fer_multires.data.readers.affwild2 import SPLITS, AffWild2Index
+from fer_multires.data.readers.index import DatasetIndex
 from fer_multires.utils.config import CONFIG_DIR, instantiate
 from fer_multires.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-def dataset_stats(index: AffWild2Index) -> dict[str, Any]:
+def dataset_stats(index: DatasetIndex) -> dict[str, Any]:
     """Summarise an index: classes, per-split counts, class weights and skip counts.
 
+    The same shape for every dataset.
+
     Returns:
-        ``{"classes", "splits": {split: {"videos", "frames", "per_class"}}, "class_weights",
-        "skipped", "videos_without_frames"}``; ``videos`` counts videos that contributed frames.
+        ``{"dataset", "classes", "layout", "splits": {split: {"videos", "frames", "per_class",
+        "skipped"}}, "class_weights", "skipped", "videos_without_frames"}``; ``frames`` counts
+        the usable samples, ``videos`` the videos that contributed frames (null for still-image
+        datasets).
     """
     splits = {}
-    for name in SPLITS:
-        split = index.splits[name]
+    for name, split in index.splits.items():
         per_class = split.class_counts(index.num_classes)
         splits[name] = {
-            "videos": split.num_videos_with_frames(),
+            "videos": split.num_videos_with_frames() if split.has_videos else None,
             "frames": len(split),
             "per_class": [int(n) for n in per_class],
             "skipped": split.skipped.as_dict(),
         }
     weights = class_weights(splits["train"]["per_class"])
     return {
+        "dataset": index.name,
         "classes": list(index.classes),
-        "layout": index.layout.task_dir,
+        "layout": index.layout,
         "splits": splits,
         "class_weights": [round(float(w), 6) for w in weights],
         "skipped": index.skipped().as_dict(),
-        "videos_without_frames": {name: index.splits[name].missing_videos for name in SPLITS},
+        "videos_without_frames": {
+            name: split.missing_videos for name, split in index.splits.items()
+        },
     }
 
 
@@ -55,7 +61,7 @@ def format_stats(stats: dict[str, Any]) -> str:
     classes = stats["classes"]
     width = max(11, *(len(c) + 2 for c in classes))
     head = f"{'':<12}" + "".join(f"{c:>{width}}" for c in classes) + f"{'total':>{width}}"
-    lines = [f"Frames per class ({stats['layout']})", head]
+    lines = [f"Samples per class ({stats.get('dataset', 'affwild2')}: {stats['layout']})", head]
     for name, split in stats["splits"].items():
         total = split["frames"]
         counts = "".join(f"{n:>{width}d}" for n in split["per_class"])
@@ -65,7 +71,8 @@ def format_stats(stats: dict[str, Any]) -> str:
         )
         lines.append(f"{name:<12}{counts}{total:>{width}d}")
         lines.append(f"{'':<12}{share}")
-        lines.append(f"{'':<12}videos with frames: {split['videos']}")
+        if split["videos"] is not None:
+            lines.append(f"{'':<12}videos with frames: {split['videos']}")
     lines += ["", "Class weights (1 - training frequency)", head[: 12 + width * len(classes)]]
     lines.append(f"{'weight':<12}" + "".join(f"{w:>{width}.3f}" for w in stats["class_weights"]))
     lines += ["", "Skipped"]

@@ -129,7 +129,7 @@ def test_annotation_and_frame_dirs_can_be_overridden(tmp_path: Path) -> None:
     (root / "cropped_aligned").rename(moved)
     index = read_affwild2(root, annotations_dir="annotations/EXPR_Set", frames_dir=str(moved))
     assert len(index.splits["train"]) == 2
-    assert index.frames_dir == moved
+    assert index.images_dir == moved
 
 
 def test_ambiguous_or_unknown_layout(tmp_path: Path) -> None:

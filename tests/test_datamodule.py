@@ -11,21 +11,21 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fer_multires.data.datamodule import AffWild2DataModule, split_val_videos
+from fer_multires.data.datamodule import FERDataModule, split_val_videos
 from fer_multires.data.datasets import BadImageError, PartitionSampler
 from fer_multires.data.synthetic import SyntheticSpec
 from fer_multires.data.transforms import MultiResolution
 from fer_multires.utils.config import CONFIG_DIR, instantiate
 
 
-def datamodule(root: Path, **overrides) -> AffWild2DataModule:
+def datamodule(root: Path, **overrides) -> FERDataModule:
     settings = dict(
         root=str(root), batch_size=4, num_workers=0, resize_size=28, crop_size=24,
         multires=MultiResolution(p=0.8, min_res=4, max_res=24, sampling="uniform"),
         val_select_fraction=0.4, seed=3,
     )  # fmt: skip
     settings.update(overrides)
-    dm = AffWild2DataModule(**settings)
+    dm = FERDataModule(**settings)
     dm.setup()
     return dm
 
@@ -64,7 +64,7 @@ def test_train_class_counts_and_weights(image_tree: Path) -> None:
     np.testing.assert_allclose(dm.class_weights(), 1 - counts / counts.sum())
 
 
-def batches(dm: AffWild2DataModule, epoch: int) -> list[dict]:
+def batches(dm: FERDataModule, epoch: int) -> list[dict]:
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(epoch)
     return list(loader)
@@ -123,7 +123,7 @@ def test_config_errors_come_before_any_work(tmp_path: Path, overrides: dict, mes
     settings = dict(root=str(tmp_path / "absent"), resize_size=28, crop_size=24)
     settings.update(overrides)
     with pytest.raises(ValueError, match=message):
-        AffWild2DataModule(**settings)
+        FERDataModule(**settings)
 
 
 def compose_data(*overrides: str) -> DictConfig:
@@ -178,7 +178,7 @@ LEGACY = {"p": 0.8, "min_res": 4, "max_res": 24, "sampling": "uniform"}
 
 def test_legacy_multires_dict_disabled_is_none_with_a_warning(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="fer_multires.data.datamodule"):
-        dm = AffWild2DataModule(root=str(tmp_path), multires={"enabled": False, **LEGACY})
+        dm = FERDataModule(root=str(tmp_path), multires={"enabled": False, **LEGACY})
     assert dm.multires is None and dm.batch_transform.resolutions == [0]
     (warning,) = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
     assert "data.multires.enabled=false" in warning and "data.multires=null" in warning
@@ -188,7 +188,7 @@ def test_legacy_multires_dict_disabled_is_none_with_a_warning(tmp_path: Path, ca
 def test_legacy_multires_dict_enabled_is_a_multires(tmp_path: Path, caplog) -> None:
     # as an old run's config.yaml reaches it through Hydra (fer_multires.evaluate)
     old = OmegaConf.create({"data": {
-        "_target_": "fer_multires.data.datamodule.AffWild2DataModule", "root": str(tmp_path),
+        "_target_": "fer_multires.data.datamodule.FERDataModule", "root": str(tmp_path),
         "multires": {"enabled": True, **LEGACY},
         "synthetic": {"num_train_videos": 3, "num_val_videos": 2, "frames_per_video": 40},
     }})  # fmt: skip
@@ -201,14 +201,14 @@ def test_legacy_multires_dict_enabled_is_a_multires(tmp_path: Path, caplog) -> N
 
 
 def test_legacy_multires_draws_are_the_new_draws(tmp_path: Path) -> None:
-    legacy = AffWild2DataModule(root=str(tmp_path), multires={"enabled": True, **LEGACY}, seed=2)
-    node = AffWild2DataModule(root=str(tmp_path), multires=MultiResolution(**LEGACY), seed=2)
+    legacy = FERDataModule(root=str(tmp_path), multires={"enabled": True, **LEGACY}, seed=2)
+    node = FERDataModule(root=str(tmp_path), multires=MultiResolution(**LEGACY), seed=2)
     draws = [legacy.transforms.train.draw(1, i, 112, 112) for i in range(300)]
     assert draws == [node.transforms.train.draw(1, i, 112, 112) for i in range(300)]
 
 
 def test_missing_root_names_the_key(tmp_path: Path) -> None:
-    dm = AffWild2DataModule(root=str(tmp_path / "absent"))
+    dm = FERDataModule(root=str(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match="data.root"):
         dm.prepare_data()
 
@@ -217,7 +217,7 @@ def test_empty_split_is_an_error(tmp_path: Path) -> None:
     root = make_image_tree(tmp_path / "d", train_videos=1, val_videos=2, frames=2)
     for jpg in (root / "cropped_aligned" / "train_000").iterdir():
         jpg.unlink()
-    with pytest.raises(ValueError, match="the train split of .* has no usable frames"):
+    with pytest.raises(ValueError, match="the train split of .* has no usable samples"):
         datamodule(root)
 
 

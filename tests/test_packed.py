@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import jpeg_bytes, make_image_tree, write_video
 
-from fer_multires.data.datamodule import AffWild2DataModule
+from fer_multires.data.datamodule import FERDataModule
 
 SETTINGS = dict(
     batch_size=4, num_workers=0, resize_size=28, crop_size=24, val_select_fraction=0.4,
@@ -37,8 +37,8 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, out
 
 
-def setup(**kwargs) -> AffWild2DataModule:
-    dm = AffWild2DataModule(**SETTINGS, **kwargs)
+def setup(**kwargs) -> FERDataModule:
+    dm = FERDataModule(**SETTINGS, **kwargs)
     dm.setup()
     return dm
 

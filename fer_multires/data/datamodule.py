@@ -1,12 +1,14 @@
-"""The Lightning data module: Aff-Wild2 (or the synthetic set in its layout) -> dataloaders.
+"""The Lightning data module: any supported dataset -> dataloaders.
 
-Splits:
+``data.dataset`` names the reader (:data:`READERS`): Aff-Wild2 (or the synthetic set in its
+layout), RAF-DB, FER2013, FERPlus, AffectNet or an image folder. Splits:
 
 * ``train``: the official training split;
-* ``val_select``: a seeded subsample of whole validation videos (default 15% of them), used only
-  for model selection;
-* ``val_rest``: the validation videos not in ``val_select``: the honest estimate;
-* ``val_full``: the whole official validation split (the number the paper reports).
+* ``val_select``: a seeded subsample of the validation split used only for model selection:
+  whole videos (default 15% of them) for video datasets, images for still-image datasets;
+* ``val_rest``: the validation samples not in ``val_select``: the honest estimate;
+* ``val_full``: the whole official validation split (the number the paper reports);
+* ``test``: the dataset's test split, where it has one (FER2013's PrivateTest).
 
 ``val_dataloader`` returns ``[val_select, val_rest]`` in that order (:data:`VAL_LOADERS`).
 ``val_full`` is their disjoint union, so its metrics are computed exactly from the two without
@@ -35,10 +37,13 @@ from fer_multires.data.datasets import (
     check_on_bad_image,
 )
 from fer_multires.data.labels import class_weights
-from fer_multires.data.readers.affwild2 import AffWild2Index, SplitIndex, read_affwild2
+from fer_multires.data.readers import READERS
+from fer_multires.data.readers.affwild2 import read_affwild2
+from fer_multires.data.readers.index import DatasetIndex, SplitIndex
 from fer_multires.data.readers.packed import read_packed
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
 from fer_multires.data.transforms import MultiResolution
+from fer_multires.data.transforms import image_size as measure_size
 from fer_multires.data.transforms_factory import Transforms, create_transforms
 from fer_multires.results import VAL_LOADERS
 from fer_multires.utils.config import config_node
@@ -46,6 +51,14 @@ from fer_multires.utils.config import config_node
 log = logging.getLogger(__name__)
 
 AUGMENT_ON: tuple[str, ...] = ("device", "cpu")
+#: The split of the dataset's index that each data module split is drawn from.
+SOURCE_SPLIT: dict[str, str] = {
+    "train": "train",
+    "val_select": "val",
+    "val_rest": "val",
+    "val_full": "val",
+    "test": "test",
+}
 
 
 def split_val_videos(videos: list[str], fraction: float, seed: int) -> list[str]:
@@ -73,15 +86,45 @@ def split_val_videos(videos: list[str], fraction: float, seed: int) -> list[str]
     return sorted(names[i] for i in chosen)
 
 
-class AffWild2DataModule(LightningDataModule):
-    """Aff-Wild2 expression frames, or a synthetic set generated in the same layout.
+def split_val_images(num_images: int, fraction: float, seed: int) -> np.ndarray:
+    """Choose the ``val_select`` images of a still-image dataset: a seeded sample of positions.
+
+    At least one image is chosen and at least one is left out.
+
+    Returns:
+        The chosen positions in the validation split, sorted.
+
+    Raises:
+        ValueError: if there are fewer than two images.
+    """
+    if num_images < 2:
+        raise ValueError(
+            f"the validation split has {num_images} image(s); val_select and val_rest need at "
+            "least two"
+        )
+    count = min(num_images - 1, max(1, round(fraction * num_images)))
+    return np.sort(np.random.default_rng(seed).choice(num_images, size=count, replace=False))
+
+
+class FERDataModule(LightningDataModule):
+    """Expression images of any supported dataset, or a synthetic set in Aff-Wild2's layout.
 
     Args:
         root: dataset root (``data.root``).
-        annotations_dir: annotations folder, relative to the root or absolute.
-        frames_dir: cropped-aligned frames folder, relative to the root or absolute.
-        frames_manifest: optional file listing ``<video>/<frame>.jpg`` paths, read instead of
-            listing the frame folders (e.g. on network storage).
+        dataset: the reader (``data.dataset``): one of :data:`READERS`.
+        annotations_dir: Aff-Wild2: annotations folder, relative to the root or absolute.
+        frames_dir: Aff-Wild2: cropped-aligned frames folder, relative to the root or absolute.
+        frames_manifest: Aff-Wild2: optional file listing ``<video>/<frame>.jpg`` paths, read
+            instead of listing the frame folders (e.g. on network storage).
+        rafdb: RAF-DB's options (``data.rafdb``), e.g. ``{images: aligned}``.
+        affectnet: AffectNet's options (``data.affectnet``), e.g. ``{crop: box}``.
+        num_classes: FERPlus and AffectNet: 8 (with Contempt, the default) or 7 (Contempt
+            skipped and counted); for other datasets, if set, checked against the dataset's.
+        classes: image folders: the class folder names in label order, instead of mapping
+            the folder names to the canonical names.
+        image_size: resize every image (after any face-box crop) to this square size when it
+            is read, or None to keep the images' own size (the fast path then needs every image
+            at one size).
         packed_dir: read the frames and the index from tar shards written by
             ``python -m fer_multires.pack`` instead of the annotation and frame folders.
         synthetic: if set, a :class:`SyntheticSpec` (a ``_target_`` node in the config; a plain
@@ -113,9 +156,15 @@ class AffWild2DataModule(LightningDataModule):
     def __init__(
         self,
         root: str,
+        dataset: str = "affwild2",
         annotations_dir: str = "annotations",
         frames_dir: str = "cropped_aligned",
         frames_manifest: str | None = None,
+        rafdb: Mapping[str, Any] | None = None,
+        affectnet: Mapping[str, Any] | None = None,
+        num_classes: int | None = None,
+        classes: list[str] | None = None,
+        image_size: int | None = None,
         packed_dir: str | None = None,
         synthetic: SyntheticSpec | Mapping[str, Any] | None = None,
         batch_size: int = 128,
@@ -135,6 +184,17 @@ class AffWild2DataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.root = Path(root)
+        if dataset not in READERS:
+            raise ValueError(f"data.dataset={dataset!r} is not one of {', '.join(READERS)}")
+        self.dataset_name = dataset
+        if num_classes is not None and num_classes not in (7, 8):
+            raise ValueError(f"data.num_classes={num_classes} must be 7 or 8")
+        self.requested_num_classes = num_classes
+        self.reader_settings = {"rafdb": dict(rafdb or {}), "affectnet": dict(affectnet or {})}
+        self.class_folders = None if classes is None else [str(c) for c in classes]
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"data.image_size={image_size} must be >= 1 (or null)")
+        self.image_size = image_size
         self.annotations_dir = annotations_dir
         self.frames_dir = frames_dir
         self.frames_manifest = frames_manifest
@@ -168,7 +228,7 @@ class AffWild2DataModule(LightningDataModule):
             )
         self.augment_on = augment_on
         self.native_size: tuple[int, int] = (112, 112)
-        self.index: AffWild2Index | None = None
+        self.index: DatasetIndex | None = None
         self.splits: dict[str, SplitIndex] = {}
 
     @property
@@ -194,37 +254,69 @@ class AffWild2DataModule(LightningDataModule):
         for name, split in index.splits.items():
             if len(split) == 0:
                 raise ValueError(
-                    f"data.root: the {name} split of {self.root} has no usable frames "
+                    f"data.root: the {name} split of {self.root} has no usable samples "
                     f"(skipped: {split.skipped.as_dict()})"
                 )
-        val = index.splits["val"]
+        select, rest = self.split_validation(index.splits["val"])
+        self.index = index
+        self.splits = {
+            "train": index.splits["train"],
+            "val_select": select,
+            "val_rest": rest,
+            "val_full": index.splits["val"],
+        }
+        if "test" in index.splits:
+            self.splits["test"] = index.splits["test"]
+        self.native_size = probe_native_size(self.dataset("train"))
+        log.info(
+            "data: %s %s; %s",
+            index.name,
+            self.root,
+            ", ".join(f"{name} {len(split)} samples" for name, split in self.splits.items()),
+        )
+
+    def split_validation(self, val: SplitIndex) -> tuple[SplitIndex, SplitIndex]:
+        """Return ``(val_select, val_rest)``: whole videos, or images, chosen by seed."""
+        if not val.has_videos:
+            chosen = split_val_images(len(val), self.val_select_fraction, self.val_select_seed)
+            rest = np.setdiff1d(np.arange(len(val)), chosen)
+            return val.take(chosen), val.take(rest)
         select_videos = split_val_videos(
             [val.video_names[v] for v in np.unique(val.video_id)],
             self.val_select_fraction,
             self.val_select_seed,
         )
         rest_videos = sorted(set(val.video_names) - set(select_videos))
-        self.index = index
-        self.splits = {
-            "train": index.splits["train"],
-            "val_select": val.subset(select_videos),
-            "val_rest": val.subset(rest_videos),
-            "val_full": val,
-        }
-        self.native_size = probe_native_size(self.dataset("train"))
-        log.info(
-            "data: %s; %s",
-            self.root,
-            ", ".join(f"{name} {len(split)} frames" for name, split in self.splits.items()),
-        )
+        return val.subset(select_videos), val.subset(rest_videos)
 
-    def read_index(self) -> AffWild2Index:
-        """Read the dataset's index (train and val as on disk), without building the splits."""
+    def read_index(self) -> DatasetIndex:
+        """Read the dataset's index (its splits as on disk), without building the splits."""
         if self.synthetic is not None and not self.root.is_dir():
             self.prepare_data()
         if self.packed_dir:
-            return read_packed(self.packed_dir)
-        return read_affwild2(self.root, self.annotations_dir, self.frames_dir, self.frames_manifest)
+            index = read_packed(self.packed_dir)
+        elif self.dataset_name == "affwild2":
+            index = read_affwild2(
+                self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
+            )
+        else:
+            index = READERS[self.dataset_name](self.root, **self.reader_options())
+        if self.requested_num_classes not in (None, index.num_classes):
+            raise ValueError(
+                f"data.num_classes={self.requested_num_classes}, but {index.name} at {self.root} "
+                f"has {index.num_classes} classes ({', '.join(index.classes)})"
+            )
+        return index
+
+    def reader_options(self) -> dict[str, Any]:
+        """Return the keyword options of this dataset's reader, from the ``data`` config."""
+        name = self.dataset_name
+        options: dict[str, Any] = dict(self.reader_settings.get(name, {}))
+        if name in ("ferplus", "affectnet"):
+            options["num_classes"] = self.requested_num_classes or 8
+        if name == "folder":
+            options["classes"] = self.class_folders
+        return options
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -245,7 +337,7 @@ class AffWild2DataModule(LightningDataModule):
         """The paper's loss weights: 1 - training frequency of each class."""
         return class_weights(self.train_class_counts)
 
-    def _index(self) -> AffWild2Index:
+    def _index(self) -> DatasetIndex:
         if self.index is None:
             raise RuntimeError("call setup() before using the data module's splits")
         return self.index
@@ -254,21 +346,24 @@ class AffWild2DataModule(LightningDataModule):
         """Return the dataset of a split.
 
         Args:
-            split: ``train``, ``val_select``, ``val_rest`` or ``val_full``.
+            split: ``train``, ``val_select``, ``val_rest``, ``val_full`` or ``test``.
             augment_on: override ``data.augment_on``; with ``device`` the items are uint8
                 images (plus the training draws), to be finished by :attr:`batch_transform`.
         """
         self._index()
         on_device = (augment_on or self.augment_on) == "device"
         train = split == "train"
+        if split not in self.splits:
+            raise ValueError(f"{self._index().name} at {self.root} has no {split} split")
         return FrameDataset(
             self.splits[split],
-            self._index().frames_dir,
+            self._index().images_dir,
             self.transforms.worker(train, on_device),
             decode="tensor" if on_device else "pil",
-            packed_split="train" if train else "val",
+            packed_split=SOURCE_SPLIT[split],
             native_size=self.native_size,
             on_bad_image=self.on_bad_image,
+            image_size=self.image_size,
         )
 
     def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
@@ -345,17 +440,23 @@ class AffWild2DataModule(LightningDataModule):
 
 
 def probe_native_size(dataset: FrameDataset) -> tuple[int, int]:
-    """Return ``(height, width)`` of the first readable frame (112x112 on Aff-Wild2).
+    """Return ``(height, width)`` of the first readable image (112x112 on Aff-Wild2).
 
-    Only the image header is decoded.
+    Only the image header is decoded, unless the image is cropped or resized when read.
     """
+    if dataset.image_size is not None:
+        return dataset.image_size, dataset.image_size
+    if dataset.split.pixels is not None:
+        return tuple(int(n) for n in dataset.split.pixels.shape[1:3])
     for i in range(min(len(dataset), 16)):
         try:
+            if dataset.split.boxes is not None:
+                return measure_size(dataset.load_image(i))
             with Image.open(io.BytesIO(dataset.read_bytes(i))) as img:
                 return img.height, img.width
         except (OSError, BadImageError):
             continue
-    raise ValueError(f"data.root: none of the first frames in {dataset.frames_dir} reads")
+    raise ValueError(f"data.root: none of the first images in {dataset.images_dir} reads")
 
 
 #: The ``_target_`` of a ``data.multires`` node.
@@ -435,3 +536,7 @@ def resolve_synthetic(synthetic: SyntheticSpec | Mapping[str, Any] | None) -> Sy
         return None
     with config_node("data.synthetic"):
         return SyntheticSpec(**{str(k): v for k, v in synthetic.items()})
+
+
+#: The former name of :class:`FERDataModule`, kept for the ``_target_`` of older runs' configs.
+AffWild2DataModule = FERDataModule

@@ -1,4 +1,4 @@
-"""Frame datasets and the samplers that feed them.
+"""Image datasets (video frames or still images) and the samplers that feed them.
 
 A sampler yields ``(index, epoch)`` keys, so each sample's augmentation draws depend on
 ``(seed, epoch, index)`` only, never on which worker process reads it. Partitioning across
@@ -20,8 +20,9 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image
 
-from fer_multires.data.readers.affwild2 import SplitIndex
+from fer_multires.data.readers.index import SplitIndex
 from fer_multires.data.readers.packed import PackedReader
+from fer_multires.data.transforms import resize
 
 log = logging.getLogger(__name__)
 
@@ -71,44 +72,81 @@ def decode_tensor(data: bytes, name: str) -> torch.Tensor:
         raise BadImageError(f"{name}: cannot read image: {err}") from err
 
 
+def crop_box(
+    image: Image.Image | torch.Tensor, box: np.ndarray
+) -> Image.Image | torch.Tensor:
+    """Crop the face box ``(x, y, w, h)``, clipped to the image (AffectNet's annotated boxes).
+
+    A box entirely outside the image leaves the whole image.
+    """
+    if isinstance(image, Image.Image):
+        height, width = image.height, image.width
+    else:
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+    x, y, w, h = (int(v) for v in box)
+    left, top = max(0, x), max(0, y)
+    right, bottom = min(width, x + w), min(height, y + h)
+    if right <= left or bottom <= top:
+        return image
+    if isinstance(image, Image.Image):
+        return image.crop((left, top, right, bottom))
+    return image[..., top:bottom, left:right]
+
+
+def pixels_image(pixels: np.ndarray, decode: Decode) -> Image.Image | torch.Tensor:
+    """Turn a grayscale ``(H, W)`` uint8 array (FER2013's CSV pixels) into an RGB image."""
+    if decode == "pil":
+        return Image.fromarray(pixels, "L").convert("RGB")
+    return torch.from_numpy(np.ascontiguousarray(pixels))[None].expand(3, -1, -1).contiguous()
+
+
 class FrameDataset(Dataset):
-    """The frames of one split, read from ``<frames_dir>/<video>/<frame>.jpg``.
+    """The samples of one split: video frames or still images, from files, shards or pixels.
 
     Each item is a dict with ``image``, ``label``, ``index`` (the position in the split) and
     ``valid`` (False only for a bad image skipped under ``on_bad_image="skip"``: its image is a
     blank stand-in, and consumers must leave it out and count it). A transform that returns a
     dict (``data.augment_on=device``) adds its entries, e.g. the augmentation draws.
 
+    An image is read from its file (``<images_dir>/<path>``), its tar shard (packed sets) or the
+    split's pixels (CSV datasets); then its face box is cropped (``split.boxes``), and with
+    ``image_size`` set it is resized to ``image_size`` x ``image_size`` (antialiased bilinear),
+    so that datasets of mixed image sizes batch on the fast path.
+
     Args:
         split: the split's index.
-        frames_dir: the folder holding the frame folders.
+        images_dir: the folder that the split's image paths are relative to.
         transform: called as ``transform(image, epoch, index)``.
         decode: ``"pil"`` (a PIL image goes to the transform) or ``"tensor"`` (a uint8 tensor).
         packed_split: for a split packed into shards (``split.packed`` set), the name of the
-            split whose shards in ``frames_dir`` hold its frames (``train`` or ``val``).
-        native_size: ``(height, width)`` of the frames; the blank stand-in for a skipped image.
+            split whose shards in ``images_dir`` hold its images (``train``, ``val``, ``test``).
+        native_size: ``(height, width)`` of the images; the blank stand-in for a skipped image.
         on_bad_image: ``"error"`` (raise, naming the file) or ``"skip"``.
+        image_size: resize every image to this square size after cropping, or None to keep
+            the images' own size.
     """
 
     def __init__(
         self,
         split: SplitIndex,
-        frames_dir: Path,
+        images_dir: Path,
         transform: Callable[[Any, int, int], Any],
         decode: Decode = "pil",
         packed_split: str | None = None,
         native_size: tuple[int, int] = (112, 112),
         on_bad_image: OnBadImage = "error",
+        image_size: int | None = None,
     ) -> None:
         check_on_bad_image(on_bad_image)
         self.split = split
-        self.frames_dir = Path(frames_dir)
+        self.images_dir = Path(images_dir)
         self.transform = transform
         self.decode = decode
         self.decode_bytes = decode_pil if decode == "pil" else decode_tensor
-        self.packed = PackedReader(self.frames_dir, packed_split) if split.packed else None
+        self.packed = PackedReader(self.images_dir, packed_split) if split.packed else None
         self.native_size = native_size
         self.on_bad_image = on_bad_image
+        self.image_size = image_size
 
     def __len__(self) -> int:
         return len(self.split)
@@ -116,12 +154,12 @@ class FrameDataset(Dataset):
     def image_path(self, index: int) -> Path:
         """Return the image file of sample ``index`` (for packed frames: shard and member)."""
         if self.packed is None:
-            return self.frames_dir / self.split.image_relpath(index)
+            return self.images_dir / self.split.image_relpath(index)
         shard = int(self.split.packed[0][index])
         return self.packed.shard_path(shard) / self.split.image_relpath(index)
 
     def read_bytes(self, index: int) -> bytes:
-        """Return the encoded image of sample ``index``.
+        """Return the encoded image of sample ``index`` (not for pixel datasets).
 
         Raises:
             BadImageError: naming the file if it cannot be read.
@@ -134,6 +172,22 @@ class FrameDataset(Dataset):
         except OSError as err:
             raise BadImageError(f"{self.image_path(index)}: cannot read image: {err}") from err
 
+    def load_image(self, index: int) -> Image.Image | torch.Tensor:
+        """Return sample ``index``'s RGB image: read, decoded, cropped and sized.
+
+        Raises:
+            BadImageError: naming the file if it cannot be read or decoded.
+        """
+        if self.split.pixels is not None and self.packed is None:
+            image = pixels_image(self.split.pixels[index], self.decode)
+        else:
+            image = self.decode_bytes(self.read_bytes(index), str(self.image_path(index)))
+        if self.split.boxes is not None:
+            image = crop_box(image, self.split.boxes[index])
+        if self.image_size is not None:
+            image = resize(image, self.image_size, self.image_size)
+        return image
+
     def _blank(self) -> Image.Image | torch.Tensor:
         height, width = self.native_size
         if self.decode == "pil":
@@ -145,7 +199,7 @@ class FrameDataset(Dataset):
         index, epoch = int(index), int(epoch)
         valid = True
         try:
-            image = self.decode_bytes(self.read_bytes(index), str(self.image_path(index)))
+            image = self.load_image(index)
         except BadImageError:
             if self.on_bad_image == "error":
                 raise
@@ -153,9 +207,10 @@ class FrameDataset(Dataset):
             image, valid = self._blank(), False
         if self.decode == "tensor" and tuple(image.shape[-2:]) != tuple(self.native_size):
             raise BadImageError(
-                f"{self.image_path(index)}: image is {tuple(image.shape[-2:])}, the other frames "
-                f"{tuple(self.native_size)}; data.augment_on=device batches frames at their "
-                "native size, so they must all be the same size (use data.augment_on=cpu)"
+                f"{self.image_path(index)}: image is {tuple(image.shape[-2:])}, the first "
+                f"{tuple(self.native_size)}; data.augment_on=device batches images at one size, "
+                "so set data.image_size=N to resize every image to N x N when it is read (or "
+                "use data.augment_on=cpu)"
             )
         out = self.transform(image, epoch, index)
         sample = out if isinstance(out, dict) else {"image": out}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_multires.data.datamodule import AffWild2DataModule
+from fer_multires.data.datamodule import FERDataModule
 from fer_multires.evaluation.config import EvalSettings
 from fer_multires.metrics import confusion_from_labels
 from fer_multires.results import (
@@ -67,7 +67,7 @@ class RawResults:
 
 
 def load_raw_results(
-    path: Path, datamodule: AffWild2DataModule, resolutions: Sequence[int]
+    path: Path, datamodule: FERDataModule, resolutions: Sequence[int]
 ) -> RawResults:
     """Read the file saved by :class:`EvalModule` and check that every sample counted once.
 
@@ -89,7 +89,7 @@ def load_raw_results(
 
 
 def build_predictions(
-    data: Mapping[str, np.ndarray], datamodule: AffWild2DataModule, skipped: Mapping[str, int]
+    data: Mapping[str, np.ndarray], datamodule: FERDataModule, skipped: Mapping[str, int]
 ) -> Predictions:
     """Turn gathered (split, index) rows into named, sorted ``val_full`` predictions."""
     names, videos, frames, labels = [], [], [], []
@@ -188,7 +188,7 @@ def smoothing_results(
 def build_results(
     raw: RawResults,
     settings: EvalSettings,
-    datamodule: AffWild2DataModule,
+    datamodule: FERDataModule,
     run_config: Path | None,
 ) -> EvalResults:
     """Assemble the evaluation's results: per split and resolution, plus context and smoothing."""

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from pytorch_lightning import Trainer
 
-from fer_multires.data.datamodule import AffWild2DataModule
+from fer_multires.data.datamodule import FERDataModule
 from fer_multires.evaluation.assembly import build_results, load_raw_results
 from fer_multires.evaluation.config import EvalSettings, check_settings, resolve_data_config
 from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_checkpoint(
     settings: EvalSettings,
-    datamodule: AffWild2DataModule,
+    datamodule: FERDataModule,
     trainer: Trainer,
     output_dir: Path,
     run_config: Path | None = None,
@@ -96,7 +96,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any] | None:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     settings = check_settings(cfg)
     data_cfg, run_config = resolve_data_config(cfg, settings.ckpt_path, hydra_cfg.overrides.task)
-    datamodule: AffWild2DataModule = instantiate(data_cfg)
+    datamodule: FERDataModule = instantiate(data_cfg)
     datamodule.prepare_data()
     datamodule.setup("test")
     trainer: Trainer = hydra.utils.instantiate(

@@ -1,5 +1,16 @@
 """Dataset readers: one module per dataset format, each producing the same compact index.
 
-Every reader returns split indices of parallel numpy arrays (video id, frame number, label in
-canonical class order) and counts what it skipped by name; nothing is dropped silently.
+Every reader returns a :class:`~fer_multires.data.readers.index.DatasetIndex` of parallel numpy
+arrays (labels in canonical class names, see :mod:`fer_multires.data.labels`) and counts what
+it skipped by name; nothing is dropped silently. ``data.dataset`` names one of :data:`READERS`.
 """
+
+from collections.abc import Callable
+
+from fer_multires.data.readers.affwild2 import read_affwild2
+from fer_multires.data.readers.index import DatasetIndex
+
+#: Each dataset's reader, by its ``data.dataset`` name.
+READERS: dict[str, Callable[..., DatasetIndex]] = {
+    "affwild2": read_affwild2,
+}

@@ -12,21 +12,22 @@ the class index, or -1 for a frame that is not annotated. Label line ``i`` (1-ba
 header) belongs to the image ``<frames>/<video>/{i:05d}.jpg``. Frames where no face was detected
 are absent, so the reader walks the frames on disk and indexes into the labels.
 
-What is left out is counted, never dropped silently (see :class:`SkipCounts`). The index holds
-numpy arrays, not one Python object per frame, so 2.6M frames fit in a few tens of MB and
-DataLoader workers do not copy it page by page as they read it.
+What is left out is counted, never dropped silently (see :data:`SKIP_COUNT_NAMES`). The index
+holds numpy arrays, not one Python object per frame (see
+:mod:`fer_multires.data.readers.index`), so 2.6M frames fit in a few tens of MB.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8, UNLABELLED
+from fer_multires.data.readers.index import DatasetIndex, SkipCounts, SplitIndex
 
 log = logging.getLogger(__name__)
 
@@ -76,131 +77,25 @@ class AnnotationError(ValueError):
     """An annotation file or folder that does not follow the Aff-Wild2 format."""
 
 
-@dataclass
-class SkipCounts:
-    """What the reader left out, and why.
-
-    Attributes:
-        invalid_label: frames on disk whose label is -1 (not annotated).
-        missing_frame: labelled frames (0..C-1) whose image is absent (no face detected).
-        beyond_labels: images whose frame number is past the last label line.
-        videos_without_frames: annotation files whose frame folder does not exist.
-        unrecognised_name: ``.jpg`` files whose name is not a frame number >= 1.
-    """
-
-    invalid_label: int = 0
-    missing_frame: int = 0
-    beyond_labels: int = 0
-    videos_without_frames: int = 0
-    unrecognised_name: int = 0
-
-    def add(self, other: SkipCounts) -> None:
-        """Add another set of counts to this one in place."""
-        for key in SKIP_COUNT_NAMES:
-            setattr(self, key, getattr(self, key) + getattr(other, key))
-
-    def as_dict(self) -> dict[str, int]:
-        """Return the counts as a plain dict."""
-        return asdict(self)
+#: What the reader leaves out, by name (see :class:`~fer_multires.data.readers.index.SkipCounts`):
+#:
+#: * ``invalid_label``: frames on disk whose label is -1 (not annotated);
+#: * ``missing_frame``: labelled frames (0..C-1) whose image is absent (no face detected);
+#: * ``beyond_labels``: images whose frame number is past the last label line;
+#: * ``videos_without_frames``: annotation files whose frame folder does not exist;
+#: * ``unrecognised_name``: ``.jpg`` files whose name is not a frame number >= 1.
+SKIP_COUNT_NAMES: tuple[str, ...] = (
+    "invalid_label",
+    "missing_frame",
+    "beyond_labels",
+    "videos_without_frames",
+    "unrecognised_name",
+)
 
 
-#: The names of the :class:`SkipCounts` fields, in order.
-SKIP_COUNT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(SkipCounts))
-
-
-@dataclass
-class SplitIndex:
-    """The frames of one split as parallel numpy arrays.
-
-    Attributes:
-        video_names: video names; ``video_id`` holds indices into this list.
-        video_id: per frame, the index of its video in ``video_names`` (int32).
-        frame: per frame, its 1-based frame number (int32), i.e. the image ``{frame:05d}.jpg``.
-        label: per frame, its class index (int8).
-        skipped: what was left out of this split.
-        missing_videos: names of annotation files without a frame folder.
-        packed: for frames packed into tar shards (see :mod:`fer_multires.data.readers.packed`),
-            per frame its shard number, byte offset and size (three int64 arrays); None for
-            folders.
-    """
-
-    video_names: list[str]
-    video_id: np.ndarray
-    frame: np.ndarray
-    label: np.ndarray
-    skipped: SkipCounts = field(default_factory=SkipCounts)
-    missing_videos: list[str] = field(default_factory=list)
-    packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return int(self.label.shape[0])
-
-    def class_counts(self, num_classes: int) -> np.ndarray:
-        """Return the number of frames of each class (int64, length ``num_classes``)."""
-        return np.bincount(self.label.astype(np.int64), minlength=num_classes)[:num_classes]
-
-    def num_videos_with_frames(self) -> int:
-        """Return how many videos contributed at least one frame."""
-        return int(np.unique(self.video_id).size)
-
-    def image_relpath(self, i: int) -> str:
-        """Return the path of frame ``i``'s image relative to the frames folder."""
-        return f"{self.video_names[self.video_id[i]]}/{int(self.frame[i]):05d}.jpg"
-
-    def subset(self, video_names: list[str]) -> SplitIndex:
-        """Return the frames of the given videos, with video indices renumbered.
-
-        Skip counts are not carried over: they describe the split as read from disk.
-        """
-        wanted = sorted(set(video_names))
-        old_ids = np.array([self.video_names.index(name) for name in wanted], dtype=np.int64)
-        remap = np.full(len(self.video_names), -1, dtype=np.int32)
-        remap[old_ids] = np.arange(len(wanted), dtype=np.int32)
-        keep = remap[self.video_id] >= 0
-        return SplitIndex(
-            video_names=wanted,
-            video_id=remap[self.video_id[keep]],
-            frame=self.frame[keep],
-            label=self.label[keep],
-            packed=None if self.packed is None else tuple(a[keep] for a in self.packed),
-        )
-
-    def annotated_videos(self) -> list[str]:
-        """Return every video with an annotation file, with or without frames."""
-        return self.video_names + self.missing_videos
-
-    def nbytes(self) -> int:
-        """Return the memory held by the per-frame arrays, in bytes."""
-        return int(self.video_id.nbytes + self.frame.nbytes + self.label.nbytes)
-
-
-@dataclass
-class AffWild2Index:
-    """Both splits of an Aff-Wild2 expression set.
-
-    Attributes:
-        classes: class names in label order.
-        layout: the detected annotation layout.
-        frames_dir: the folder holding ``<video>/<frame>.jpg``.
-        splits: ``train`` and ``val``.
-    """
-
-    classes: tuple[str, ...]
-    layout: Layout
-    frames_dir: Path
-    splits: dict[str, SplitIndex]
-
-    @property
-    def num_classes(self) -> int:
-        """Number of expression classes (7 or 8)."""
-        return len(self.classes)
-
-    def skipped(self) -> SkipCounts:
-        """Return the skip counts summed over both splits."""
-        total = SkipCounts()
-        for split in self.splits.values():
-            total.add(split.skipped)
-        return total
+def new_skip_counts() -> SkipCounts:
+    """Return zero counts of every Aff-Wild2 skip reason."""
+    return SkipCounts(SKIP_COUNT_NAMES)
 
 
 def resolve_subdir(root: str | Path, subdir: str | Path, key: str) -> Path:
@@ -381,15 +276,15 @@ def index_video(labels: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarr
     Returns:
         The frame numbers to keep (labelled, on disk) and what was skipped.
     """
-    skipped = SkipCounts()
+    skipped = new_skip_counts()
     within = frame_numbers <= labels.shape[0]
-    skipped.beyond_labels = int(np.count_nonzero(~within))
+    skipped.count("beyond_labels", np.count_nonzero(~within))
     frames = frame_numbers[within]
     frame_labels = labels[frames - 1]
     annotated = frame_labels != UNLABELLED
-    skipped.invalid_label = int(np.count_nonzero(~annotated))
+    skipped.count("invalid_label", np.count_nonzero(~annotated))
     kept = frames[annotated]
-    skipped.missing_frame = int(np.count_nonzero(labels != UNLABELLED)) - kept.size
+    skipped.count("missing_frame", np.count_nonzero(labels != UNLABELLED) - kept.size)
     return kept, skipped
 
 
@@ -414,7 +309,7 @@ def read_split(
     video_ids: list[np.ndarray] = []
     frames: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    skipped = SkipCounts()
+    skipped = new_skip_counts()
     missing_videos: list[str] = []
     for path in files:
         video_labels = parse_annotation_text(path.read_text(encoding="utf-8-sig"), path, classes)
@@ -424,13 +319,13 @@ def read_split(
             continue
         frame_numbers, unrecognised = listing
         kept, video_skipped = index_video(video_labels, frame_numbers)
-        video_skipped.unrecognised_name = unrecognised
+        video_skipped.count("unrecognised_name", unrecognised)
         skipped.add(video_skipped)
         video_ids.append(np.full(kept.size, len(videos), dtype=np.int32))
         frames.append(kept.astype(np.int32))
         labels.append(video_labels[kept - 1])
         videos.append(path.stem)
-    skipped.videos_without_frames = len(missing_videos)
+    skipped.count("videos_without_frames", len(missing_videos))
     return SplitIndex(
         video_names=videos,
         video_id=np.concatenate(video_ids) if video_ids else np.zeros(0, np.int32),
@@ -456,7 +351,7 @@ def read_affwild2(
     annotations_dir: str | Path = ANNOTATIONS_DIR,
     frames_dir: str | Path = FRAMES_DIR,
     frames_manifest: str | Path | None = None,
-) -> AffWild2Index:
+) -> DatasetIndex:
     """Read the train and validation splits of an Aff-Wild2 expression set.
 
     Args:
@@ -505,6 +400,10 @@ def read_affwild2(
             f"{task_dir}: videos in both {layout.split_dirs['train']} and "
             f"{layout.split_dirs['val']}: {', '.join(sorted(shared))}"
         )
-    return AffWild2Index(
-        classes=layout.classes, layout=layout, frames_dir=frames_path, splits=splits
+    return DatasetIndex(
+        name="affwild2",
+        classes=layout.classes,
+        layout=layout.task_dir,
+        images_dir=frames_path,
+        splits=splits,
     )

@@ -1,10 +1,13 @@
-"""Frames packed into WebDataset-style tar shards, read by index with the same labels.
+"""Images packed into WebDataset-style tar shards, read by index with the same labels.
 
-For clusters whose frames live on network or object storage, millions of 5 kB files are slow to
-list and open. :func:`pack_splits` writes each split into tar shards in the WebDataset layout
-(``<video>__<frame>.jpg`` and ``<video>__<frame>.cls`` members, ``<split>-000000.tar``, ...), which
+For clusters whose images live on network or object storage, millions of 5 kB files are slow to
+list and open. :func:`pack_splits` writes each split of any dataset into tar shards in the
+WebDataset layout (``<key>.<ext>`` and ``<key>.cls`` members, ``<split>-000000.tar``, ...), which
 any tar reader or the ``webdataset`` library can stream, plus ``index.npz`` per split: the
-reader's compact index (video, frame, label) and each image's shard, byte offset and size.
+reader's compact index (video and frame, or image names; labels; face boxes) and each image's
+shard, byte offset and size. Sample keys are ``<video>__<frame>`` for video frames and the
+sample's position (``00000042``) for still images; images held as pixels in a CSV file (FER2013,
+FERPlus) are stored as lossless PNG.
 
 Reading (``data.packed_dir=DIR``) uses that index: the same splits, labels, skip counts and
 ``(seed, epoch, index)`` sampling and augmentation as reading the folders, with one ``pread`` per
@@ -24,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from fer_multires.data.readers.affwild2 import LAYOUTS, AffWild2Index, SkipCounts, SplitIndex
+from PIL import Image
+
+from fer_multires.data.readers.index import DatasetIndex, SkipCounts, SplitIndex
 from fer_multires.utils.io import write_json_atomic
 
 META_NAME = "packed.json"
-FORMAT_VERSION = 1
+#: 2 adds still-image datasets (``dataset``, image names, face boxes); 1 (Aff-Wild2) still reads.
+FORMAT_VERSION = 2
 
 
 def shard_name(split: str, shard: int) -> str:
@@ -52,10 +58,36 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
     return data_offset
 
 
+def sample_member(split: SplitIndex, images_dir: Path, i: int) -> tuple[str, bytes]:
+    """Return the member name and encoded bytes of sample ``i``."""
+    if split.has_videos:
+        key = member_key(split.video_names[split.video_id[i]], int(split.frame[i]))
+    else:
+        key = f"{i:08d}"
+    if split.pixels is not None:
+        buffer = io.BytesIO()
+        Image.fromarray(split.pixels[i]).save(buffer, format="PNG")
+        return f"{key}.png", buffer.getvalue()
+    relpath = split.image_relpath(i)
+    return f"{key}{Path(relpath).suffix.lower()}", (images_dir / relpath).read_bytes()
+
+
+def index_arrays(split: SplitIndex) -> dict[str, np.ndarray]:
+    """Return the arrays of a split's index that ``index.npz`` stores (not the pixels)."""
+    arrays = {"label": split.label}
+    if split.has_videos:
+        arrays.update(videos=np.array(split.video_names), video=split.video_id, frame=split.frame)
+    else:
+        arrays["paths"] = split.paths
+    if split.boxes is not None:
+        arrays["boxes"] = split.boxes
+    return arrays
+
+
 def pack_split(
-    split: SplitIndex, frames_dir: Path, out_dir: Path, name: str, shard_size: int
+    split: SplitIndex, images_dir: Path, out_dir: Path, name: str, shard_size: int
 ) -> dict[str, int]:
-    """Pack one split's frames into shards and write its ``index.npz``.
+    """Pack one split's images into shards and write its ``index.npz``.
 
     Returns:
         The number of shards and frames written.
@@ -69,19 +101,16 @@ def pack_split(
         partial = path.with_suffix(".tar.partial")
         with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in range(start, min(start + shard_size, len(split))):
-                video, frame = split.video_names[split.video_id[i]], int(split.frame[i])
-                data = (frames_dir / split.image_relpath(i)).read_bytes()
-                shards[i], offsets[i], sizes[i] = num_shards, 0, len(data)
-                offsets[i] = _add_member(tar, f"{member_key(video, frame)}.jpg", data)
-                _add_member(tar, f"{member_key(video, frame)}.cls", str(split.label[i]).encode())
+                member, data = sample_member(split, images_dir, i)
+                shards[i], sizes[i] = num_shards, len(data)
+                offsets[i] = _add_member(tar, member, data)
+                key = member.rsplit(".", 1)[0]
+                _add_member(tar, f"{key}.cls", str(split.label[i]).encode())
         os.replace(partial, path)
         num_shards += 1
     np.savez(
         out_dir / f"{name}.index.npz",
-        videos=np.array(split.video_names),
-        video=split.video_id,
-        frame=split.frame,
-        label=split.label,
+        **index_arrays(split),
         shard=shards,
         offset=offsets,
         size=sizes,
@@ -89,7 +118,7 @@ def pack_split(
     return {"shards": num_shards, "frames": len(split)}
 
 
-def pack_splits(index: AffWild2Index, out_dir: str | Path, shard_size: int = 10_000) -> dict:
+def pack_splits(index: DatasetIndex, out_dir: str | Path, shard_size: int = 10_000) -> dict:
     """Pack every split of an index into ``out_dir`` and write ``packed.json``.
 
     Raises:
@@ -104,13 +133,14 @@ def pack_splits(index: AffWild2Index, out_dir: str | Path, shard_size: int = 10_
     out.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
+        "dataset": index.name,
         "classes": list(index.classes),
-        "layout": index.layout.task_dir,
-        "source": str(index.frames_dir),
+        "layout": index.layout,
+        "source": str(index.images_dir),
         "splits": {},
     }
     for name, split in index.splits.items():
-        written = pack_split(split, index.frames_dir, out, name, shard_size)
+        written = pack_split(split, index.images_dir, out, name, shard_size)
         meta["splits"][name] = {
             **written,
             "skipped": split.skipped.as_dict(),
@@ -120,7 +150,7 @@ def pack_splits(index: AffWild2Index, out_dir: str | Path, shard_size: int = 10_
     return meta
 
 
-def read_packed(packed_dir: str | Path) -> AffWild2Index:
+def read_packed(packed_dir: str | Path) -> DatasetIndex:
     """Read the index of a packed set: the same splits, labels and skip counts as the folders.
 
     Raises:
@@ -134,21 +164,31 @@ def read_packed(packed_dir: str | Path) -> AffWild2Index:
             "python -m fer_multires.pack writes one)"
         )
     meta = json.loads(meta_path.read_text())
-    layout = next(layout for layout in LAYOUTS if layout.task_dir == meta["layout"])
     splits = {}
     for name, info in meta["splits"].items():
         arrays = np.load(root / f"{name}.index.npz")
+        samples: dict[str, Any] = {"label": arrays["label"]}
+        if "videos" in arrays:
+            samples.update(
+                video_names=[str(v) for v in arrays["videos"]],
+                video_id=arrays["video"],
+                frame=arrays["frame"],
+            )
+        else:
+            samples["paths"] = arrays["paths"]
         splits[name] = SplitIndex(
-            video_names=[str(v) for v in arrays["videos"]],
-            video_id=arrays["video"],
-            frame=arrays["frame"],
-            label=arrays["label"],
-            skipped=SkipCounts(**info["skipped"]),
+            **samples,
+            boxes=arrays["boxes"] if "boxes" in arrays else None,
+            skipped=SkipCounts(info["skipped"], info["skipped"]),
             missing_videos=list(info["missing_videos"]),
             packed=(arrays["shard"], arrays["offset"], arrays["size"]),
         )
-    return AffWild2Index(
-        classes=tuple(meta["classes"]), layout=layout, frames_dir=root, splits=splits
+    return DatasetIndex(
+        name=meta.get("dataset", "affwild2"),
+        classes=tuple(meta["classes"]),
+        layout=meta["layout"],
+        images_dir=root,
+        splits=splits,
     )
 
 
