@@ -19,7 +19,7 @@ What a reader leaves out is counted by name in :class:`SkipCounts`, never droppe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,8 @@ class SkipCounts:
             KeyError: if ``name`` is not one of this dataset's count names.
         """
         if name not in self._counts:
-            raise KeyError(f"unknown skip count {name!r}; expected one of {', '.join(self._counts)}")
+            expected = ", ".join(self._counts)
+            raise KeyError(f"unknown skip count {name!r}; expected one of {expected}")
         self._counts[name] += int(n)
 
     def __getitem__(self, name: str) -> int:
@@ -232,8 +233,3 @@ class DatasetIndex:
         for split in self.splits.values():
             total.add(split.skipped)
         return total
-
-
-def split_field_names() -> tuple[str, ...]:
-    """Return the names of :class:`SplitIndex`'s fields (for serialisers)."""
-    return tuple(f.name for f in fields(SplitIndex))

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from PIL import Image
 
 from fer_multires.data.readers.index import DatasetIndex, SkipCounts, SplitIndex
@@ -178,7 +177,7 @@ def read_packed(packed_dir: str | Path) -> DatasetIndex:
             samples["paths"] = arrays["paths"]
         splits[name] = SplitIndex(
             **samples,
-            boxes=arrays["boxes"] if "boxes" in arrays else None,
+            boxes=arrays.get("boxes"),
             skipped=SkipCounts(info["skipped"], info["skipped"]),
             missing_videos=list(info["missing_videos"]),
             packed=(arrays["shard"], arrays["offset"], arrays["size"]),
