@@ -48,35 +48,45 @@ def save_figure_atomic(figure: Any, path: str | Path, dpi: int = 120) -> None:
 
 
 def plot_resolution_robustness(
-    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    results: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
     resolutions: Sequence[int],
     path: str | Path,
+    split: str = "val_rest",
 ) -> None:
-    """Plot score, macro F1 and accuracy against the input resolution, one line per split.
+    """Plot score, macro F1 and accuracy against the input resolution, on axes from 0 to 1.
 
-    The native resolution (no degradation) is drawn as a dashed line in each split's colour.
+    With one degradation kernel, one line per split; with several, one line per kernel on
+    ``split``. The native resolution (no degradation) is a dashed line. The y axes start at 0,
+    so that a small drop does not look like a cliff.
 
     Args:
-        results: ``{split: {"native" | str(resolution): {"challenge_score", "f1_macro",
-            "accuracy", ...}}}``.
+        results: ``{kernel: {split: {"native" | str(resolution): {"challenge_score",
+            "f1_macro", "accuracy", ...}}}}``.
         resolutions: the degraded resolutions, in pixels.
         path: the PNG to write.
+        split: the split drawn when there are several kernels.
     """
+    if len(results) == 1:
+        lines = dict(next(iter(results.values())))
+    else:
+        lines = {kernel: by_split[split] for kernel, by_split in results.items()}
     figure = new_figure(4.2 * len(ROBUSTNESS_PANELS), 3.8)
     axes = figure.subplots(1, len(ROBUSTNESS_PANELS))
     xs = sorted(resolutions)
     for ax, (key, title) in zip(axes, ROBUSTNESS_PANELS, strict=True):
-        for i, (split, by_res) in enumerate(results.items()):
+        for i, (name, by_res) in enumerate(lines.items()):
             color = f"C{i}"
             ys = [by_res[str(r)][key] for r in xs]
-            ax.plot(xs, ys, marker="o", color=color, label=split)
-            ax.axhline(by_res[NATIVE][key], color=color, linestyle="--", linewidth=1)
+            ax.plot(xs, ys, marker="o", color=color, label=name)
+            if i == 0 or len(results) == 1:
+                ax.axhline(by_res[NATIVE][key], color=color, linestyle="--", linewidth=1)
         if xs:
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(r) for r in xs])
             ax.minorticks_off()
+        ax.set_ylim(0.0, 1.0)
         ax.set_xlabel("resolution (px, shorter side)")
-        ax.set_title(title)
+        ax.set_title(title if len(results) == 1 else f"{title} ({split})")
         ax.grid(True, alpha=0.3)
     figure.supylabel("dashed: native resolution (no degradation)", fontsize="small")
     axes[0].legend(loc="best", fontsize="small")

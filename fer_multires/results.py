@@ -96,6 +96,13 @@ class EvalResults:
         skipped_images: unreadable frames skipped, per split.
         splits: ``{split: {resolution key: metrics}}`` for each of :data:`EVAL_SPLITS`.
         smoothing: the temporal-smoothing results (``{"kind": "none"}`` without smoothing).
+        dataset: the dataset evaluated on (``affwild2``, ``rafdb``, ...).
+        model_classes: the model's classes; ``classes`` are those it shares with the data.
+        excluded_classes: per data class the model does not know, its ``val_full`` samples,
+            left out of every metric (cross-dataset evaluation).
+        degradations: ``{kernel: {split: {resolution key: metrics}}}`` for every evaluated way
+            of making the low resolutions; ``splits`` holds the training kernel's (bilinear).
+        jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
     """
 
     checkpoint: str
@@ -107,6 +114,23 @@ class EvalResults:
     skipped_images: dict[str, int]
     splits: dict[str, dict[str, SplitMetrics]]
     smoothing: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    dataset: str = ""
+    model_classes: list[str] = field(default_factory=list)
+    excluded_classes: dict[str, int] = field(default_factory=dict)
+    degradations: dict[str, dict[str, dict[str, SplitMetrics]]] = field(default_factory=dict)
+    jpeg_quality: int | None = None
+
+    def kernels(self) -> list[str]:
+        """Return the evaluated degradation kernels (the training's alone for older files)."""
+        return list(self.degradations) or ["bilinear"]
+
+    def kernel_splits(self, kernel: str) -> dict[str, dict[str, SplitMetrics]]:
+        """Return ``{split: {resolution key: metrics}}`` of one degradation kernel."""
+        if kernel in self.degradations:
+            return self.degradations[kernel]
+        if kernel == "bilinear":
+            return self.splits
+        raise KeyError(f"{self.checkpoint}: degradation {kernel!r} was not evaluated")
 
     def resolution_keys(self) -> list[str]:
         """Return the result keys of the degraded resolutions, ascending, then ``native``."""
@@ -120,9 +144,12 @@ class EvalResults:
         """Return the ``metrics.json`` contents: the context keys, then one key per split."""
         data: dict[str, Any] = {
             "checkpoint": self.checkpoint,
+            "dataset": self.dataset,
             "data_root": self.data_root,
             "run_config": self.run_config,
             "classes": list(self.classes),
+            "model_classes": list(self.model_classes),
+            "excluded_classes": dict(self.excluded_classes),
             "native_size": list(self.native_size),
             "resolutions": list(self.resolutions),
             "skipped_images": dict(self.skipped_images),
@@ -130,6 +157,14 @@ class EvalResults:
         for split, by_key in self.splits.items():
             data[split] = {key: m.to_json() for key, m in by_key.items()}
         data["smoothing"] = self.smoothing
+        data["degradations"] = {
+            kernel: {
+                split: {key: m.to_json() for key, m in by_key.items()}
+                for split, by_key in by_split.items()
+            }
+            for kernel, by_split in self.degradations.items()
+        }
+        data["jpeg_quality"] = self.jpeg_quality
         return data
 
     @classmethod
@@ -154,6 +189,19 @@ class EvalResults:
             skipped_images=dict(data.get("skipped_images") or {}),
             splits=splits,
             smoothing=dict(data.get("smoothing") or {"kind": "none"}),
+            dataset=str(data.get("dataset") or ""),
+            model_classes=list(data.get("model_classes") or []),
+            excluded_classes={
+                str(k): int(v) for k, v in (data.get("excluded_classes") or {}).items()
+            },
+            degradations={
+                str(kernel): {
+                    split: {str(key): SplitMetrics.from_json(m) for key, m in by_key.items()}
+                    for split, by_key in by_split.items()
+                }
+                for kernel, by_split in (data.get("degradations") or {}).items()
+            },
+            jpeg_quality=data.get("jpeg_quality"),
         )
 
 

@@ -32,7 +32,8 @@ OUTPUTS = (
     "confusion_matrix.png",
     "report.md",
 )
-# Small enough for seconds on a CPU; 16 < the 24 px frames degrades, 32 leaves them unchanged.
+# Small enough for seconds on a CPU; 16 < the 24 px frames degrades; 32 is not below them, so it
+# is not evaluated.
 EVAL_ARGS = (
     "eval.resolutions=[8,16,32]",
     "eval.smoothing_windows=[3,5]",
@@ -88,7 +89,7 @@ def test_output_directory_shape(evaluated) -> None:
     assert sorted(p.name for p in evaluated.iterdir() if p.is_file()) == sorted(OUTPUTS)
     assert not [p for p in evaluated.iterdir() if p.name.startswith(".eval")]
     metrics = json.loads((evaluated / "metrics.json").read_text())
-    keys = ["native", "8", "16", "32"]
+    keys = ["native", "8", "16"]
     for split in SPLITS:
         assert sorted(metrics[split]) == sorted(keys)
         for key in keys:
@@ -99,18 +100,19 @@ def test_output_directory_shape(evaluated) -> None:
                 0.33 * entry["accuracy"] + 0.67 * entry["f1_macro"]
             )
     assert [metrics[s]["native"]["n"] for s in SPLITS] == [18, 27, 45]
-    # 32 px is not below the 24 px frames: the same as native
-    assert metrics["val_full"]["32"] == metrics["val_full"]["native"]
+    # 32 px is not below the 24 px frames: nothing to degrade, so not evaluated
     assert metrics["skipped_images"] == {"val_select": 0, "val_rest": 0, "val_full": 0}
-    assert metrics["resolutions"] == [8, 16, 32]
+    assert metrics["resolutions"] == [8, 16]
+    assert metrics["dataset"] == "affwild2" and metrics["excluded_classes"] == {}
+    assert metrics["degradations"]["bilinear"]["val_rest"] == metrics["val_rest"]
     smoothing = metrics["smoothing"]
     assert smoothing["kind"] == "mean" and smoothing["windows"] == [1, 3, 5]
     assert smoothing["chosen_on"] == "val_select" and smoothing["chosen_window"] in (1, 3, 5)
     for split in SPLITS:
         assert smoothing["results"][split]["1"] == metrics[split]["native"]
     robustness = (evaluated / "resolution_robustness.csv").read_text().splitlines()
-    assert robustness[0] == "split,resolution,accuracy,f1_macro,challenge_score,n"
-    assert len(robustness) == 1 + 3 * 4 and robustness[-1].startswith("val_full,native,")
+    assert robustness[0] == "degradation,split,resolution,accuracy,f1_macro,challenge_score,n"
+    assert len(robustness) == 1 + 3 * 3 and robustness[-1].startswith("bilinear,val_full,native,")
     report = (evaluated / "report.md").read_text()
     for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent)):
         assert text in report
@@ -225,16 +227,52 @@ def test_resolution_below_one_is_an_error_before_any_data_is_read(trained, tmp_p
                  f"data.root={tmp_path / 'missing'}")  # fmt: skip
 
 
-def test_checkpoint_for_other_classes_is_an_error(trained, tmp_path) -> None:
+def predictions_by_frame(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with path.open(newline="") as f:
+        return {(row["video"], row["frame"]): row for row in csv.DictReader(f)}
+
+
+def renamed_checkpoint(trained, tmp_path: Path, names: list[str]) -> Path:
+    """A copy of the trained checkpoint (and its run config) whose classes have other names."""
     ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=False)
-    ckpt["hyper_parameters"]["class_names"] = [*ckpt["hyper_parameters"]["class_names"], "Other"]
-    bad = tmp_path / "run" / "checkpoints" / "eight.ckpt"
-    bad.parent.mkdir(parents=True)
-    torch.save(ckpt, bad)
+    ckpt["hyper_parameters"]["class_names"] = names
+    path = tmp_path / "run" / "checkpoints" / "renamed.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save(ckpt, path)
     shutil.copy(trained["ckpt"].parents[1] / "config.yaml", tmp_path / "run" / "config.yaml")
-    with pytest.raises(ValueError, match="trained for 8 classes .* but the data has 7"):
+    return path
+
+
+def test_checkpoint_sharing_no_class_with_the_data_is_an_error(trained, tmp_path) -> None:
+    bad = renamed_checkpoint(trained, tmp_path, [f"class{i}" for i in range(7)])
+    with pytest.raises(ValueError, match="ckpt_path: .*share none"):
         run_eval(bad, tmp_path / "out")
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_classes_the_model_does_not_know_are_left_out_and_counted(trained, evaluated, tmp_path):
+    # The model calls its Fear output "Contempt": the data's Fear frames are unknown to it.
+    names = [("Contempt" if c == "Fear" else c) for c in EXPRESSIONS_7]
+    out = tmp_path / "out"
+    summary = run_eval(renamed_checkpoint(trained, tmp_path, names), out)
+    shared = [c for c in EXPRESSIONS_7 if c != "Fear"]
+    assert summary["classes"] == shared and summary["model_classes"] == names
+    truth = predictions_by_frame(evaluated / "predictions.csv")
+    fear = sum(row["label"] == "Fear" for row in truth.values())
+    assert fear > 0 and summary["excluded_classes"] == {"Fear": fear}
+    assert summary["val_full"]["native"]["n"] == len(truth) - fear
+    mine = predictions_by_frame(out / "predictions.csv")
+    assert set(mine) == {key for key, row in truth.items() if row["label"] != "Fear"}
+    assert {row["predicted"] for row in mine.values()} <= set(shared)
+    # the argmax over the shared classes: where the model's own top class is shared, unchanged
+    for key, row in mine.items():
+        if truth[key]["predicted"] != "Fear":
+            assert row["predicted"] == truth[key]["predicted"]
+    report = (out / "report.md").read_text()
+    assert (
+        f"Fear ({fear} samples)" in report
+        and "model classes the data does not have: Contempt" in report
+    )
 
 
 def test_checkpoint_without_run_config_needs_the_data_config(trained, evaluated, tmp_path) -> None:

@@ -9,10 +9,13 @@ pipeline it reproduces is in :mod:`fer_multires.data.transforms`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from torch.nn import functional as F
+from torchvision.io import decode_jpeg, encode_jpeg
 
 from fer_multires.data.transforms import (
     Normalize,
@@ -26,6 +29,21 @@ from fer_multires.data.transforms import (
 #: ITU-R 601-2 luma weights, as PIL's ``convert("L")`` uses them.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
+#: The training's degradation (bilinear down and up, :func:`axis_operators`).
+TRAINING_KERNEL = "bilinear"
+#: The ways of making a low-resolution image that the evaluation can apply (``eval.degradations``):
+#:
+#: * ``bilinear``: the training's: antialiased bilinear down, bilinear up;
+#: * ``area``: area-averaging (box filter) down, bilinear up;
+#: * ``bicubic``: antialiased bicubic down, bicubic up;
+#: * ``jpeg``: bilinear down and up, then JPEG at ``eval.jpeg_quality``;
+#: * ``blur``: a Gaussian blur whose sigma matches the resolution, no resampling.
+#:
+#: Every kernel but ``bilinear`` yields a uint8 image at the native size (rounded and clipped, as
+#: a camera or codec would store it) before the usual resize, crop and normalisation;
+#: ``bilinear`` is exactly the training's linear pipeline.
+DEGRADATIONS: tuple[str, ...] = ("bilinear", "area", "bicubic", "jpeg", "blur")
+
 
 def resize_matrix(length: int, new_length: int) -> torch.Tensor:
     """Return the ``(new_length, length)`` float64 matrix of :func:`resize` along one axis.
@@ -36,6 +54,77 @@ def resize_matrix(length: int, new_length: int) -> torch.Tensor:
     """
     identity = torch.eye(length, dtype=torch.float64)[None, None]
     return resize(identity, new_length, length)[0, 0]
+
+
+def interpolation_matrix(length: int, new_length: int, mode: str) -> torch.Tensor:
+    """Return the ``(new_length, length)`` float64 matrix of a 1-D resampling.
+
+    Args:
+        length: input length.
+        new_length: output length.
+        mode: ``bilinear`` or ``bicubic`` (antialiased when shrinking, as torchvision's resize),
+            or ``area`` (area averaging).
+    """
+    identity = torch.eye(length, dtype=torch.float64)[None, None]
+    if mode == "bilinear":
+        return resize_matrix(length, new_length)
+    if mode == "area":
+        return F.interpolate(identity, size=(length, new_length), mode="area")[0, 0].T
+    return F.interpolate(
+        identity, size=(length, new_length), mode="bicubic", antialias=new_length < length,
+        align_corners=False,
+    )[0, 0].T  # fmt: skip
+
+
+def gaussian_matrix(length: int, sigma: float) -> torch.Tensor:
+    """Return the ``(length, length)`` float64 matrix of a Gaussian blur with reflected borders."""
+    if sigma <= 0:
+        return torch.eye(length, dtype=torch.float64)
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    taps /= taps.sum()
+    matrix = torch.zeros(length, length, dtype=torch.float64)
+    for i in range(length):
+        for offset, tap in zip(offsets.long().tolist(), taps.tolist(), strict=True):
+            j = reflect_index(i + offset, length)
+            matrix[i, j] += tap
+    return matrix
+
+
+def reflect_index(i: int, length: int) -> int:
+    """Reflect an index into ``0..length-1`` (``d c b | a b c d | c b a``)."""
+    if length == 1:
+        return 0
+    period = 2 * (length - 1)
+    i %= period
+    return i if i < length else period - i
+
+
+def blur_sigma(length: int, resolution: int) -> float:
+    """Return the Gaussian sigma that matches ``resolution`` for an axis of ``length`` pixels.
+
+    The anti-aliasing sigma of downscaling by ``s = length / resolution`` (as scikit-image's
+    ``rescale`` uses): ``(s - 1) / 2``.
+    """
+    return max(0.0, (length / resolution - 1.0) / 2.0)
+
+
+def degradation_matrix(length: int, small: int, kernel: str) -> torch.Tensor:
+    """Return the ``(length, length)`` matrix of one axis's degradation to ``small`` pixels.
+
+    Raises:
+        ValueError: for an unknown kernel.
+    """
+    if kernel not in DEGRADATIONS:
+        raise ValueError(
+            f"unknown degradation {kernel!r}; expected one of {', '.join(DEGRADATIONS)}"
+        )
+    if kernel == "blur":
+        return gaussian_matrix(length, blur_sigma(length, small))
+    mode = "bilinear" if kernel == "jpeg" else kernel
+    up_mode = "bilinear" if kernel in ("jpeg", "area") else mode
+    return interpolation_matrix(small, length, up_mode) @ interpolation_matrix(length, small, mode)
 
 
 def axis_operators(
@@ -124,6 +213,9 @@ class BatchTransform:
         self.normalize = normalize
         self.resolutions = sorted({0, *(int(r) for r in resolutions)})
         self._operators: dict[tuple[int, int, int | None, str], BatchOperators] = {}
+        self._degraders: dict[
+            tuple[int, int, int, str, str], tuple[torch.Tensor, torch.Tensor]
+        ] = {}
 
     def train(self, images: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
         """Apply per-sample draws to a uint8 batch ``(N, 3, H, W)``.
@@ -140,8 +232,23 @@ class BatchTransform:
         cols = ops.cols[slot, draws["crop_left"][:, None] + ops.steps]
         return self._apply(images, rows, cols, ops.channels[draws["grayscale"].long()], ops.bias)
 
-    def eval(self, images: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
-        """[Degrade to a fixed resolution], resize, center-crop and normalise a uint8 batch."""
+    def eval(
+        self,
+        images: torch.Tensor,
+        resolution: int | None = None,
+        kernel: str = TRAINING_KERNEL,
+        jpeg_quality: int = 30,
+    ) -> torch.Tensor:
+        """[Degrade to a fixed resolution], resize, center-crop and normalise a uint8 batch.
+
+        Args:
+            images: uint8 ``(N, 3, H, W)`` images at their native size.
+            resolution: the degraded resolution (shorter side), or None for the native one.
+            kernel: how the low resolution is made, one of :data:`DEGRADATIONS`.
+            jpeg_quality: the JPEG quality of the ``jpeg`` kernel.
+        """
+        if resolution and kernel != TRAINING_KERNEL:
+            images, resolution = self.degrade(images, resolution, kernel, jpeg_quality), None
         ops = self.operators(images, resolution or 0)
         n = images.shape[0]
         rows, cols = ops.rows[0], ops.cols[0]
@@ -152,6 +259,31 @@ class BatchTransform:
         rows = rows[top : top + self.crop_size].expand(n, -1, -1)
         cols = cols[left : left + self.crop_size].expand(n, -1, -1)
         return self._apply(images, rows, cols, ops.channels[:1].expand(n, -1, -1), ops.bias)
+
+    def degrade(
+        self, images: torch.Tensor, resolution: int, kernel: str, jpeg_quality: int = 30
+    ) -> torch.Tensor:
+        """Return a uint8 batch degraded to ``resolution`` by ``kernel``, at its native size.
+
+        Images whose shorter side is not above ``resolution`` are returned unchanged.
+        """
+        height, width = image_size(images)
+        if resolution >= min(height, width):
+            return images
+        key = (height, width, resolution, kernel, str(images.device))
+        if key not in self._degraders:
+            small_h, small_w = shorter_side_size(height, width, resolution)
+            self._degraders[key] = (
+                degradation_matrix(height, small_h, kernel).float().to(images.device),
+                degradation_matrix(width, small_w, kernel).float().to(images.device),
+            )
+        rows, cols = self._degraders[key]
+        with torch.autocast(images.device.type, enabled=False):
+            x = torch.matmul(rows, torch.matmul(images.float(), cols.T))
+        degraded = x.round_().clamp_(0, 255).to(torch.uint8)
+        if kernel == "jpeg":
+            degraded = jpeg_round_trip(degraded, jpeg_quality)
+        return degraded
 
     def operators(self, images: torch.Tensor, resolution: int | None) -> BatchOperators:
         """Return (and cache) the operators for this batch's image size and device.
@@ -209,6 +341,13 @@ class BatchTransform:
             f"{type(self).__name__}(resize={self.resize_size}, crop={self.crop_size}, "
             f"{self.normalize!r}, resolutions={self.resolutions})"
         )
+
+
+def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode a uint8 batch as JPEG at ``quality`` and decode it, on the batch's device."""
+    encoded = encode_jpeg(list(images.contiguous()), quality=quality)
+    decoded = decode_jpeg(encoded, device=images.device)
+    return torch.stack(decoded)
 
 
 def center_crop_offset(length: int, crop: int) -> int:

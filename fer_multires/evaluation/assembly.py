@@ -1,7 +1,8 @@
 """Assembling an evaluation's results: from the gathered raw arrays to :class:`EvalResults`.
 
 Also scores temporal smoothing of the native-resolution probabilities within each video, with
-the window chosen on ``val_select`` (and reported on ``val_rest``).
+the window chosen on ``val_select`` (and reported on ``val_rest``); still-image datasets have no
+videos, so smoothing is skipped for them, and the report says so.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from fer_multires.data.batch_transforms import TRAINING_KERNEL
 from fer_multires.data.datamodule import FERDataModule
+from fer_multires.evaluation.classes import ClassMatch
 from fer_multires.evaluation.config import EvalSettings
+from fer_multires.evaluation.module import evaluation_points
 from fer_multires.metrics import confusion_from_labels
 from fer_multires.results import (
     EVAL_SPLITS,
@@ -36,9 +40,9 @@ class Predictions:
 
     Attributes:
         split: per row, ``val_select`` or ``val_rest``.
-        video: per row, the video name.
-        frame: per row, the frame number.
-        label: per row, the true class index.
+        video: per row, the video name (for still images: the image's name).
+        frame: per row, the frame number (0 for still images).
+        label: per row, the true class index (into the evaluation's classes).
         predicted: per row, the predicted class index (argmax of the logits).
         probs: ``(N, C)`` class probabilities (softmax of the logits).
     """
@@ -49,6 +53,7 @@ class Predictions:
     label: np.ndarray
     predicted: np.ndarray
     probs: np.ndarray
+    has_videos: bool = True
 
     def mask(self, split: str) -> np.ndarray:
         """Return the rows of ``split`` (all rows for ``val_full``)."""
@@ -59,15 +64,26 @@ class Predictions:
 
 @dataclass
 class RawResults:
-    """What the test epoch produced: confusion matrices, skip counts and native predictions."""
+    """What the test epoch produced: confusion matrices, skip counts and native predictions.
+
+    Attributes:
+        confusions: the training kernel's ``{split: {resolution key: confusion}}``.
+        degradations: ``{kernel: {split: {resolution key: confusion}}}`` for every evaluated
+            kernel (the native images' under each).
+        skipped: unreadable samples left out, per split.
+        excluded: per split, the samples of each class the model does not know.
+        predictions: the native-resolution predictions.
+    """
 
     confusions: dict[str, dict[str, np.ndarray]]
+    degradations: dict[str, dict[str, dict[str, np.ndarray]]]
     skipped: dict[str, int]
+    excluded: dict[str, dict[str, int]]
     predictions: Predictions
 
 
 def load_raw_results(
-    path: Path, datamodule: FERDataModule, resolutions: Sequence[int]
+    path: Path, datamodule: FERDataModule, settings: EvalSettings, match: ClassMatch
 ) -> RawResults:
     """Read the file saved by :class:`EvalModule` and check that every sample counted once.
 
@@ -76,31 +92,50 @@ def load_raw_results(
     """
     with np.load(path) as raw:
         data = {key: raw[key] for key in raw.files}
-    keys = [NATIVE, *(str(r) for r in resolutions)]
-    confusions = {
-        split: dict(zip(keys, data["confusion"][s], strict=True))
-        for s, split in enumerate(VAL_LOADERS)
-    }
-    confusions["val_full"] = {k: sum(confusions[s][k] for s in VAL_LOADERS) for k in keys}
+    points = evaluation_points(settings.resolutions, settings.degradations)
+    degradations: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for kernel in settings.degradations:
+        slots = {
+            NATIVE if r is None else str(r): i
+            for i, (k, r) in enumerate(points)
+            if k in (None, kernel)
+        }
+        by_split = {
+            split: {key: data["confusion"][s][i] for key, i in slots.items()}
+            for s, split in enumerate(VAL_LOADERS)
+        }
+        by_split["val_full"] = {k: sum(by_split[s][k] for s in VAL_LOADERS) for k in slots}
+        degradations[kernel] = by_split
     skipped = {split: int(data["skipped"][s]) for s, split in enumerate(VAL_LOADERS)}
     skipped["val_full"] = sum(skipped.values())
-    predictions = build_predictions(data, datamodule, skipped)
-    return RawResults(confusions, skipped, predictions)
+    excluded = {
+        split: match.excluded_counts(datamodule.splits[split].label) for split in EVAL_SPLITS
+    }
+    predictions = build_predictions(data, datamodule, skipped, excluded, match)
+    return RawResults(degradations[TRAINING_KERNEL], degradations, skipped, excluded, predictions)
 
 
 def build_predictions(
-    data: Mapping[str, np.ndarray], datamodule: FERDataModule, skipped: Mapping[str, int]
+    data: Mapping[str, np.ndarray],
+    datamodule: FERDataModule,
+    skipped: Mapping[str, int],
+    excluded: Mapping[str, Mapping[str, int]],
+    match: ClassMatch,
 ) -> Predictions:
     """Turn gathered (split, index) rows into named, sorted ``val_full`` predictions."""
     names, videos, frames, labels = [], [], [], []
     for s, split in enumerate(VAL_LOADERS):
         index = datamodule.splits[split]
         rows = data["index"][data["split"] == s]
-        check_coverage(split, rows, len(index), skipped[split])
+        check_coverage(split, rows, len(index), skipped[split], sum(excluded[split].values()))
         names.append(np.full(len(rows), split))
-        videos.append(np.asarray(index.video_names, dtype=object)[index.video_id[rows]])
-        frames.append(index.frame[rows].astype(np.int64))
-        labels.append(index.label[rows].astype(np.int64))
+        if index.has_videos:
+            videos.append(np.asarray(index.video_names, dtype=object)[index.video_id[rows]])
+            frames.append(index.frame[rows].astype(np.int64))
+        else:
+            videos.append(np.char.decode(index.paths[rows]).astype(object))
+            frames.append(np.zeros(len(rows), dtype=np.int64))
+        labels.append(match.label_map[index.label[rows].astype(np.int64)])
     video = np.concatenate(videos)
     frame = np.concatenate(frames)
     order = np.lexsort((frame, np.unique(video.astype(str), return_inverse=True)[1]))
@@ -112,10 +147,11 @@ def build_predictions(
         label=np.concatenate(labels)[order],
         predicted=data["predicted"][split_rows][order],
         probs=data["probs"][split_rows][order],
+        has_videos=datamodule.splits["val_full"].has_videos,
     )
 
 
-def check_coverage(split: str, rows: np.ndarray, size: int, skipped: int) -> None:
+def check_coverage(split: str, rows: np.ndarray, size: int, skipped: int, excluded: int) -> None:
     """Check that each sample of a split was evaluated at most once, and say if any was not.
 
     Raises:
@@ -126,14 +162,15 @@ def check_coverage(split: str, rows: np.ndarray, size: int, skipped: int) -> Non
             f"{split}: {rows.size - np.unique(rows).size} samples were evaluated twice; keep "
             "trainer.use_distributed_sampler=false"
         )
-    if rows.size + skipped != size:
+    if rows.size + skipped + excluded != size:
         log.warning(
-            "%s: %d of its %d frames were evaluated (%d skipped as unreadable); "
-            "is trainer.limit_test_batches set?",
+            "%s: %d of its %d samples were evaluated (%d skipped as unreadable, %d of classes "
+            "the model does not know); is trainer.limit_test_batches set?",
             split,
             rows.size,
             size,
             skipped,
+            excluded,
         )
 
 
@@ -151,6 +188,8 @@ def smoothing_results(
     """
     if kind == "none":
         return {"kind": "none"}
+    if not predictions.has_videos:
+        return {"kind": "none", "reason": "still images: the dataset has no videos to smooth"}
     video_ids = np.unique(predictions.video.astype(str), return_inverse=True)[1]
     all_windows = sorted({1, *windows})
     results: dict[str, dict[str, Any]] = {split: {} for split in EVAL_SPLITS}
@@ -190,9 +229,20 @@ def build_results(
     settings: EvalSettings,
     datamodule: FERDataModule,
     run_config: Path | None,
+    match: ClassMatch,
 ) -> EvalResults:
     """Assemble the evaluation's results: per split and resolution, plus context and smoothing."""
-    classes = list(datamodule.classes)
+    classes = list(match.shared)
+
+    def metrics(by_split: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+        return {
+            split: {
+                key: SplitMetrics.from_confusion(confusion, classes)
+                for key, confusion in by_split[split].items()
+            }
+            for split in EVAL_SPLITS
+        }
+
     return EvalResults(
         checkpoint=os.path.abspath(settings.ckpt_path),
         data_root=os.path.abspath(datamodule.root),
@@ -201,12 +251,11 @@ def build_results(
         native_size=list(datamodule.native_size),
         resolutions=list(settings.resolutions),
         skipped_images=raw.skipped,
-        splits={
-            split: {
-                key: SplitMetrics.from_confusion(confusion, classes)
-                for key, confusion in raw.confusions[split].items()
-            }
-            for split in EVAL_SPLITS
-        },
+        splits=metrics(raw.confusions),
         smoothing=smoothing_results(raw.predictions, settings.smoothing, settings.windows, classes),
+        dataset=datamodule.index.name if datamodule.index else "",
+        model_classes=list(match.model_classes),
+        excluded_classes=dict(raw.excluded["val_full"]),
+        degradations={kernel: metrics(by_split) for kernel, by_split in raw.degradations.items()},
+        jpeg_quality=settings.jpeg_quality,
     )

@@ -4,6 +4,10 @@ The data settings are those of the checkpoint's run (``<run dir>/config.yaml``, 
 being the parent of ``checkpoints/``), with any ``data.*`` key given on the command line applied on
 top (e.g. ``data.root=/other/copy``). A checkpoint without a run config needs the data config on
 the command line.
+
+Naming a data config on the command line (``data=rafdb data.root=...``) evaluates on that
+dataset instead (cross-dataset evaluation): its own settings, with the image processing the model
+was trained with (:data:`MODEL_INPUT_KEYS`) taken from the run unless given on the command line.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from fer_multires.data.batch_transforms import DEGRADATIONS, TRAINING_KERNEL
 from fer_multires.smoothing import check_smoothing
 from fer_multires.utils.checkpoints import resolve_checkpoint, run_config_of
 from fer_multires.utils.config import hydra_record
 
 log = logging.getLogger(__name__)
+
+#: The data keys that define what the model sees: kept from the training run when another
+#: dataset is evaluated on.
+MODEL_INPUT_KEYS: tuple[str, ...] = ("resize_size", "crop_size", "normalization")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class EvalSettings:
         smoothing: ``none``, ``mean`` or ``gaussian``.
         windows: smoothing windows to try (window 1, no smoothing, is always scored too).
         plots: whether to draw the PNG figures.
+        degradations: the ways of making each low resolution (:data:`DEGRADATIONS`), the
+            training's (``bilinear``) first.
+        jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
     """
 
     ckpt_path: Path
@@ -42,6 +54,8 @@ class EvalSettings:
     smoothing: str
     windows: tuple[int, ...]
     plots: bool
+    degradations: tuple[str, ...] = (TRAINING_KERNEL,)
+    jpeg_quality: int = 30
 
 
 def check_resolutions(values: Any) -> tuple[int, ...]:
@@ -63,6 +77,41 @@ def check_resolutions(values: Any) -> tuple[int, ...]:
     return tuple(sorted(set(int(v) for v in values)))
 
 
+def check_degradations(values: Any) -> tuple[str, ...]:
+    """Validate ``eval.degradations``: names from :data:`DEGRADATIONS`.
+
+    Returns:
+        The kernels without duplicates, the training's (``bilinear``) first: it is always
+        evaluated, since ``metrics.json``'s per-split results are the training kernel's.
+
+    Raises:
+        ValueError: naming ``eval.degradations``.
+    """
+    if values is None:
+        values = [TRAINING_KERNEL]
+    if not (OmegaConf.is_list(values) or isinstance(values, list | tuple)):
+        raise ValueError(
+            f"eval.degradations={values!r} must be a list of {', '.join(DEGRADATIONS)}"
+        )
+    unknown = [str(v) for v in values if v not in DEGRADATIONS]
+    if unknown:
+        raise ValueError(
+            f"eval.degradations: unknown {', '.join(unknown)}; expected {', '.join(DEGRADATIONS)}"
+        )
+    return tuple(dict.fromkeys([TRAINING_KERNEL, *(str(v) for v in values)]))
+
+
+def check_jpeg_quality(value: Any) -> int:
+    """Validate ``eval.jpeg_quality``: an integer in 1..100.
+
+    Raises:
+        ValueError: naming ``eval.jpeg_quality``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ValueError(f"eval.jpeg_quality={value!r} must be an integer in 1..100")
+    return int(value)
+
+
 def check_eval_node(node: DictConfig, ckpt_path: Path) -> EvalSettings:
     """Check an ``eval`` node (resolutions, smoothing, plots) for evaluating ``ckpt_path``.
 
@@ -77,6 +126,8 @@ def check_eval_node(node: DictConfig, ckpt_path: Path) -> EvalSettings:
         smoothing=node.smoothing,
         windows=tuple(sorted(set(windows))),
         plots=bool(node.get("plots", True)),
+        degradations=check_degradations(node.get("degradations")),
+        jpeg_quality=check_jpeg_quality(node.get("jpeg_quality", 30)),
     )
 
 
@@ -125,13 +176,6 @@ def apply_data_overrides(
     applied = []
     for override in OverridesParser.create().parse_overrides(list(task_overrides)):
         key = override.key_or_group
-        if key == "data":
-            log.warning(
-                "%s is ignored: the data config comes from the checkpoint's run; "
-                "override its keys as data.<key>=VALUE",
-                override.input_line,
-            )
-            continue
         if not key.startswith("data."):
             continue
         sub_key = key[len("data.") :]
@@ -168,6 +212,38 @@ def anchor_relative_root(run_data: DictConfig, run_config: Path) -> None:
              run_data.root)  # fmt: skip
 
 
+def data_group_override(task_overrides: Sequence[str]) -> str | None:
+    """Return the data config named on the command line (``data=NAME``), or None."""
+    for override in OverridesParser.create().parse_overrides(list(task_overrides)):
+        if override.key_or_group == "data" and not override.is_delete():
+            return str(override.value())
+    return None
+
+
+def other_dataset_config(
+    cfg: DictConfig, run_data: DictConfig, run_config: Path, task_overrides: Sequence[str]
+) -> DictConfig:
+    """Return the command line's data config, with the run's :data:`MODEL_INPUT_KEYS`.
+
+    Keys given on the command line (``data.crop_size=...``) win over the run's.
+    """
+    given = {
+        o.key_or_group[len("data.") :]
+        for o in OverridesParser.create().parse_overrides(list(task_overrides))
+        if o.key_or_group.startswith("data.")
+    }
+    data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    kept = []
+    for key in MODEL_INPUT_KEYS:
+        if key not in given and key in run_data:
+            data[key] = run_data[key]
+            kept.append(f"{key}={run_data[key]}")
+    group = data_group_override(task_overrides)
+    log.info("evaluating on data=%s (not the training's data); from %s: %s", group, run_config,
+             ", ".join(kept) or "nothing")  # fmt: skip
+    return data
+
+
 def resolve_data_config(
     cfg: DictConfig, ckpt_path: Path, task_overrides: Sequence[str]
 ) -> tuple[DictConfig, Path | None]:
@@ -198,6 +274,8 @@ def resolve_data_config(
     run_data = OmegaConf.load(run_config).get("data")
     if run_data is None:
         raise ValueError(f"{run_config} has no data node; pass the data config on the command line")
+    if data_group_override(task_overrides) is not None:
+        return other_dataset_config(cfg, run_data, run_config, task_overrides), run_config
     anchor_relative_root(run_data, run_config)
     applied = apply_data_overrides(run_data, cfg, task_overrides)
     log.info("data config from %s%s", run_config, f", with {' '.join(applied)}" if applied else "")

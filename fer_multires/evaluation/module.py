@@ -19,8 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import SumMetric
 
-from fer_multires.data.batch_transforms import BatchTransform
+from fer_multires.data.batch_transforms import TRAINING_KERNEL, BatchTransform
 from fer_multires.data.datasets import readable_part
+from fer_multires.evaluation.classes import ClassMatch, match_classes
 from fer_multires.metrics import ChallengeScore
 from fer_multires.models.module import FERModule
 from fer_multires.results import VAL_LOADERS
@@ -30,13 +31,22 @@ from fer_multires.utils.io import save_npz_atomic
 RAW_RESULTS = ".eval_raw.npz"
 
 
-def metric_key(split: str, resolution_index: int) -> str:
-    """Return the ``ModuleDict`` key of one (split, resolution) metric."""
-    return f"{split}__{resolution_index}"
+#: One evaluated condition: ``(kernel, resolution)``, or ``(None, None)`` for the native images.
+Point = tuple[str | None, int | None]
+
+
+def metric_key(split: str, point_index: int) -> str:
+    """Return the ``ModuleDict`` key of one (split, point) metric."""
+    return f"{split}__{point_index}"
+
+
+def evaluation_points(resolutions: Sequence[int], kernels: Sequence[str]) -> list[Point]:
+    """Return the evaluated conditions: native first, then each kernel at each resolution."""
+    return [(None, None), *((k, int(r)) for k in kernels for r in resolutions)]
 
 
 class EvalModule(LightningModule):
-    """Runs a classifier on every resolution of each batch; one metric per (split, resolution).
+    """Runs a classifier on every degradation of each batch; one metric per (split, point).
 
     Run with ``trainer.test(module, datamodule=...)``: the data module's test loaders are
     ``val_select`` and ``val_rest`` (:data:`VAL_LOADERS`) as uint8 images at their native size,
@@ -45,12 +55,19 @@ class EvalModule(LightningModule):
     (gathered from every process) are saved by global rank 0 to ``<output_dir>/.eval_raw.npz``
     for :func:`load_raw_results`.
 
+    Samples of a class the model does not know (``match``, cross-dataset evaluation) are left
+    out before anything else, and the prediction is the argmax over the shared classes' logits.
+
     Args:
         model: the trained classifier.
         batch_transform: the data module's batched eval pipeline (degrade, resize, crop,
             normalise), applied here on the device at each resolution.
         resolutions: the degraded resolutions; the native one is evaluated first.
         output_dir: where rank 0 saves the raw results.
+        kernels: the degradations (see :data:`~fer_multires.data.batch_transforms.DEGRADATIONS`)
+            applied at each resolution.
+        jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
+        match: the model's classes matched with the data's (default: the same classes).
     """
 
     def __init__(
@@ -59,18 +76,28 @@ class EvalModule(LightningModule):
         batch_transform: BatchTransform,
         resolutions: Sequence[int],
         output_dir: str | Path,
+        kernels: Sequence[str] = (TRAINING_KERNEL,),
+        jpeg_quality: int = 30,
+        match: ClassMatch | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.batch_transform = batch_transform
-        self.resolutions: tuple[int | None, ...] = (None, *resolutions)
+        self.points = evaluation_points(resolutions, kernels)
+        self.jpeg_quality = jpeg_quality
         self.output_dir = str(output_dir)
-        num_classes = len(model.class_names)
+        match = match or match_classes(model.class_names, model.class_names)
+        self.register_buffer("label_map", torch.from_numpy(match.label_map), persistent=False)
+        self.register_buffer(
+            "logit_columns", torch.from_numpy(match.logit_columns), persistent=False
+        )
+        self.all_columns = match.is_identity
+        num_classes = len(match.shared)
         self.scores = nn.ModuleDict(
             {
                 metric_key(split, i): ChallengeScore(num_classes)
                 for split in VAL_LOADERS
-                for i in range(len(self.resolutions))
+                for i in range(len(self.points))
             }
         )
         self.skipped = nn.ModuleDict({split: SumMetric() for split in VAL_LOADERS})
@@ -83,17 +110,33 @@ class EvalModule(LightningModule):
         self._rows = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0):
-        """Score one uint8 batch at every resolution; keep the native predictions."""
+        """Score one uint8 batch at every point; keep the native predictions."""
         split = VAL_LOADERS[dataloader_idx]
-        images, labels, index, dropped = readable_part(batch)
+        images, labels, index, dropped = readable_part(self.known_classes(batch))
         self.skipped[split].update(dropped)
         if not len(labels):
             return
-        for i, resolution in enumerate(self.resolutions):
-            logits = self.model(self.batch_transform.eval(images, resolution)).float()
+        for i, (kernel, resolution) in enumerate(self.points):
+            x = self.batch_transform.eval(
+                images, resolution, kernel or TRAINING_KERNEL, self.jpeg_quality
+            )
+            logits = self.model(x).float()
+            if not self.all_columns:
+                logits = logits[:, self.logit_columns]
             self.scores[metric_key(split, i)].update(logits, labels)
             if resolution is None:
                 self._keep(dataloader_idx, index, logits)
+
+    def known_classes(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Leave out samples of classes the model does not know; relabel to shared classes."""
+        if self.all_columns:
+            return batch
+        mapped = self.label_map[batch["label"]]
+        keep = mapped >= 0
+        return {
+            **{k: v[keep] for k, v in batch.items() if torch.is_tensor(v) and len(v) == len(keep)},
+            "label": mapped[keep],
+        }
 
     def _keep(self, split_id: int, index: torch.Tensor, logits: torch.Tensor) -> None:
         self._rows.append(
@@ -106,7 +149,7 @@ class EvalModule(LightningModule):
         )
 
     def _local_rows(self) -> dict[str, np.ndarray]:
-        num_classes = len(self.model.class_names)
+        num_classes = len(self.logit_columns)
         empty = {
             "split": np.zeros(0, np.int8),
             "index": np.zeros(0, np.int64),
@@ -123,7 +166,7 @@ class EvalModule(LightningModule):
                 torch.stack(
                     [
                         self.scores[metric_key(split, i)].compute()["confusion"]
-                        for i in range(len(self.resolutions))
+                        for i in range(len(self.points))
                     ]
                 )
                 for split in VAL_LOADERS

@@ -26,10 +26,11 @@ HONESTY_NOTE = (
 
 
 def predictions_csv(predictions: Predictions, classes: Sequence[str]) -> str:
-    """Render ``predictions.csv``: video, frame, label, predicted, ``p_<Class>`` per class."""
+    """Render ``predictions.csv``: video (or image), frame, label, predicted, ``p_<Class>``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["video", "frame", "label", "predicted", *(f"p_{c}" for c in classes)])
+    source = "video" if predictions.has_videos else "image"
+    writer.writerow([source, "frame", "label", "predicted", *(f"p_{c}" for c in classes)])
     names = np.asarray(classes, dtype=object)
     probs = np.char.mod("%.6g", predictions.probs)
     rows = zip(
@@ -45,14 +46,17 @@ def predictions_csv(predictions: Predictions, classes: Sequence[str]) -> str:
 
 
 def robustness_csv(results: EvalResults) -> str:
-    """Render ``resolution_robustness.csv``: one row per (split, resolution)."""
-    lines = ["split,resolution,accuracy,f1_macro,challenge_score,n"]
-    for split in EVAL_SPLITS:
-        for key in results.resolution_keys():
-            m = results.splits[split][key]
-            lines.append(
-                f"{split},{key},{m.accuracy:.6f},{m.f1_macro:.6f},{m.challenge_score:.6f},{m.n}"
-            )
+    """Render ``resolution_robustness.csv``: one row per (degradation, split, resolution)."""
+    lines = ["degradation,split,resolution,accuracy,f1_macro,challenge_score,n"]
+    for kernel in results.kernels():
+        by_split = results.kernel_splits(kernel)
+        for split in EVAL_SPLITS:
+            for key in results.resolution_keys():
+                m = by_split[split][key]
+                lines.append(
+                    f"{kernel},{split},{key},{m.accuracy:.6f},{m.f1_macro:.6f},"
+                    f"{m.challenge_score:.6f},{m.n}"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -86,25 +90,70 @@ def resolution_table(results: EvalResults) -> list[str]:
         scores = [results.splits[s][key].challenge_score for s in EVAL_SPLITS]
         rows.append([key, *scores, rest.accuracy, rest.f1_macro])
     header = ["resolution", *EVAL_SPLITS, "val_rest accuracy", "val_rest macro F1"]
-    return ["## Resolution robustness (challenge score)", "", *markdown_table(header, rows), ""]
+    return [
+        "## Resolution robustness (challenge score, bilinear: the training's degradation)",
+        "",
+        *markdown_table(header, rows),
+        "",
+    ]
+
+
+def degradation_table(results: EvalResults) -> list[str]:
+    """Render the val_rest challenge score per resolution (rows) and degradation (columns)."""
+    kernels = results.kernels()
+    if len(kernels) < 2:
+        return []
+    rows = [
+        [key, *(results.kernel_splits(k)["val_rest"][key].challenge_score for k in kernels)]
+        for key in results.resolution_keys()
+    ]
+    quality = f" (JPEG quality {results.jpeg_quality})" if "jpeg" in kernels else ""
+    return [
+        f"## Degradations (val_rest challenge score){quality}",
+        "",
+        "Each column makes the low-resolution image another way; bilinear is the training's. "
+        "See `eval.degradations` in the README.",
+        "",
+        *markdown_table(["resolution", *kernels], rows),
+        "",
+    ]
+
+
+def classes_lines(results: EvalResults) -> list[str]:
+    """Render which classes were evaluated, and what a cross-dataset evaluation left out."""
+    lines = [f"- classes evaluated: {', '.join(results.classes)}"]
+    model = results.model_classes
+    if (model and list(model) != list(results.classes)) or results.excluded_classes:
+        unused = [c for c in model if c not in results.classes]
+        excluded = ", ".join(f"{c} ({n} samples)" for c, n in results.excluded_classes.items())
+        lines += [
+            f"- cross-dataset: the model knows {', '.join(model)}; metrics are over the classes "
+            "it shares with the data, and its prediction is the argmax over those",
+            f"- left out (classes the model does not know): {excluded or 'none'}",
+            f"- model classes the data does not have: {', '.join(unused) or 'none'}",
+        ]
+    return lines
 
 
 def format_report(results: EvalResults, plots: bool) -> str:
     """Render ``report.md``: the paper's Tables 3 and 4, resolution and smoothing tables."""
     counts = ", ".join(f"{s} {results.splits[s][NATIVE].n}" for s in EVAL_SPLITS)
     source = f" (data config from `{results.run_config}`)" if results.run_config else ""
+    dataset = f" ({results.dataset})" if results.dataset else ""
     lines = [
         "# Evaluation report",
         "",
         f"- checkpoint: `{results.checkpoint}`",
-        f"- data root: `{results.data_root}`{source}",
-        f"- frames evaluated: {counts}; "
+        f"- data root: `{results.data_root}`{dataset}{source}",
+        f"- samples evaluated: {counts}; "
         f"unreadable images skipped: {results.skipped_images['val_full']}",
+        *classes_lines(results),
         "",
         f"> {HONESTY_NOTE}",
         "",
         *native_tables(results),
         *resolution_table(results),
+        *degradation_table(results),
     ]
     if plots:
         lines += ["![resolution robustness](resolution_robustness.png)", ""]
@@ -118,7 +167,8 @@ def format_report(results: EvalResults, plots: bool) -> str:
 def format_smoothing_section(smoothing: Mapping[str, Any]) -> list[str]:
     """Render the temporal-smoothing part of the report."""
     if smoothing["kind"] == "none":
-        return ["## Temporal smoothing", "", "Not evaluated (eval.smoothing=none).", ""]
+        reason = smoothing.get("reason", "eval.smoothing=none")
+        return ["## Temporal smoothing", "", f"Not evaluated ({reason}).", ""]
     results, chosen = smoothing["results"], smoothing["chosen_window"]
     rows = []
     for window in smoothing["windows"]:
@@ -170,7 +220,13 @@ def write_outputs(output_dir: Path, results: EvalResults, raw: RawResults, plots
     write_text_atomic(output_dir / "resolution_robustness.csv", robustness_csv(results))
     if plots:
         plot_resolution_robustness(
-            {s: {k: m.to_json() for k, m in results.splits[s].items()} for s in EVAL_SPLITS},
+            {
+                kernel: {
+                    s: {k: m.to_json() for k, m in results.kernel_splits(kernel)[s].items()}
+                    for s in EVAL_SPLITS
+                }
+                for kernel in results.kernels()
+            },
             results.resolutions,
             output_dir / "resolution_robustness.png",
         )

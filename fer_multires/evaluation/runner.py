@@ -7,6 +7,7 @@ through :func:`evaluate`, and training calls it on its best checkpoint at the en
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -19,12 +20,13 @@ from pytorch_lightning import Trainer
 
 from fer_multires.data.datamodule import FERDataModule
 from fer_multires.evaluation.assembly import build_results, load_raw_results
+from fer_multires.evaluation.classes import ClassMatch, match_classes
 from fer_multires.evaluation.config import EvalSettings, check_settings, resolve_data_config
 from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
 from fer_multires.evaluation.outputs import format_compact_table, write_outputs
 from fer_multires.models.module import FERModule
 from fer_multires.results import EVAL_ERROR_FILE, EvalResults
-from fer_multires.utils.checkpoints import check_checkpoint_classes
+from fer_multires.utils.checkpoints import checkpoint_class_names
 from fer_multires.utils.config import instantiate
 
 log = logging.getLogger(__name__)
@@ -52,15 +54,20 @@ def evaluate_checkpoint(
         The results on global rank 0; None on the other processes.
 
     Raises:
-        ValueError: if the checkpoint was trained for another class list than the data's.
+        ValueError: if the checkpoint's classes and the data's share none.
     """
-    check_checkpoint_classes(settings.ckpt_path, datamodule.classes)
-    too_high = [r for r in settings.resolutions if r >= min(datamodule.native_size)]
-    if too_high:
-        log.info("resolutions %s are not below the native size %s: unchanged", too_high,
-                 datamodule.native_size)  # fmt: skip
+    match = class_match(settings.ckpt_path, datamodule)
+    settings = below_native(settings, datamodule.native_size)
     model = FERModule.load_from_checkpoint(settings.ckpt_path, pretrained=None, map_location="cpu")
-    module = EvalModule(model, datamodule.batch_transform, settings.resolutions, output_dir)
+    module = EvalModule(
+        model,
+        datamodule.batch_transform,
+        settings.resolutions,
+        output_dir,
+        kernels=settings.degradations,
+        jpeg_quality=settings.jpeg_quality,
+        match=match,
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
@@ -72,13 +79,45 @@ def evaluate_checkpoint(
              len(settings.resolutions) + 1, seconds, frames / seconds)  # fmt: skip
     raw_path = output_dir / RAW_RESULTS
     try:
-        raw = load_raw_results(raw_path, datamodule, settings.resolutions)
-        results = build_results(raw, settings, datamodule, run_config)
+        raw = load_raw_results(raw_path, datamodule, settings, match)
+        results = build_results(raw, settings, datamodule, run_config, match)
         write_outputs(output_dir, results, raw, settings.plots)
     finally:
         raw_path.unlink(missing_ok=True)  # the hand-over file, never an output
     (output_dir / EVAL_ERROR_FILE).unlink(missing_ok=True)  # an earlier failure, now outdated
     return results
+
+
+def class_match(ckpt_path: Path, datamodule: FERDataModule) -> ClassMatch:
+    """Match the checkpoint's classes with the data's by name, and say what is left out.
+
+    Raises:
+        ValueError: if they share no class.
+    """
+    trained = checkpoint_class_names(ckpt_path, "ckpt_path")
+    try:
+        match = match_classes(trained, datamodule.classes)
+    except ValueError as err:
+        raise ValueError(f"ckpt_path: {ckpt_path}: {err}") from None
+    if not match.is_identity:
+        log.info(
+            "cross-dataset evaluation on the shared classes %s; samples of %s are left out and "
+            "counted; the model's %s are ignored",
+            ", ".join(match.shared),
+            ", ".join(match.excluded) or "no class",
+            ", ".join(match.unused) or "no class",
+        )
+    return match
+
+
+def below_native(settings: EvalSettings, native_size: tuple[int, int]) -> EvalSettings:
+    """Drop the resolutions that are not below the images' native size (nothing to degrade)."""
+    kept = tuple(r for r in settings.resolutions if r < min(native_size))
+    if len(kept) < len(settings.resolutions):
+        dropped = [r for r in settings.resolutions if r not in kept]
+        log.info("resolutions %s are not below the native size %s: not evaluated", dropped,
+                 tuple(native_size))  # fmt: skip
+    return dataclasses.replace(settings, resolutions=kept)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any] | None:
