@@ -26,7 +26,7 @@ from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
-from fer_multires.data.datamodule import AffWild2DataModule
+from fer_multires.data.datamodule import FERDataModule
 from fer_multires.evaluation.config import EvalSettings, check_eval_node, check_trainer_node
 from fer_multires.evaluation.outputs import format_compact_table
 from fer_multires.evaluation.runner import evaluate_checkpoint
@@ -66,7 +66,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(require_checkpoint(ckpt_path))
 
 
-def resolve_class_weights(setting: Any, datamodule: AffWild2DataModule) -> list[float] | None:
+def resolve_class_weights(setting: Any, datamodule: FERDataModule) -> list[float] | None:
     """Turn ``model.class_weights`` (auto, a list, or null) into per-class weights.
 
     Raises:
@@ -129,7 +129,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     eval_settings = check_eval_after_fit(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule: AffWild2DataModule = instantiate(cfg.data)  # errors name their config key
+    datamodule: FERDataModule = instantiate(cfg.data)  # errors name their config key
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     warn_on_weight_normalisation_mismatch(cfg)
     datamodule.prepare_data()
@@ -179,7 +179,7 @@ def check_eval_after_fit(cfg: DictConfig) -> EvalSettings | None:
 def evaluate_after_fit(
     settings: EvalSettings,
     best: str | None,
-    datamodule: AffWild2DataModule,
+    datamodule: FERDataModule,
     trainer: Trainer,
     run_dir: Path,
 ) -> EvalResults | None:
