@@ -227,6 +227,37 @@ def test_resolution_below_one_is_an_error_before_any_data_is_read(trained, tmp_p
                  f"data.root={tmp_path / 'missing'}")  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("eval.degradations=[bilinear,nearest]", "eval.degradations: unknown nearest"),
+     ("eval.jpeg_quality=0", "eval.jpeg_quality=0 must be an integer in 1..100")],
+)  # fmt: skip
+def test_bad_degradation_setting_is_an_error_before_any_data_is_read(
+    trained, tmp_path, setting, message
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_eval(trained["ckpt"], tmp_path / "out", setting, f"data.root={tmp_path / 'missing'}")
+
+
+def test_every_degradation_is_evaluated_and_reported(trained, evaluated, tmp_path) -> None:
+    out = tmp_path / "out"
+    summary = run_eval(trained["ckpt"], out, "eval.degradations=[area,jpeg,blur,bicubic]")
+    kernels = summary["degradations"]
+    assert list(kernels) == ["bilinear", "area", "jpeg", "blur", "bicubic"]
+    one = json.loads((evaluated / "metrics.json").read_text())
+    for split in SPLITS:  # the training kernel's results are the usual ones
+        assert kernels["bilinear"][split] == summary[split] == one[split]
+        for by_split in kernels.values():
+            assert by_split[split]["native"] == one[split]["native"]
+            assert sorted(by_split[split]) == ["16", "8", "native"]
+    assert summary["jpeg_quality"] == 30
+    rows = (out / "resolution_robustness.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5 * 3 * 3 and {r.split(",")[0] for r in rows[1:]} == set(kernels)
+    report = (out / "report.md").read_text()
+    assert "## Degradations (val_rest challenge score) (JPEG quality 30)" in report
+    assert "| resolution | bilinear | area | jpeg | blur | bicubic |" in report
+
+
 def predictions_by_frame(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     with path.open(newline="") as f:
         return {(row["video"], row["frame"]): row for row in csv.DictReader(f)}
