@@ -4,7 +4,9 @@
 the ``metrics.json`` of two ``fer_multires.evaluate`` outputs and prints, for ``val_rest`` (the
 honest estimate), the challenge score of each at every resolution and the difference; writes
 ``comparison.md`` and ``comparison.png`` into ``--out``; and says plainly whether the first model
-holds up better at low resolution (<= 32 px) than the second, or not.
+holds up better at low resolution (<= 32 px) than the second, or not. Where both evaluations hold
+other degradations (``eval.degradations``), each gets its own table, verdict and
+``comparison_<kernel>.png``: the answer for degradations the models were not trained with.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from fer_multires.utils.tables import markdown_table
 LOW_RESOLUTION = 32
 
 
-def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, float]:
-    """Return ``{resolution key: challenge score}`` of one split of an evaluate output.
+def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, dict[str, float]]:
+    """Return ``{kernel: {resolution key: challenge score}}`` of one split of an evaluate output.
 
     Raises:
         ResultsError: if ``eval_dir`` holds no evaluation's metrics.json, or lacks the split.
@@ -37,7 +39,7 @@ def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, float]:
     results = load_eval_results(eval_dir)
     if split not in results.splits:
         raise ResultsError(f"{eval_dir / METRICS_FILE}: no {split!r} results")
-    return results.scores(split)
+    return {kernel: results.scores(split, kernel) for kernel in results.kernels()}
 
 
 def resolution_keys(a: dict[str, float], b: dict[str, float]) -> list[str]:
@@ -76,14 +78,30 @@ def comparison_table(a: dict[str, float], b: dict[str, float], names: tuple[str,
 
 
 def compare(a_dir: Path, b_dir: Path, names: tuple[str, str], out: Path) -> dict[str, Any]:
-    """Compare two evaluate outputs; write comparison.md/.png into ``out``; return the texts."""
-    a, b = load_scores(a_dir), load_scores(b_dir)
+    """Compare two evaluate outputs; write comparison.md/.png into ``out``; return the texts.
+
+    The training's degradation (bilinear) first, then every other kernel both evaluated.
+    """
+    a_all, b_all = load_scores(a_dir), load_scores(b_dir)
+    a, b = a_all["bilinear"], b_all["bilinear"]
     table, summary = comparison_table(a, b, names), verdict(a, b, names)
     header = f"# {names[0]} vs {names[1]}: {REPORT_SPLIT} challenge score by input resolution\n\n"
-    sources = f"\n\n{names[0]}: {a_dir}\n{names[1]}: {b_dir}\n"
-    write_text_atomic(out / "comparison.md", header + table + "\n\n" + summary + sources)
+    sections = [header + table + "\n\n" + summary]
     plot_comparison(a, b, names, f"{REPORT_SPLIT} challenge score", out / "comparison.png")
-    return {"table": table, "verdict": summary, "plot": str(out / "comparison.png")}
+    verdicts = {"bilinear": summary}
+    for kernel in [k for k in a_all if k in b_all and k != "bilinear"]:
+        ka, kb = a_all[kernel], b_all[kernel]
+        verdicts[kernel] = verdict(ka, kb, names)
+        sections.append(
+            f"## Degradation: {kernel} (not the training's)\n\n"
+            f"{comparison_table(ka, kb, names)}\n\n{verdicts[kernel]}"
+        )
+        plot_comparison(ka, kb, names, f"{REPORT_SPLIT} challenge score ({kernel})",
+                        out / f"comparison_{kernel}.png")  # fmt: skip
+    sources = f"\n\n{names[0]}: {a_dir}\n{names[1]}: {b_dir}\n"
+    write_text_atomic(out / "comparison.md", "\n\n".join(sections) + sources)
+    return {"table": table, "verdict": summary, "verdicts": verdicts,
+            "plot": str(out / "comparison.png")}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(result["table"], result["verdict"], f"plot: {result['plot']}", sep="\n\n")
+    others = [
+        f"{kernel}: {text}" for kernel, text in result["verdicts"].items() if kernel != "bilinear"
+    ]
+    print(result["table"], result["verdict"], *others, f"plot: {result['plot']}", sep="\n\n")
     return 0
 
 

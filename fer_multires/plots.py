@@ -239,6 +239,7 @@ def plot_comparison(
             ax.axhline(scores[NATIVE], color=f"C{i}", linestyle="--", linewidth=1)
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_ylim(0.0, 1.0)  # from 0: a small drop must not look like a cliff
     ax.set_xlabel("input resolution (px, shorter side; dashed: native)")
     ax.set_ylabel(ylabel)
     ax.legend()

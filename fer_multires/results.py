@@ -126,19 +126,19 @@ class EvalResults:
 
     def kernel_splits(self, kernel: str) -> dict[str, dict[str, SplitMetrics]]:
         """Return ``{split: {resolution key: metrics}}`` of one degradation kernel."""
+        if kernel == "bilinear":  # the training's: the per-split results
+            return self.splits
         if kernel in self.degradations:
             return self.degradations[kernel]
-        if kernel == "bilinear":
-            return self.splits
         raise KeyError(f"{self.checkpoint}: degradation {kernel!r} was not evaluated")
 
     def resolution_keys(self) -> list[str]:
         """Return the result keys of the degraded resolutions, ascending, then ``native``."""
         return [*(str(r) for r in sorted(self.resolutions)), NATIVE]
 
-    def scores(self, split: str = REPORT_SPLIT) -> dict[str, float]:
-        """Return ``{resolution key: challenge score}`` of one split."""
-        return {key: m.challenge_score for key, m in self.splits[split].items()}
+    def scores(self, split: str = REPORT_SPLIT, kernel: str = "bilinear") -> dict[str, float]:
+        """Return ``{resolution key: challenge score}`` of one split and degradation kernel."""
+        return {key: m.challenge_score for key, m in self.kernel_splits(kernel)[split].items()}
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``metrics.json`` contents: the context keys, then one key per split."""

@@ -10,13 +10,20 @@ from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.results import SplitMetrics
 
 
-def fake_eval(path: Path, scores: dict[str, float]) -> Path:
+def entry(score: float) -> dict:
+    return SplitMetrics(score, score, {c: score for c in EXPRESSIONS_7}, score, 10).to_json()
+
+
+def fake_eval(
+    path: Path, scores: dict[str, float], degradations: dict[str, dict[str, float]] | None = None
+) -> Path:
     path.mkdir(parents=True)
-
-    def entry(score: float) -> SplitMetrics:
-        return SplitMetrics(score, score, {c: score for c in EXPRESSIONS_7}, score, 10)
-
-    metrics = {"val_rest": {k: entry(v).to_json() for k, v in scores.items()}}
+    metrics = {"val_rest": {k: entry(v) for k, v in scores.items()}}
+    if degradations:
+        metrics["degradations"] = {
+            kernel: {"val_rest": {k: entry(v) for k, v in by_res.items()}}
+            for kernel, by_res in {"bilinear": scores, **degradations}.items()
+        }
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 
@@ -52,3 +59,29 @@ def test_missing_evaluation_is_an_error(tmp_path: Path, capsys) -> None:
 def test_names_must_be_two(tmp_path: Path, names: str) -> None:
     with pytest.raises(SystemExit):
         main([str(tmp_path), str(tmp_path), "--names", names])
+
+
+def test_each_degradation_both_evaluated_gets_its_verdict(tmp_path: Path, capsys) -> None:
+    a = fake_eval(
+        tmp_path / "a",
+        {"8": 0.5, "native": 0.8},
+        {"jpeg": {"8": 0.3, "native": 0.8}, "blur": {"8": 0.6, "native": 0.8}},
+    )
+    b = fake_eval(tmp_path / "b", {"8": 0.2, "native": 0.8},
+                  {"jpeg": {"8": 0.4, "native": 0.8}})  # fmt: skip
+    out = tmp_path / "out"
+    assert main([str(a), str(b), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "jpeg: multires does NOT help at low resolution on this data: mean val_rest score -0.100"
+        in printed
+    )
+    assert "blur" not in printed  # only b lacks it: nothing to compare
+    report = (out / "comparison.md").read_text()
+    assert (
+        "## Degradation: jpeg (not the training's)" in report
+        and "| 8 px | 0.300 | 0.400 | -0.100 |" in report
+    )
+    assert (out / "comparison_jpeg.png").stat().st_size > 0 and not (
+        out / "comparison_blur.png"
+    ).exists()

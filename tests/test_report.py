@@ -458,3 +458,25 @@ def test_resolution_is_the_former_name_of_low_res(sweep: Path) -> None:
         "no evaluate score at the mean over the evaluated 8-32 px"
         in (sweep / "report.md").read_text()
     )
+
+
+def test_degradations_get_a_table_of_their_own(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    scores = {"val_select": 0.6, "val_rest": 0.5, "val_full": 0.55}
+    for name, jpeg in (("a", 0.2), ("b", None)):
+        run = runs / name
+        write_training_run(run, [f"job={name}"], multires_config(), scores)
+        write_eval_output(run / "eval", 0.8)
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        kernels = {"bilinear": {"val_rest": metrics["val_rest"]}}
+        if jpeg is not None:
+            kernels["jpeg"] = {"val_rest": {r: eval_entry(jpeg) for r in metrics["val_rest"]}}
+        metrics["degradations"] = kernels
+        (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    write_report(runs)
+    report = (runs / "report.md").read_text()
+    assert (
+        "## Degradations (val_rest challenge score, the mean over the evaluated 8-32 px)" in report
+    )
+    assert "| job | bilinear | jpeg |" in report
+    assert "| a | 0.7300 | 0.2000 |" in report and "| b | 0.7300 | - |" in report

@@ -73,6 +73,8 @@ class Job:
     eval_count: int = 0
     eval_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     eval_error: str | None = None
+    #: ``{kernel: {resolution: val_rest score}}`` for every evaluated degradation kernel.
+    degradation_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def status_kind(self) -> str:
@@ -211,18 +213,30 @@ def training_scores(results: TrainingResults) -> dict[str, float]:
     return {s: v for s, v in scores.items() if v is not None}
 
 
-def eval_challenge_scores(eval_dir: Path) -> dict[str, dict[str, float]]:
-    """Return ``{split: {resolution: challenge score}}`` of an evaluate output (``{}`` if bad)."""
+def eval_challenge_scores(
+    eval_dir: Path,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Return the challenge scores of an evaluate output (``{}`` and ``{}`` if unreadable).
+
+    Returns:
+        ``{split: {resolution: score}}`` of the training's degradation, and ``{kernel:
+        {resolution: score}}`` of the report split for every evaluated degradation kernel.
+    """
     try:
         results = load_eval_results(eval_dir)
     except ResultsError:
-        return {}
+        return {}, {}
     scores: dict[str, dict[str, float]] = {}
     for split in results.splits:
         for resolution, value in results.scores(split).items():
             if to_float(value) is not None:
                 scores.setdefault(split, {})[resolution] = value
-    return scores
+    kernels = {
+        kernel: results.scores(REPORT_SPLIT, kernel)
+        for kernel in results.kernels()
+        if REPORT_SPLIT in results.kernel_splits(kernel)
+    }
+    return scores, kernels
 
 
 # --------------------------------------------------------------------------- status
@@ -311,7 +325,7 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
     evals = evals_of_run(run_dir, external)
     if evals:
         job.eval_dir, job.eval_count = evals[0], len(evals)
-        job.eval_scores = eval_challenge_scores(evals[0])
+        job.eval_scores, job.degradation_scores = eval_challenge_scores(evals[0])
     return job
 
 

@@ -61,10 +61,14 @@ def check_low_res(spec: str) -> str:
 
 def low_res_score(job: Job, spec: str) -> float | None:
     """Return the job's ``val_rest`` evaluate score at ``spec`` (a range: the mean), if any."""
+    return score_at(job.eval_scores.get(REPORT_SPLIT, {}), spec)
+
+
+def score_at(scores: dict[str, float], spec: str) -> float | None:
+    """Return the score at ``spec`` of ``{resolution: score}`` (a range: the mean), if any."""
     if spec == NATIVE or "-" not in spec:
-        return job.eval_score(spec)
+        return scores.get(spec)
     low, high = (int(b) for b in spec.split("-"))
-    scores = job.eval_scores.get(REPORT_SPLIT, {})
     inside = [v for r, v in scores.items() if r.isdigit() and low <= int(r) <= high]
     return float(np.mean(inside)) if inside else None
 
@@ -311,6 +315,29 @@ def heatmap_section(jobs: Sequence[Job], metrics: Sequence[HeatmapMetric]) -> li
     return lines
 
 
+def degradations_section(jobs: Sequence[Job], low_res: str) -> list[str]:
+    """Tabulate each job's score under every evaluated degradation (when any has several)."""
+    kernels: list[str] = []
+    for job in jobs:
+        kernels += [k for k in job.degradation_scores if k not in kernels]
+    if len(kernels) < 2:
+        return []
+    rows = [
+        [job.name, *(fmt(score_at(job.degradation_scores.get(k, {}), low_res)) for k in kernels)]
+        for job in jobs
+        if job.degradation_scores
+    ]
+    return [
+        f"## Degradations ({REPORT_SPLIT} challenge score, {describe(low_res)})",
+        "",
+        *markdown_table(["job", *kernels], rows),
+        "",
+        "Each column makes the low-resolution images another way (`eval.degradations`); "
+        "bilinear is the training's. -: that job's evaluation did not include it.",
+        "",
+    ]
+
+
 def relative_to(path: Path, root: Path) -> str:
     """Return ``path`` relative to ``root`` when it lies below it, else as it is."""
     try:
@@ -363,5 +390,6 @@ def render_markdown(
     lines += [selection_line(jobs, low_res), ""]
     lines += [*jobs_section(jobs, common), ""]
     lines += [*heatmap_section(jobs, metrics), ""]
+    lines += degradations_section(jobs, low_res)
     lines += curves_section(jobs, root)
     return "\n".join(lines) + "\n"
