@@ -26,6 +26,41 @@ import numpy as np
 
 #: The splits a dataset may have, in order; ``train`` and ``val`` are required.
 DATASET_SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: The image file extensions that still-image readers accept (lower case).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file or folder that does not follow its dataset's format."""
+
+
+def require_root(root: str | Path) -> Path:
+    """Return ``root`` as a path.
+
+    Raises:
+        FileNotFoundError: naming ``data.root`` if it is not a folder.
+    """
+    path = Path(root)
+    if not path.is_dir():
+        raise FileNotFoundError(f"data.root: dataset folder {path} does not exist")
+    return path
+
+
+def image_split(
+    labels: list[int] | np.ndarray,
+    paths: list[str],
+    skipped: SkipCounts,
+    boxes: np.ndarray | None = None,
+    pixels: np.ndarray | None = None,
+) -> SplitIndex:
+    """Build a still-image split from per-image labels and names."""
+    return SplitIndex(
+        label=np.asarray(labels, dtype=np.int8).reshape(-1),
+        paths=np.array(paths, dtype="S") if paths else np.zeros(0, dtype="S1"),
+        boxes=boxes,
+        pixels=pixels,
+        skipped=skipped,
+    )
 
 
 class SkipCounts:

@@ -1,0 +1,228 @@
+"""AffectNet reader: the manually annotated release, or the later ``train_set/``/``val_set/`` one.
+
+* CSV layout: ``training.csv`` -> train and ``validation.csv`` -> val, columns
+  ``subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,
+  valence,arousal``; images under ``Manually_Annotated_Images/<subDirectory_filePath>``. With
+  ``data.affectnet.crop=box`` (default) the annotated face box is cropped (clipped to the image)
+  when an image is read; ``none`` keeps the whole image.
+* npy layout: ``train_set/`` and ``val_set/``, each ``images/<id>.jpg`` with
+  ``annotations/<id>_exp.npy`` (already cropped faces, so no box).
+
+Expression codes 0..7 = Neutral, Happy, Sad, Surprise, Fear, Disgust, Anger, Contempt; 8 None,
+9 Uncertain and 10 Non-Face are counted as skips (``none``, ``uncertain``, ``non_face``), as are
+``missing_image`` (annotated, not on disk), ``unannotated_image`` (npy layout: an image without
+its ``_exp.npy``) and ``contempt`` when ``data.num_classes=7``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_CONTEMPT
+from fer_multires.data.readers.fer2013 import header_columns
+from fer_multires.data.readers.index import (
+    DatasetFormatError,
+    DatasetIndex,
+    SkipCounts,
+    SplitIndex,
+    image_split,
+    require_root,
+)
+
+CSV_SPLITS = {"train": "training.csv", "val": "validation.csv"}
+CSV_IMAGES = "Manually_Annotated_Images"
+NPY_SPLITS = {"train": "train_set", "val": "val_set"}
+#: Expression codes 0..7, as canonical names.
+AFFECTNET_LABELS: tuple[str, ...] = (
+    "Neutral",
+    "Happiness",
+    "Sadness",
+    "Surprise",
+    "Fear",
+    "Disgust",
+    "Anger",
+    "Contempt",
+)
+#: Codes 8..10: not an expression; each counted under its name.
+NON_EXPRESSION_CODES = {8: "none", 9: "uncertain", 10: "non_face"}
+SKIP_NAMES: tuple[str, ...] = (
+    "none",
+    "uncertain",
+    "non_face",
+    "missing_image",
+    "unannotated_image",
+    "contempt",
+)
+CROPS: tuple[str, ...] = ("box", "none")
+BOX_COLUMNS: tuple[str, ...] = ("face_x", "face_y", "face_width", "face_height")
+
+
+class Labeller:
+    """Turns expression codes into class indices, counting the codes that are left out."""
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+
+    def __call__(self, code: int, skipped: SkipCounts) -> int | None:
+        """Return the class index of ``code``, or None after counting why it is left out."""
+        if code in NON_EXPRESSION_CODES:
+            skipped.count(NON_EXPRESSION_CODES[code])
+            return None
+        name = AFFECTNET_LABELS[code]
+        if name not in self.classes:
+            skipped.count("contempt")
+            return None
+        return self.classes.index(name)
+
+
+class FolderListing:
+    """The files of each sub-folder, listed once (no ``stat`` per image)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._names: dict[str, set[str]] = {}
+
+    def __contains__(self, relpath: str) -> bool:
+        folder, _, name = relpath.rpartition("/")
+        if folder not in self._names:
+            path = self.root / folder
+            self._names[folder] = set(os.listdir(path)) if path.is_dir() else set()
+        return name in self._names[folder]
+
+
+def parse_code(text: str, path: Path, line: int) -> int:
+    """Parse an expression code 0..10.
+
+    Raises:
+        DatasetFormatError: naming the file and line.
+    """
+    value = text.strip()
+    if not value.lstrip("-").isdigit() or not 0 <= int(value) <= 10:
+        raise DatasetFormatError(f"{path}:{line}: expression {value!r} is not a code 0..10")
+    return int(value)
+
+
+def parse_box(row: list[str], columns: dict[str, int], path: Path, line: int) -> list[int]:
+    """Parse the face box ``(x, y, w, h)`` of one row.
+
+    Raises:
+        DatasetFormatError: for a non-integer value or a width or height below 1.
+    """
+    try:
+        box = [int(float(row[columns[name]])) for name in BOX_COLUMNS]
+    except ValueError:
+        raise DatasetFormatError(
+            f"{path}:{line}: face box {[row[columns[n]] for n in BOX_COLUMNS]} is not 4 numbers"
+        ) from None
+    if box[2] < 1 or box[3] < 1:
+        raise DatasetFormatError(f"{path}:{line}: face box {box} has no area")
+    return box
+
+
+def read_csv_split(path: Path, listing: FolderListing, label: Labeller, crop: str) -> SplitIndex:
+    """Read one CSV split of the manually annotated release."""
+    required = ("subDirectory_filePath", *BOX_COLUMNS, "expression")
+    labels, paths, boxes = [], [], []
+    skipped = SkipCounts(SKIP_NAMES)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise DatasetFormatError(f"{path}:1: empty file (expected a header line)")
+        columns = header_columns(header, path, required)
+        for row in reader:
+            if not row:
+                continue
+            line = reader.line_num
+            if len(row) < len(header):
+                raise DatasetFormatError(
+                    f"{path}:{line}: {len(row)} fields, expected {len(header)}"
+                )
+            index = label(parse_code(row[columns["expression"]], path, line), skipped)
+            box = parse_box(row, columns, path, line)
+            if index is None:
+                continue
+            relpath = row[columns["subDirectory_filePath"]].strip()
+            if relpath not in listing:
+                skipped.count("missing_image")
+                continue
+            labels.append(index)
+            paths.append(relpath)
+            boxes.append(box)
+    box_array = np.array(boxes, dtype=np.int32).reshape(-1, 4) if crop == "box" else None
+    return image_split(labels, paths, skipped, boxes=box_array)
+
+
+def read_npy_split(folder: Path, label: Labeller) -> SplitIndex:
+    """Read one split of the later release: ``images/<id>.jpg`` + ``annotations/<id>_exp.npy``."""
+    images_dir, annotations = folder / "images", folder / "annotations"
+    for needed in (images_dir, annotations):
+        if not needed.is_dir():
+            raise FileNotFoundError(f"data.root: {needed} does not exist")
+    images = {os.path.splitext(n)[0]: n for n in os.listdir(images_dir)}
+    labels, paths = [], []
+    skipped = SkipCounts(SKIP_NAMES)
+    annotated = set()
+    for name in sorted(n for n in os.listdir(annotations) if n.endswith("_exp.npy")):
+        sample = name[: -len("_exp.npy")]
+        annotated.add(sample)
+        try:
+            code = int(np.load(annotations / name))
+        except (ValueError, OSError) as err:
+            raise DatasetFormatError(
+                f"{annotations / name}: not an expression code: {err}"
+            ) from None
+        if not 0 <= code <= 10:
+            raise DatasetFormatError(f"{annotations / name}: expression {code} is not a code 0..10")
+        index = label(code, skipped)
+        if index is None:
+            continue
+        if sample not in images:
+            skipped.count("missing_image")
+            continue
+        labels.append(index)
+        paths.append(f"{folder.name}/images/{images[sample]}")
+    skipped.count("unannotated_image", len(set(images) - annotated))
+    return image_split(labels, paths, skipped)
+
+
+def read_affectnet(root: str | Path, num_classes: int = 8, crop: str = "box") -> DatasetIndex:
+    """Read AffectNet's train and val splits, in whichever release layout ``root`` holds.
+
+    Args:
+        root: the dataset folder (``data.root``).
+        num_classes: 8 (with Contempt) or 7 (Contempt skipped and counted).
+        crop: ``box`` (crop the annotated face) or ``none`` (CSV layout only).
+
+    Raises:
+        FileNotFoundError: for a missing root, or a root holding neither layout.
+        ValueError: for an invalid option, naming its key.
+        DatasetFormatError: for a malformed row, naming the file and line.
+    """
+    if num_classes not in (7, 8):
+        raise ValueError(f"data.num_classes={num_classes} must be 7 or 8 for AffectNet")
+    if crop not in CROPS:
+        raise ValueError(f"data.affectnet.crop={crop!r} is not one of {', '.join(CROPS)}")
+    folder = require_root(root)
+    label = Labeller(EXPRESSIONS_CONTEMPT if num_classes == 8 else EXPRESSIONS_7)
+    if all((folder / name).is_file() for name in CSV_SPLITS.values()):
+        images_dir = folder / CSV_IMAGES
+        if not images_dir.is_dir():
+            raise FileNotFoundError(f"data.root: {images_dir} does not exist")
+        listing = FolderListing(images_dir)
+        splits = {
+            split: read_csv_split(folder / name, listing, label, crop)
+            for split, name in CSV_SPLITS.items()
+        }
+        return DatasetIndex("affectnet", label.classes, f"csv (crop={crop})", images_dir, splits)
+    if all((folder / name).is_dir() for name in NPY_SPLITS.values()):
+        splits = {split: read_npy_split(folder / name, label) for split, name in NPY_SPLITS.items()}
+        return DatasetIndex("affectnet", label.classes, "npy", folder, splits)
+    raise FileNotFoundError(
+        f"data.root: {folder} holds neither AffectNet layout ({' and '.join(CSV_SPLITS.values())} "
+        f"with {CSV_IMAGES}/, or {' and '.join(NPY_SPLITS.values())}/)"
+    )
