@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import Callback, Trainer
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
+from pytorch_lightning.plugins import CheckpointIO
 
+from fer_multires.callbacks import Preempted
 from fer_multires.data.datamodule import FERDataModule
 from fer_multires.evaluation.config import EvalSettings, check_eval_node, check_trainer_node
 from fer_multires.evaluation.outputs import format_compact_table
@@ -40,7 +42,10 @@ from fer_multires.results import (
     TrainingResults,
     load_training_results,
 )
+from fer_multires.utils import slurm
+from fer_multires.utils.checkpoint_io import AtomicCheckpointIO, require_writable_dir
 from fer_multires.utils.checkpoints import (
+    CHECKPOINTS_DIR,
     check_checkpoint_classes,
     last_checkpoint,
     require_checkpoint,
@@ -55,12 +60,16 @@ log = logging.getLogger(__name__)
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     """Turn ``ckpt_path`` (null, ``last`` or a path) into a checkpoint file to resume from.
 
+    Null is a fresh start, except in a Slurm job whose run directory already holds a
+    ``last.ckpt`` (a requeued or restarted attempt), which resumes from it.
+
     Raises:
         FileNotFoundError: if ``last`` finds nothing to resume in ``run_dir``, or the file is
             missing: resuming never silently becomes a fresh start.
     """
     if ckpt_path is None:
-        return None
+        earlier = slurm.auto_resume_checkpoint(run_dir)
+        return None if earlier is None else str(earlier)
     if ckpt_path == "last":
         return str(last_checkpoint(run_dir))
     return str(require_checkpoint(ckpt_path))
@@ -85,6 +94,14 @@ def resolve_class_weights(setting: Any, datamodule: FERDataModule) -> list[float
             )
         return weights
     raise ValueError(f"model.class_weights={setting!r}: use auto, a list of weights, or null")
+
+
+def checkpoint_plugins(trainer_cfg: DictConfig) -> list[Any]:
+    """The trainer's plugins with :class:`AtomicCheckpointIO` (unless one sets its own IO)."""
+    plugins = list(hydra.utils.instantiate(trainer_cfg.get("plugins") or []))
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
 
 
 def instantiate_all(cfg: DictConfig | None) -> list[Any]:
@@ -126,6 +143,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         EvaluationAfterFitError: if training finished but its end-of-training evaluation failed.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    require_writable_dir(run_dir / CHECKPOINTS_DIR, "run_dir")
     eval_settings = check_eval_after_fit(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -145,7 +163,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     )
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     callbacks = without_logging_callbacks(instantiate_all(cfg.get("callbacks")), loggers)
-    trainer: Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer: Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=checkpoint_plugins(cfg.trainer)
+    )
     if trainer.is_global_zero:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("run directory: %s", run_dir)
@@ -272,9 +292,17 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns ``optimized_metric`` for Hydra sweepers."""
     torch.set_float32_matmul_precision("high")
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return run_sweep_job(cfg)
-    metrics, _ = train(cfg)
+    try:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return run_sweep_job(cfg)
+        metrics, _ = train(cfg)
+    except Preempted as stop:
+        log.warning("training %s", stop)
+        raise
+    except Exception:
+        # Hydra prints the error to the terminal only; train.log gets it too
+        log.exception("training failed")
+        raise
     return optimized_value(cfg, metrics)
 
 

@@ -37,6 +37,7 @@ from fer_multires.data.datasets import (
     check_on_bad_image,
 )
 from fer_multires.data.labels import class_weights
+from fer_multires.data.loaders import ResumableLoader
 from fer_multires.data.readers import READERS
 from fer_multires.data.readers.affwild2 import read_affwild2
 from fer_multires.data.readers.index import DatasetIndex, SplitIndex
@@ -257,6 +258,12 @@ class FERDataModule(LightningDataModule):
                     f"data.root: the {name} split of {self.root} has no usable samples "
                     f"(skipped: {split.skipped.as_dict()})"
                 )
+        if stage in ("fit", None) and len(index.splits["train"]) < self.batch_size:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is larger than the training split of "
+                f"{self.root} ({len(index.splits['train'])} samples): the last partial batch is "
+                "dropped, so no training step would run"
+            )
         select, rest = self.split_validation(index.splits["val"])
         self.index = index
         self.splits = {
@@ -300,7 +307,13 @@ class FERDataModule(LightningDataModule):
                 self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
             )
         else:
-            index = READERS[self.dataset_name](self.root, **self.reader_options())
+            options = self.reader_options()
+            try:
+                index = READERS[self.dataset_name](self.root, **options)
+            except TypeError as err:  # an option the reader does not take
+                raise ValueError(
+                    f"data.{self.dataset_name}: {err} (given: {', '.join(options) or 'none'})"
+                ) from None
         if self.requested_num_classes not in (None, index.num_classes):
             raise ValueError(
                 f"data.num_classes={self.requested_num_classes}, but {index.name} at {self.root} "
@@ -393,8 +406,25 @@ class FERDataModule(LightningDataModule):
         return trainer.global_rank, trainer.world_size
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches; order and augmentation follow ``(seed, epoch)``."""
+        """Shuffled training batches; order and augmentation follow ``(seed, epoch)``.
+
+        The loader is resumable (:class:`~fer_multires.data.loaders.ResumableLoader`): a
+        checkpoint taken mid-epoch holds the sampler's ``(epoch, position)``, and the resumed
+        run continues that epoch with the same remaining samples and draws.
+
+        Raises:
+            ValueError: if ``data.batch_size`` exceeds this process's share of the training
+                split (the last partial batch is dropped, so no step would run).
+        """
         loader = self._loader(self.dataset("train"), shuffle=True, batch_size=self.batch_size)
+        if len(loader) == 0:
+            _, world = self._rank_and_world()
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is larger than the training split's "
+                f"{len(loader.sampler)} samples per process ({len(self.splits['train'])} "
+                f"samples over {world} process(es)): no training step would run"
+            )
+        loader = ResumableLoader.like(loader)
         # Lightning starts the first epoch's iterator (whose workers draw indices at once) before
         # it calls set_epoch, so a resumed run would replay epoch 0's order and augmentation.
         # Start at the epoch Lightning's own set_epoch will use (the restored one on resume).

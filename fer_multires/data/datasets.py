@@ -248,6 +248,14 @@ class PartitionSampler(Sampler[SampleKey]):
 
     Lightning calls :meth:`set_epoch` before each epoch (also after resuming from a checkpoint).
 
+    Stateful: :attr:`position` counts this process's samples of the current epoch already
+    delivered to training (the loader advances it, see
+    :class:`~fer_multires.data.loaders.ResumableLoader`); :meth:`state_dict` and
+    :meth:`load_state_dict` carry ``(epoch, position)`` through a checkpoint, and the next
+    iteration starts at ``position``, so a run resumed mid-epoch sees the same remaining keys
+    (order and augmentation draws) as one that never stopped. Every process runs the same number
+    of steps, so rank 0's position holds for all ranks.
+
     Args:
         num_samples: size of the dataset.
         shuffle: permute per epoch (training) or keep order (evaluation).
@@ -272,10 +280,41 @@ class PartitionSampler(Sampler[SampleKey]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.position = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch whose permutation and augmentation draws are used."""
+        """Set the epoch whose permutation and augmentation draws are used.
+
+        A new epoch starts at its first sample; setting the current epoch again (as Lightning
+        does after a mid-epoch resume) keeps the position.
+        """
+        if int(epoch) != self.epoch:
+            self.position = 0
         self.epoch = int(epoch)
+
+    def advance(self, count: int) -> None:
+        """Record that ``count`` more samples of this epoch were delivered to training."""
+        self.position = min(self.position + count, len(self))
+
+    def state_dict(self) -> dict[str, int]:
+        """Return ``{"epoch", "position"}``: where the next iteration starts."""
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`: its epoch, from its position.
+
+        Raises:
+            ValueError: if the position is outside this epoch's samples (a checkpoint of a
+                different dataset size, batch size or number of processes).
+        """
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if not 0 <= position <= len(self):
+            raise ValueError(
+                f"the checkpoint's training sampler stopped at sample {position} of epoch {epoch}, "
+                f"but this process's epoch has {len(self)} samples: resume with the data, "
+                "data.batch_size and number of processes the run was started with"
+            )
+        self.epoch, self.position = epoch, position
 
     def indices(self) -> np.ndarray:
         """Return this process's indices for the current epoch."""
@@ -287,7 +326,7 @@ class PartitionSampler(Sampler[SampleKey]):
 
     def __iter__(self) -> Iterator[SampleKey]:
         epoch = self.epoch
-        return iter([(int(i), epoch) for i in self.indices()])
+        return iter([(int(i), epoch) for i in self.indices()[self.position :]])
 
     def __len__(self) -> int:
         if self.shuffle:

@@ -1,0 +1,197 @@
+"""Mid-epoch checkpoints and exact resume: a run stopped inside an epoch, by an error or a signal,
+and resumed from its last.ckpt ends with the weights of a run that never stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import make_image_tree, run_train
+
+from fer_multires.callbacks import LastCheckpoint, Preempted
+from fer_multires.data.datasets import PartitionSampler
+from fer_multires.data.loaders import ResumableLoader
+
+STEPS_PER_EPOCH = 4  # 36 training frames, batches of 8
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_tree(tmp_path_factory.mktemp("data") / "d", train_videos=4, val_videos=5,
+                           frames=9)  # fmt: skip
+
+
+class CrashAtStep(pl.Callback):
+    """Raise at the start of a training step (the run dies there, as if killed)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"injected failure at step {self.step}")
+
+
+class SignalAtStep(pl.Callback):
+    """Send this process a signal during a training step (a preemption)."""
+
+    def __init__(self, step: int, signum: int = int(signal.SIGTERM)) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def straight(data_root, tmp_path_factory) -> dict[int, dict[str, torch.Tensor]]:
+    """Uninterrupted 2-epoch runs, by number of workers."""
+    out = {}
+    for workers in (0, 2):
+        tmp = tmp_path_factory.mktemp(f"straight{workers}")
+        run_train(data_root, tmp, tmp / "run", "trainer.max_epochs=2",
+                  f"data.num_workers={workers}")  # fmt: skip
+        out[workers] = weights(tmp / "run")
+    return out
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_error_mid_epoch_then_resume_is_bit_identical(data_root, tmp_path, straight, workers):
+    crash_step = STEPS_PER_EPOCH + 2  # the 3rd step of epoch 2
+    run = tmp_path / "run"
+    common = ["trainer.max_epochs=2", f"data.num_workers={workers}"]
+    crash = [
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+        "+callbacks.crash._target_=test_resume.CrashAtStep",
+        f"+callbacks.crash.step={crash_step}",
+    ]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_train(data_root, tmp_path, run, *common, *crash)
+    stopped = load(run / "checkpoints" / "last.ckpt")
+    # saved inside epoch 2, with the sampler's place in it
+    assert (stopped["epoch"], stopped["global_step"]) == (1, crash_step)
+    state = stopped["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert state == [{"epoch": 1, "position": 2 * 8}]
+    run_train(data_root, tmp_path, run, *common, "ckpt_path=last")
+    assert load(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * STEPS_PER_EPOCH
+    assert_same_weights(straight[workers], weights(run))
+
+
+def test_without_the_loader_state_the_epoch_restarts_and_weights_differ(
+    data_root, tmp_path, straight
+):
+    """The check above can fail: a resume that replays the epoch from its start is caught."""
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        run_train(data_root, tmp_path, run, "trainer.max_epochs=2",
+                  "callbacks.last_checkpoint.every_n_train_steps=1",
+                  "+callbacks.crash._target_=test_resume.CrashAtStep",
+                  f"+callbacks.crash.step={STEPS_PER_EPOCH + 2}")  # fmt: skip
+    path = run / "checkpoints" / "last.ckpt"
+    ckpt = load(path)
+    del ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    torch.save(ckpt, path)
+    run_train(data_root, tmp_path, run, "trainer.max_epochs=2", "ckpt_path=last")
+    a, b = straight[0], weights(run)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_mid_epoch_saves_stops_and_resumes_bit_identical(data_root, tmp_path, straight):
+    run = tmp_path / "run"
+    signal_step = STEPS_PER_EPOCH + 1
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Preempted) as stop:
+        run_train(data_root, tmp_path, run, "trainer.max_epochs=2",
+                  "+callbacks.sig._target_=test_resume.SignalAtStep",
+                  f"+callbacks.sig.step={signal_step}")  # fmt: skip
+    assert stop.value.code == 128 + signal.SIGTERM and not stop.value.requeued
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers put back
+    # saved at the end of the step the signal arrived in (no step interval configured)
+    assert load(run / "checkpoints" / "last.ckpt")["global_step"] == signal_step + 1
+    run_train(data_root, tmp_path, run, "trainer.max_epochs=2", "ckpt_path=last")
+    assert_same_weights(straight[0], weights(run))
+
+
+def test_step_interval_refreshes_last_inside_the_epoch(data_root, tmp_path) -> None:
+    run = tmp_path / "run"
+    run_train(data_root, tmp_path, run, "callbacks.last_checkpoint.every_n_train_steps=3",
+              "+callbacks.crash._target_=test_resume.CrashAtStep", "+callbacks.crash.step=100",
+              "trainer.max_epochs=1")  # fmt: skip
+    # the epoch end's save comes last
+    assert load(run / "checkpoints" / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
+
+
+def test_time_interval_is_due_after_the_minutes_pass(tmp_path, monkeypatch) -> None:
+    callback = LastCheckpoint(str(tmp_path), every_n_minutes=1.0, signals=[], requeue_signals=[])
+    now = [0.0]
+    monkeypatch.setattr("fer_multires.callbacks.time.monotonic", lambda: now[0])
+
+    class FakeTrainer:
+        world_size, is_global_zero, global_step = 1, True, 3
+
+    callback._last_save_time = 0.0
+    now[0] = 59.0
+    assert callback._due(FakeTrainer()) == (False, 0)  # type: ignore[arg-type]
+    now[0] = 61.0
+    assert callback._due(FakeTrainer()) == (True, 0)  # type: ignore[arg-type]
+    callback.received = int(signal.SIGUSR1)
+    callback._last_save_time = 61.0
+    assert callback._due(FakeTrainer()) == (True, int(signal.SIGUSR1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("every_n_train_steps", 0, "every_n_train_steps=0 must be >= 1 or null"),
+        ("every_n_minutes", -1, "every_n_minutes=-1 must be > 0 or null"),
+        ("signals", ["SIGNOPE"], "signals: 'SIGNOPE' is not a signal name"),
+    ],
+)
+def test_bad_last_checkpoint_settings_name_the_key(tmp_path, key, value, message) -> None:
+    with pytest.raises(ValueError, match=f"callbacks.last_checkpoint.{message}"):
+        LastCheckpoint(str(tmp_path), **{key: value})
+
+
+def test_sampler_state_resumes_the_same_remaining_keys() -> None:
+    full = PartitionSampler(20, shuffle=True, seed=3)
+    full.set_epoch(2)
+    keys = list(full)
+    resumed = PartitionSampler(20, shuffle=True, seed=3)
+    resumed.load_state_dict({"epoch": 2, "position": 8})
+    assert list(resumed) == keys[8:]
+    assert len(resumed) == 20  # Lightning counts the epoch's batches from the full length
+    resumed.set_epoch(2)  # Lightning sets the restored epoch again: the place is kept
+    assert resumed.position == 8
+    resumed.set_epoch(3)
+    assert resumed.position == 0
+    with pytest.raises(ValueError, match="stopped at sample 30 of epoch 2"):
+        resumed.load_state_dict({"epoch": 2, "position": 30})
+
+
+def test_resumable_loader_counts_the_batches_it_hands_out() -> None:
+    sampler = PartitionSampler(10, shuffle=True, seed=0)
+    loader = ResumableLoader({(i, 0): i for i in range(10)}, batch_size=4, sampler=sampler,
+                             drop_last=True, collate_fn=lambda b: b)  # fmt: skip
+    it = iter(loader)
+    next(it)
+    assert loader.state_dict() == {"epoch": 0, "position": 4}
+    again = ResumableLoader.like(loader)
+    assert again.batch_size == 4 and again.drop_last and again.sampler is sampler
