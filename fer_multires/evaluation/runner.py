@@ -26,6 +26,7 @@ from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
 from fer_multires.evaluation.outputs import format_compact_table, write_outputs
 from fer_multires.models.module import FERModule
 from fer_multires.results import EVAL_ERROR_FILE, EvalResults
+from fer_multires.utils.checkpoint_io import require_writable_dir
 from fer_multires.utils.checkpoints import checkpoint_class_names
 from fer_multires.utils.config import instantiate
 
@@ -56,6 +57,7 @@ def evaluate_checkpoint(
     Raises:
         ValueError: if the checkpoint's classes and the data's share none.
     """
+    require_writable_dir(output_dir, "run_dir")  # before the work, not at its end
     match = class_match(settings.ckpt_path, datamodule)
     settings = below_native(settings, datamodule.native_size)
     model = FERModule.load_from_checkpoint(settings.ckpt_path, pretrained=None, map_location="cpu")

@@ -7,6 +7,8 @@ gives the same error, naming the key and the file, wherever it is passed.
 from __future__ import annotations
 
 import logging
+import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,11 +98,52 @@ def checkpoint_class_names(ckpt_path: str | Path, key: str = "ckpt_path") -> lis
         ValueError: if it is not a fer_multires checkpoint.
     """
     path = require_checkpoint(ckpt_path, key)
+    checkpoint = load_intact_checkpoint(path, key)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         return list(checkpoint["hyper_parameters"]["class_names"])
-    except (KeyError, TypeError, RuntimeError, EOFError) as err:
+    except (KeyError, TypeError) as err:
         raise ValueError(f"{key}: {path} is not a fer_multires checkpoint ({err})") from err
+
+
+#: What ``torch.load`` raises for a truncated or damaged file.
+_DAMAGED = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, damaged)."""
+
+
+def load_intact_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
+    """Load a checkpoint on the CPU.
+
+    Raises:
+        CorruptCheckpointError: naming the file and the newest intact checkpoint beside it
+            (the one to resume from instead), if the file cannot be read.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except _DAMAGED as err:
+        alternative = newest_intact_checkpoint(path.parent, exclude=path)
+        advice = (
+            f"the newest intact checkpoint beside it is {alternative}: pass ckpt_path={alternative}"
+            if alternative
+            else f"no other checkpoint in {path.parent} reads either"
+        )
+        raise CorruptCheckpointError(
+            f"{key}: {path} is corrupt or truncated ({type(err).__name__}: {err}); {advice}"
+        ) from err
+
+
+def newest_intact_checkpoint(folder: Path, exclude: Path | None = None) -> Path | None:
+    """Return the most recently written ``*.ckpt`` in ``folder`` that loads, or None."""
+    candidates = [p for p in Path(folder).glob("*.ckpt") if exclude is None or p != exclude]
+    for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            torch.load(candidate, map_location="cpu", weights_only=False, mmap=True)
+        except _DAMAGED:
+            continue
+        return candidate
+    return None
 
 
 def check_checkpoint_classes(
