@@ -151,3 +151,49 @@ def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
 
     overrides = [*train_overrides(data_root, tmp_path), f"run_dir={run_dir}", *extra]
     return train(compose_train(overrides, run_dir))
+
+
+# ------------------------------------------------------------------ predict and export (issue 11)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for one epoch on 24 px frames and evaluated at 8 and 16 px (``<run>/eval``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = tmp_path_factory.mktemp("predict_run")
+        data_root = make_image_tree(base / "data", train_videos=3, val_videos=4, frames=6)
+        run_dir = base / "run"
+        run_train(data_root, base, run_dir, "eval_after_fit=true", "eval.resolutions=[8,16]",
+                  "eval.plots=false")  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return run_dir
+
+
+def astronaut() -> np.ndarray:
+    """scikit-image's public-domain photo of a face (512 x 512 RGB, in its wheel, offline)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def write_moving_video(path: Path, frames: int = 10, fps: float = 10.0) -> list[tuple[int, int]]:
+    """Write a video of the astronaut photo shifted a few pixels per frame; return the shifts."""
+    import cv2
+
+    image = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
+    size = (448, 448)
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix == ".mp4" else "MJPG"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
+    assert writer.isOpened(), path
+    shifts = []
+    for f in range(frames):
+        dx, dy = 4 * f, 2 * f
+        writer.write(np.ascontiguousarray(image[dy : dy + size[1], dx : dx + size[0]]))
+        shifts.append((dx, dy))
+    writer.release()
+    return shifts

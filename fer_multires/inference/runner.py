@@ -1,0 +1,313 @@
+"""Running ``predict``: sources -> faces -> batched classification -> tracks, smoothing, outputs.
+
+Frames are read one at a time; their face crops wait in one batch of ``predict.batch_size`` crops
+until it is full, so memory holds at most one frame and one batch of crops, whatever the video's
+length. A video's faces are linked into tracks as the frames come (:class:`IoUTracker`), and
+with ``predict.smoothing`` > 1 each track's probabilities are smoothed over that many frames
+(:func:`fer_multires.smoothing.smooth_probabilities`, the evaluation's smoothing, in frame
+numbers, so ``every_n_frames`` does not change what the window spans).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from fer_multires.inference.classifier import Classifier, load_classifier, resolve_device
+from fer_multires.inference.detect import Box, build_detector, check_margin, crop_square
+from fer_multires.inference.expected import ExpectedScore, load_expected_score
+from fer_multires.inference.outputs import (
+    PREDICTIONS_FILE,
+    SOURCES_FILE,
+    FaceTable,
+    SourceStatus,
+    annotate_source,
+    summary_table,
+    write_predictions,
+    write_sources,
+)
+from fer_multires.inference.sources import (
+    Source,
+    UnreadableSourceError,
+    collect_sources,
+    iter_frames,
+)
+from fer_multires.inference.tracks import IoUTracker
+from fer_multires.smoothing import SMOOTHING_KINDS, smooth_probabilities
+from fer_multires.utils.checkpoints import require_checkpoint, resolve_checkpoint, run_config_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """The checked ``predict`` node (see ``conf/predict.yaml`` for each key)."""
+
+    detector: str = "haar"
+    margin: float = 0.25
+    batch_size: int = 32
+    device: str = "auto"
+    every_n_frames: int = 1
+    smoothing: int = 1
+    smoothing_kind: str = "mean"
+    annotate: bool = False
+    min_face_px: int = 24
+    haar_scale_factor: float = 1.1
+    haar_min_neighbors: int = 5
+    track_min_iou: float = 0.3
+    track_max_gap: int = 5
+    metrics: str | None = None
+
+
+def positive_int(node: DictConfig, key: str) -> int:
+    """Return ``predict.<key>`` if it is an integer >= 1.
+
+    Raises:
+        ValueError: naming the key.
+    """
+    value = node.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"predict.{key}={value!r} must be an integer >= 1")
+    return int(value)
+
+
+def check_predict_node(node: DictConfig) -> PredictSettings:
+    """Check the ``predict`` node.
+
+    Raises:
+        ValueError: for an invalid value, naming its key.
+    """
+    known = set(PredictSettings.__dataclass_fields__)
+    unknown = sorted(set(node.keys()) - known)
+    if unknown:
+        raise ValueError(f"predict: unknown keys {', '.join(map(str, unknown))}")
+    values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
+    for key in ("batch_size", "every_n_frames", "smoothing", "min_face_px"):
+        values[key] = positive_int(node, key)
+    if values["smoothing"] % 2 == 0:
+        raise ValueError(
+            f"predict.smoothing={values['smoothing']} must be odd (a centred window of frames)"
+        )
+    if values["smoothing_kind"] not in SMOOTHING_KINDS[1:]:
+        raise ValueError(f"predict.smoothing_kind={values['smoothing_kind']!r} is not one of "
+                         f"{', '.join(SMOOTHING_KINDS[1:])}")  # fmt: skip
+    values["margin"] = check_margin(values["margin"])
+    return PredictSettings(**values)
+
+
+def resolve_model_path(value: Any, key: str = "ckpt_path") -> Path:
+    """Return the checkpoint or ONNX file ``ckpt_path`` names (a run directory: its best).
+
+    Raises:
+        ValueError: if ``ckpt_path`` is not set.
+        FileNotFoundError: naming the key and the path, if it does not exist.
+    """
+    if value is None or value == "???":
+        raise ValueError(f"{key} is required: python -m fer_multires.predict "
+                         f"{key}=RUN_DIR|FILE.ckpt|FILE.onnx input=PATH")  # fmt: skip
+    path = Path(str(value))
+    if path.suffix.lower() == ".onnx":
+        return require_checkpoint(path, key)
+    return resolve_checkpoint(path, key)
+
+
+@dataclass
+class _Pending:
+    """Face crops waiting to be classified, and where their probabilities go."""
+
+    crops: list[np.ndarray] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+
+
+class FaceCollector:
+    """Gathers faces and classifies them a batch at a time."""
+
+    def __init__(self, classifier: Classifier, batch_size: int) -> None:
+        self.classifier = classifier
+        self.batch_size = batch_size
+        self.meta: list[tuple[str, int, int, int, int, int, int, int]] = []
+        self.probs: list[np.ndarray | None] = []
+        self.pending = _Pending()
+        self.classify_seconds = 0.0
+
+    def add(self, source: str, frame: int, track: int, box: Box, crop: np.ndarray) -> None:
+        """Queue one face; classify the batch when it is full."""
+        self.meta.append(
+            (source, frame, track, box.x, box.y, box.w, box.h, int(min(crop.shape[:2])))
+        )
+        self.probs.append(None)
+        self.pending.crops.append(crop)
+        self.pending.rows.append(len(self.meta) - 1)
+        if len(self.pending.crops) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Classify the queued faces."""
+        if not self.pending.crops:
+            return
+        start = time.perf_counter()
+        probs = self.classifier.probabilities(self.pending.crops)
+        self.classify_seconds += time.perf_counter() - start
+        for row, p in zip(self.pending.rows, probs, strict=True):
+            self.probs[row] = p
+        self.pending = _Pending()
+
+    def table(self) -> FaceTable:
+        """Return every face classified so far."""
+        self.flush()
+        classes = self.classifier.class_names
+        meta = self.meta
+        return FaceTable(
+            class_names=classes,
+            source=np.array([m[0] for m in meta], dtype=object),
+            frame=np.array([m[1] for m in meta], dtype=np.int64),
+            track=np.array([m[2] for m in meta], dtype=np.int64),
+            boxes=np.array([m[3:7] for m in meta], dtype=np.int64).reshape(-1, 4),
+            crop_px=np.array([m[7] for m in meta], dtype=np.int64),
+            probs=np.array(self.probs, dtype=np.float64).reshape(-1, len(classes)),
+        )
+
+
+@dataclass
+class PredictResult:
+    """What ``predict`` did.
+
+    Attributes:
+        output_dir: where the outputs are.
+        table: every classified face.
+        statuses: every source's status.
+        expected: the expected scores used, or None.
+    """
+
+    output_dir: Path
+    table: FaceTable
+    statuses: list[SourceStatus]
+    expected: ExpectedScore | None
+
+    @property
+    def unreadable(self) -> int:
+        """How many inputs were unreadable."""
+        return sum(s.status == "unreadable" for s in self.statuses)
+
+
+def process_source(
+    source: Source, detector: Any, collector: FaceCollector, settings: PredictSettings
+) -> SourceStatus:
+    """Detect, crop, track and queue the faces of one source; return its status."""
+    status = SourceStatus(source.name)
+    margin = 0.0 if settings.detector == "none" else settings.margin  # already a face crop
+    tracker = IoUTracker(settings.track_min_iou, settings.track_max_gap)
+    try:
+        for frame_number, frame in iter_frames(source, settings.every_n_frames):
+            boxes = detector(frame)
+            tracks = tracker.update(boxes) if source.is_video else list(range(len(boxes)))
+            for box, track in zip(boxes, tracks, strict=True):
+                collector.add(source.name, frame_number, track, box,
+                              crop_square(frame, box, margin))  # fmt: skip
+            status.frames += 1
+            status.faces += len(boxes)
+    except UnreadableSourceError as err:
+        status.status, status.reason = "unreadable", str(err)
+        log.error("%s: unreadable: %s", source.name, err)
+        return status
+    if status.faces == 0:
+        status.status = "no_face"
+        log.warning("%s: no face found in %d frames", source.name, status.frames)
+    return status
+
+
+def smooth_tracks(table: FaceTable, window: int, kind: str) -> None:
+    """Smooth each track's probabilities over ``window`` frames, in place."""
+    if window <= 1 or not len(table):
+        return
+    keys = [f"{s}\0{t}" for s, t in zip(table.source, table.track, strict=True)]
+    track_ids = np.unique(np.array(keys), return_inverse=True)[1]
+    table.probs = smooth_probabilities(table.probs, track_ids, table.frame, window, kind)
+
+
+def expected_scores_for(
+    classifier: Classifier, model_path: Path, settings: PredictSettings
+) -> ExpectedScore | None:
+    """Return the expected scores: ``predict.metrics``, else those of the model's run."""
+    if settings.metrics is None and classifier.expected_scores is not None:
+        return ExpectedScore.from_json(classifier.expected_scores)  # an ONNX file's own
+    run_config = run_config_of(model_path) if model_path.suffix != ".onnx" else None
+    run_dir = run_config.parent if run_config is not None else None
+    return load_expected_score(settings.metrics, run_dir)
+
+
+def expected_column(expected: ExpectedScore | None, crop_px: np.ndarray) -> np.ndarray:
+    """Return each face's expected score, NaN where there is none."""
+    values = [None if expected is None else expected.at(float(c)) for c in crop_px]
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
+    """Run ``predict`` as the config says, writing the outputs into ``output_dir``.
+
+    Raises:
+        FileNotFoundError: for a missing checkpoint or input, before any work.
+        ValueError: for a bad setting (naming its key) or an input folder without images or
+            videos, before any work.
+    """
+    model_path = resolve_model_path(cfg.get("ckpt_path"))
+    input_value = cfg.get("input")
+    if input_value is None or input_value == "???":
+        raise ValueError("input is required: an image, a folder or a video (input=PATH)")
+    sources = collect_sources(str(input_value))
+    settings = check_predict_node(cfg.predict)
+    device = resolve_device(settings.device)
+    detector = build_detector(settings.detector, settings.haar_scale_factor,
+                              settings.haar_min_neighbors, settings.min_face_px)  # fmt: skip
+    classifier = load_classifier(model_path, device)
+    expected = expected_scores_for(classifier, model_path, settings)
+    log.info(
+        "model %s (%s) on %s; %d sources; detector %r, margin %g",
+        model_path, type(classifier).__name__, device, len(sources), detector, settings.margin,
+    )  # fmt: skip
+    collector = FaceCollector(classifier, settings.batch_size)
+    start = time.perf_counter()
+    statuses = [process_source(s, detector, collector, settings) for s in sources]
+    table = collector.table()
+    seconds = time.perf_counter() - start
+    smooth_tracks(table, settings.smoothing, settings.smoothing_kind)
+    table.expected = expected_column(expected, table.crop_px)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(output_dir / PREDICTIONS_FILE, table)
+    write_sources(output_dir / SOURCES_FILE, statuses)
+    smallest = expected.smallest if expected is not None else None
+    if settings.annotate:
+        for source, status in zip(sources, statuses, strict=True):
+            if status.status != "unreadable":
+                annotate_source(output_dir, source, table, smallest)
+    frames = sum(s.frames for s in statuses)
+    log.info("%d faces in %d frames of %d sources in %.1f s (classification %.1f s) on %s",
+             len(table), frames, len(sources), seconds, collector.classify_seconds,
+             device)  # fmt: skip
+    return PredictResult(output_dir, table, statuses, expected)
+
+
+def format_summary(result: PredictResult) -> str:
+    """Return the printed summary: the per-source table, flags and where the outputs are."""
+    smallest = result.expected.smallest if result.expected is not None else None
+    lines = summary_table(result.table, result.statuses, smallest)
+    if smallest is not None:
+        below = int((result.table.crop_px < smallest).sum())
+        if below:
+            lines.append(
+                f"\n{below} faces are smaller than the smallest evaluated resolution "
+                f"({smallest} px crops): no expected_score, treat their predictions with care"
+            )
+        lines.append(f"expected_score: {result.expected.split} scores of {result.expected.origin}")
+    else:
+        lines.append("\nno evaluation of this model: no expected_score")
+    if result.unreadable:
+        lines.append(f"{result.unreadable} inputs were unreadable (see {SOURCES_FILE} and the log)")
+    lines.append(f"output directory: {result.output_dir}")
+    return "\n".join(lines)

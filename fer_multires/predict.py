@@ -1,0 +1,42 @@
+"""Prediction entry point: ``python -m fer_multires.predict ckpt_path=MODEL input=PATH``.
+
+``ckpt_path`` is a training run directory (its best checkpoint), a ``.ckpt`` file or an ONNX file
+written by ``python -m fer_multires.export``; ``input`` an image, a folder (searched recursively,
+in sorted order) or a video. Faces are found with OpenCV's Haar cascade (``predict.detector=none``
+takes each image as one cropped face), cropped square with ``predict.margin``, prepared exactly as
+the evaluation prepares its frames, classified in batches, linked into tracks in videos and
+optionally smoothed along them. Outputs, in the run directory: ``predictions.csv``,
+``sources.csv`` and, with ``predict.annotate=true``, ``annotated/``. The exit status is 0, or 2
+when an input was unreadable (the others are still processed). The work is done by
+:mod:`fer_multires.inference`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from fer_multires.inference.runner import PredictResult, format_summary, predict
+from fer_multires.utils.config import CONFIG_DIR
+
+__all__ = ["EXIT_UNREADABLE", "PredictResult", "main", "predict"]
+
+#: The exit status when some input was unreadable (the others were processed).
+EXIT_UNREADABLE = 2
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    """Entry point."""
+    result = predict(cfg, Path(HydraConfig.get().runtime.output_dir))
+    print(format_summary(result))
+    if result.unreadable:
+        sys.exit(EXIT_UNREADABLE)
+
+
+if __name__ == "__main__":
+    main()

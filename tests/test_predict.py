@@ -1,0 +1,336 @@
+"""``predict`` on real photos (scikit-image's astronaut), folders and videos written here."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import astronaut, compose_entry, write_moving_video
+from PIL import Image
+
+from fer_multires.data.transforms_factory import create_transforms
+from fer_multires.inference.classifier import CropPreprocessor, ModelInput
+from fer_multires.inference.detect import Box, HaarDetector, crop_square
+from fer_multires.inference.expected import ExpectedScore
+from fer_multires.inference.outputs import prediction_header
+from fer_multires.inference.runner import format_summary, predict
+from fer_multires.inference.tracks import IoUTracker
+from fer_multires.models.module import FERModule
+from fer_multires.results import load_eval_results
+from fer_multires.smoothing import smooth_probabilities
+from fer_multires.utils.checkpoints import resolve_checkpoint
+
+CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_predict(ckpt: Path, input_path: Path, out_dir: Path, *extra: str):
+    overrides = [f"ckpt_path={ckpt}", f"input={input_path}", f"run_dir={out_dir}",
+                 f"paths.root_dir={out_dir.parent}", "predict.device=cpu", *extra]  # fmt: skip
+    return predict(compose_entry("predict", overrides, out_dir), out_dir)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def save(image: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    return save(astronaut(), tmp_path_factory.mktemp("photo") / "astronaut.jpg")
+
+
+def no_face_image() -> np.ndarray:
+    """A smooth colour gradient: nothing the cascade could take for a face."""
+    ramp = np.linspace(0, 255, 320, dtype=np.float64)
+    return np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], 128.0 + 0 * ramp[None, :]),
+                    axis=-1).astype(np.uint8)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- photos
+
+
+def test_astronaut_photo_one_face_where_the_face_is(trained_run, photo, tmp_path) -> None:
+    result = run_predict(trained_run, photo, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert list(rows[0]) == prediction_header(CLASSES)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["source"], row["frame"], row["track"]) == ("astronaut.jpg", "0", "0")
+    x, y, w, h = (int(row[k]) for k in "xywh")
+    # the face of the photo: Haar finds it at about x=177, y=66, 95 x 95
+    assert abs(x - 177) <= 8 and abs(y - 66) <= 8 and 80 <= w <= 110 and w == h
+    assert int(row["face_px"]) == min(w, h)
+    assert int(row["crop_px"]) == round(w * 1.5)
+    probs = np.array([float(row[f"p_{c}"]) for c in CLASSES])
+    assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert row["predicted"] == CLASSES[int(probs.argmax())]
+    assert float(row["confidence"]) == pytest.approx(probs.max(), abs=1e-6)
+    # the run was evaluated (eval_after_fit): the crop is above the native 24 px -> native score
+    native = load_eval_results(trained_run / "eval").scores("val_rest")["native"]
+    assert float(row["expected_score"]) == pytest.approx(native, abs=1e-4)
+    assert read_csv(tmp_path / "out" / "sources.csv") == [
+        {"source": "astronaut.jpg", "status": "ok", "frames": "1", "faces": "1", "reason": ""}
+    ]
+    assert "astronaut.jpg" in format_summary(result)
+
+
+def test_crop_is_prepared_exactly_as_the_evaluation_prepares_frames(trained_run, tmp_path) -> None:
+    """detector=none: the probabilities are the model's on the data module's eval transform."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    path = save(image, tmp_path / "face.png")
+    run_predict(trained_run, path, tmp_path / "out", "predict.detector=none")
+    (row,) = read_csv(tmp_path / "out" / "predictions.csv")
+    box = [int(row[k]) for k in ("x", "y", "w", "h", "face_px", "crop_px")]
+    assert box == [0, 0, 52, 40, 40, 40]
+    ckpt = resolve_checkpoint(trained_run)
+    model = FERModule.load_from_checkpoint(ckpt, pretrained=None, map_location="cpu").eval()
+    batch = create_transforms(resize_size=28, crop_size=24).batch.eval(
+        torch.from_numpy(image).permute(2, 0, 1)[None]
+    )
+    with torch.inference_mode():
+        expected = torch.softmax(model(batch).double(), dim=1)[0].numpy()
+    got = np.array([float(row[f"p_{c}"]) for c in CLASSES])
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+def test_preprocessor_groups_sizes_and_keeps_order() -> None:
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in (30, 50, 30, 64)]
+    prep = CropPreprocessor(ModelInput(28, 24, "imagenet"))
+    batch = prep(crops, torch.device("cpu"))
+    transform = create_transforms(resize_size=28, crop_size=24).batch
+    for crop, got in zip(crops, batch, strict=True):
+        want = transform.eval(torch.from_numpy(crop).permute(2, 0, 1)[None])[0]
+        torch.testing.assert_close(got, want)
+
+
+def test_folder_with_a_corrupt_file_cli(trained_run, photo, tmp_path) -> None:
+    """The CLI: a corrupt image is unreadable, the others are processed, the exit status says so."""
+    folder = tmp_path / "in"
+    save(astronaut(), folder / "b_people" / "astronaut.jpg")
+    save(no_face_image(), folder / "a_empty.png")
+    (folder / "c_broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_multires.predict", f"ckpt_path={trained_run}",
+         f"input={folder}", f"run_dir={out}", "predict.device=cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    sources = read_csv(out / "sources.csv")
+    assert [(s["source"], s["status"], s["faces"]) for s in sources] == [
+        ("a_empty.png", "no_face", "0"),
+        ("b_people/astronaut.jpg", "ok", "1"),
+        ("c_broken.jpg", "unreadable", "0"),
+    ]
+    assert "cannot read image" in sources[2]["reason"]
+    assert "c_broken.jpg" in proc.stdout + proc.stderr  # the reason is logged
+    rows = read_csv(out / "predictions.csv")
+    assert [r["source"] for r in rows] == ["b_people/astronaut.jpg"]
+    assert f"output directory: {out}" in proc.stdout
+    assert "1 inputs were unreadable" in proc.stdout
+
+
+def test_missing_checkpoint_or_input_is_an_error_before_any_work(trained_run, photo,
+                                                                  tmp_path) -> None:  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path: checkpoint .*nothing\.ckpt"):
+        run_predict(tmp_path / "nothing.ckpt", photo, out)
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path: checkpoint .*model\.onnx"):
+        run_predict(tmp_path / "model.onnx", photo, out)
+    with pytest.raises(FileNotFoundError, match=r"input: .*missing\.jpg does not exist"):
+        run_predict(trained_run, tmp_path / "missing.jpg", out)
+    with pytest.raises(ValueError, match=r"predict.smoothing=4 must be odd"):
+        run_predict(trained_run, photo, out, "predict.smoothing=4")
+    with pytest.raises(ValueError, match=r"predict.detector='mtcnn'"):
+        run_predict(trained_run, photo, out, "predict.detector=mtcnn")
+    with pytest.raises(ValueError, match=r"predict.margin=-0.1"):
+        run_predict(trained_run, photo, out, "predict.margin=-0.1")
+    assert not out.exists()
+
+
+def test_empty_folder_is_an_error_naming_it(trained_run, tmp_path) -> None:
+    folder = tmp_path / "nothing_here"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "readme.txt").write_text("no images")
+    with pytest.raises(ValueError, match=rf"input: the folder {folder} holds no image.*1 other"):
+        run_predict(trained_run, folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_annotated_image(trained_run, photo, tmp_path) -> None:
+    run_predict(trained_run, photo, tmp_path / "out", "predict.annotate=true")
+    (row,) = read_csv(tmp_path / "out" / "predictions.csv")
+    drawn = np.asarray(Image.open(tmp_path / "out" / "annotated" / "astronaut.jpg").convert("RGB"))
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    assert drawn.shape == original.shape
+    x, y, h = int(row["x"]), int(row["y"]), int(row["h"])
+    changed = np.abs(drawn.astype(int) - original.astype(int)).sum(axis=2) > 60
+    assert changed[y + h // 2, x - 1 : x + 2].any()  # the box's left edge
+    assert not changed[400:, :100].any()  # far from the face: untouched
+
+
+# ------------------------------------------------------------------------------- videos
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "moving.mp4"
+    write_moving_video(path, frames=10)
+    return path
+
+
+def test_video_is_one_track_over_all_frames(trained_run, video, tmp_path) -> None:
+    run_predict(trained_run, video, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(10))
+    assert {r["track"] for r in rows} == {"0"}
+    xs = [int(r["x"]) for r in rows]
+    # the photo moves 4 px left per frame, so the face does too
+    assert xs[0] - xs[-1] == pytest.approx(36, abs=10)
+    assert read_csv(tmp_path / "out" / "sources.csv")[0] == {
+        "source": "moving.mp4", "status": "ok", "frames": "10", "faces": "10", "reason": ""
+    }  # fmt: skip
+
+
+def test_video_every_n_frames_and_smoothing(trained_run, video, tmp_path) -> None:
+    run_predict(trained_run, video, tmp_path / "raw", "predict.every_n_frames=3")
+    run_predict(
+        trained_run,
+        video,
+        tmp_path / "smooth",
+        "predict.every_n_frames=3",
+        "predict.smoothing=7",
+        "predict.smoothing_kind=gaussian",
+        "predict.batch_size=2",
+    )
+    raw = read_csv(tmp_path / "raw" / "predictions.csv")
+    smooth = read_csv(tmp_path / "smooth" / "predictions.csv")
+    assert [int(r["frame"]) for r in raw] == [0, 3, 6, 9]
+    assert read_csv(tmp_path / "raw" / "sources.csv")[0]["frames"] == "4"
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in raw])
+    want = smooth_probabilities(probs, np.zeros(4), np.array([0, 3, 6, 9]), 7, "gaussian")
+    got = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in smooth])
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    assert not np.allclose(got, probs, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_annotated_video_has_every_frame(trained_run, video, tmp_path) -> None:
+    run_predict(trained_run, video, tmp_path / "out", "predict.annotate=true",
+                "predict.every_n_frames=2")  # fmt: skip
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "annotated" / "moving.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert len(frames) == 10
+    assert frames[0].shape == (448, 448, 3)
+    assert not list((tmp_path / "out" / "annotated").glob(".*"))  # no temporary file left
+
+
+def test_unopenable_video_is_unreadable_and_others_processed(trained_run, photo, tmp_path) -> None:
+    folder = tmp_path / "in"
+    save(astronaut(), folder / "photo.jpg")
+    (folder / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing else")
+    result = run_predict(trained_run, folder, tmp_path / "out")
+    assert result.unreadable == 1
+    statuses = {s["source"]: s for s in read_csv(tmp_path / "out" / "sources.csv")}
+    assert statuses["clip.mp4"]["status"] == "unreadable"
+    assert "clip.mp4" in statuses["clip.mp4"]["reason"]
+    assert statuses["photo.jpg"]["status"] == "ok"
+
+
+# ------------------------------------------------------------------ expected_score
+
+
+def test_expected_score_interpolates_over_the_evaluated_resolutions(trained_run) -> None:
+    results = load_eval_results(trained_run / "eval")
+    scores = results.scores("val_rest")
+    expected = ExpectedScore.from_results(results)
+    assert expected.resolutions == (8, 16, 24)  # 24: the frames' native size
+    assert expected.at(8) == pytest.approx(scores["8"])
+    assert expected.at(16) == pytest.approx(scores["16"])
+    mid = scores["8"] + (math.log2(12) - 3) * (scores["16"] - scores["8"])
+    assert expected.at(12) == pytest.approx(mid)
+    assert expected.at(500) == pytest.approx(scores["native"])
+    assert expected.at(7) is None
+    assert ExpectedScore.from_json(expected.to_json()) == expected
+
+
+def test_faces_below_the_smallest_resolution_are_flagged(trained_run, tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "crops"
+    save(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), folder / "tiny.png")
+    save(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), folder / "small.png")
+    result = run_predict(trained_run, folder, tmp_path / "out", "predict.detector=none")
+    rows = {r["source"]: r for r in read_csv(tmp_path / "out" / "predictions.csv")}
+    assert rows["tiny.png"]["expected_score"] == ""
+    assert float(rows["small.png"]["expected_score"]) == pytest.approx(result.expected.at(12))
+    summary = format_summary(result)
+    assert "faces below 8 px" in summary
+    assert "1 faces are smaller than the smallest evaluated resolution (8 px" in summary
+
+
+def test_run_without_evaluation_has_no_expected_score(trained_run, photo, tmp_path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
+    result = run_predict(run, photo, tmp_path / "out")
+    assert result.expected is None
+    (row,) = read_csv(tmp_path / "out" / "predictions.csv")
+    assert row["expected_score"] == ""
+    assert "no evaluation of this model" in format_summary(result)
+
+
+# ------------------------------------------------------------------ units
+
+
+def test_haar_finds_no_face_in_a_gradient() -> None:
+    assert HaarDetector()(no_face_image()) == []
+
+
+def test_crop_square_pads_outside_the_frame_with_black() -> None:
+    frame = np.full((100, 120, 3), 200, dtype=np.uint8)
+    crop = crop_square(frame, Box(90, -10, 20, 20), margin=0.5)
+    assert crop.shape == (40, 40, 3)
+    # the square spans x 80..120 and y -20..20: its top half is above the frame
+    assert (crop[:20] == 0).all() and (crop[20:] == 200).all()
+    whole = crop_square(frame, Box(0, 0, 120, 100), margin=0.0)
+    assert whole.shape == frame.shape
+
+
+def test_tracker_links_by_overlap_and_closes_lost_tracks() -> None:
+    tracker = IoUTracker(min_iou=0.3, max_gap=1)
+    assert tracker.update([Box(0, 0, 50, 50), Box(200, 0, 50, 50)]) == [0, 1]
+    assert tracker.update([Box(205, 2, 50, 50), Box(4, 0, 50, 50)]) == [1, 0]
+    assert tracker.update([Box(8, 0, 50, 50)]) == [0]  # track 1 unseen for 1 frame
+    assert tracker.update([Box(12, 0, 50, 50)]) == [0]  # track 1 unseen for 2 frames: closed
+    assert tracker.update([Box(205, 2, 50, 50), Box(400, 0, 50, 50)]) == [2, 3]
