@@ -72,9 +72,7 @@ def decode_tensor(data: bytes, name: str) -> torch.Tensor:
         raise BadImageError(f"{name}: cannot read image: {err}") from err
 
 
-def crop_box(
-    image: Image.Image | torch.Tensor, box: np.ndarray
-) -> Image.Image | torch.Tensor:
+def crop_box(image: Image.Image | torch.Tensor, box: np.ndarray) -> Image.Image | torch.Tensor:
     """Crop the face box ``(x, y, w, h)``, clipped to the image (AffectNet's annotated boxes).
 
     A box entirely outside the image leaves the whole image.
