@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo demo-multires demo-compare stats report test test-full lint format clean
+.PHONY: slurm-up slurm-down test-slurm
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev,onnx]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx,slurm]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
@@ -46,8 +47,21 @@ report: $(STAMP) ## Summarise the training runs under DIR (default logs/): table
 stats: $(STAMP) ## Statistics of the synthetic set (Table 1, Table 2, skips)
 	$(PY) -m fer_multires.stats data=synthetic
 
-test: $(STAMP) ## Fast test suite (CPU, generated data; skips tests marked slow)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+test: $(STAMP) ## Fast test suite (CPU, generated data; skips tests marked slow, and slurm: make test-slurm)
+	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+# The one-node Slurm cluster of the Slurm tests (scripts/slurm; ../shared/reference/local_slurm.md).
+FER_SLURM_STATE ?= /var/tmp/fer_multires-slurm
+export FER_SLURM_STATE
+
+slurm-up: ## Install (apt, when missing) and start a one-node Slurm cluster; idempotent
+	scripts/slurm/up.sh
+
+slurm-down: ## Stop the cluster slurm-up started (its jobs, then its daemons, by PID)
+	scripts/slurm/down.sh
+
+test-slurm: $(STAMP) slurm-up ## Tests on the real local Slurm: sbatch DDP, sweep via hydra/launcher=slurm, requeue, preemption
+	SLURM_CONF=$(FER_SLURM_STATE)/slurm.conf FER_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS)
 
 test-full: $(STAMP) ## Every test, slow ones included
 	$(PY) -m pytest $(PYTEST_ARGS)
