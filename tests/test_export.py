@@ -1,0 +1,160 @@
+"""ONNX export: one file, dynamic batch, metadata, parity with PyTorch, and predict running it."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import astronaut, compose_entry, write_moving_video
+from PIL import Image
+
+from fer_multires.export import export
+from fer_multires.inference import onnx_export
+from fer_multires.inference.classifier import ModelInput, onnx_metadata
+from fer_multires.inference.expected import ExpectedScore
+from fer_multires.inference.onnx_export import ParityError, compare_logits, parity_batch
+from fer_multires.inference.runner import predict
+from fer_multires.models.module import FERModule
+from fer_multires.results import load_eval_results
+from fer_multires.utils.checkpoints import resolve_checkpoint
+
+CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> dict:
+    """The run exported through the CLI."""
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fer_multires.export", f"ckpt_path={trained_run}",
+         f"export.out={out}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"path": out, "stdout": proc.stdout}
+
+
+def test_export_writes_one_file_with_metadata(trained_run, exported) -> None:
+    path = exported["path"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]  # no .data, no temp
+    assert f"wrote {path}" in exported["stdout"]
+    assert "parity with PyTorch: largest absolute difference" in exported["stdout"]
+    onnx.checker.check_model(str(path))
+    meta = onnx_metadata(path)
+    assert meta["class_names"] == CLASSES
+    assert ModelInput.from_json(meta["model_input"]) == ModelInput(28, 24, "imagenet")
+    evaluated = ExpectedScore.from_results(load_eval_results(trained_run / "eval"))
+    assert ExpectedScore.from_json(meta["expected_scores"]).scores == evaluated.scores
+    assert meta["backbone"] == "seresnet18"
+
+
+def test_exported_model_has_a_dynamic_batch_and_matches_pytorch(trained_run, exported) -> None:
+    session = ort.InferenceSession(str(exported["path"]), providers=["CPUExecutionProvider"])
+    model = FERModule.load_from_checkpoint(
+        resolve_checkpoint(trained_run), pretrained=None, map_location="cpu"
+    ).eval()
+    batch = parity_batch(ModelInput(28, 24, "imagenet"), 5, seed=7)
+    with torch.inference_mode():
+        reference = model(batch).numpy()
+    for rows in (1, 3, 5):
+        (logits,) = session.run(None, {"images": batch[:rows].numpy()})
+        np.testing.assert_allclose(logits, reference[:rows], atol=1e-3, rtol=1e-3)
+        assert (logits.argmax(1) == reference[:rows].argmax(1)).all()
+
+
+def test_parity_failure_is_an_error_with_the_largest_difference(
+    trained_run, tmp_path, monkeypatch
+) -> None:
+    real = onnx_export.onnx_logits
+
+    def off_by_a_bit(path: Path, batch: torch.Tensor) -> np.ndarray:
+        logits = real(path, batch)
+        logits[0, 2] += 0.05
+        return logits
+
+    monkeypatch.setattr(onnx_export, "onnx_logits", off_by_a_bit)
+    out = tmp_path / "bad.onnx"
+    cfg = compose_entry("export", [f"ckpt_path={trained_run}", f"export.out={out}"], tmp_path)
+    with pytest.raises(ParityError, match=r"largest absolute difference 0\.05.*row 0, class 2"):
+        export(cfg)
+    assert not list(tmp_path.glob("*.onnx"))  # neither the output nor its temporary file
+
+
+def test_compare_logits_catches_an_argmax_change_within_the_tolerance() -> None:
+    reference = np.array([[1.0, 1.0002, 0.0], [0.0, 2.0, 1.0]])
+    exported = np.array([[1.0002, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    parity = compare_logits(reference, exported, atol=1e-3, rtol=1e-3)
+    assert parity.within_tolerance and parity.argmax_mismatches == 1 and not parity.ok
+    assert parity.max_abs == pytest.approx(2e-4)
+    assert compare_logits(reference, reference, 1e-3, 1e-3).ok
+
+
+def test_export_errors(trained_run, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path: checkpoint .*missing\.ckpt"):
+        export(compose_entry("export", [f"ckpt_path={tmp_path / 'missing.ckpt'}"], tmp_path))
+    bad_out = [f"ckpt_path={trained_run}", f"export.out={tmp_path / 'model.pt'}"]
+    with pytest.raises(ValueError, match=r"export.out=.*model\.pt must end in \.onnx"):
+        export(compose_entry("export", bad_out, tmp_path))
+
+
+def run_predict(ckpt: Path, input_path: Path, out_dir: Path, *extra: str):
+    overrides = [f"ckpt_path={ckpt}", f"input={input_path}", f"run_dir={out_dir}",
+                 f"paths.root_dir={out_dir.parent}", "predict.device=cpu", *extra]  # fmt: skip
+    return predict(compose_entry("predict", overrides, out_dir), out_dir)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(
+    trained_run, exported, tmp_path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(astronaut()).save(folder / "astronaut.jpg")
+    write_moving_video(folder / "clip.avi", frames=6)
+    rng = np.random.default_rng(5)
+    for i in range(6):  # random faces: predictions that differ from one another
+        Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(
+            folder / f"n{i}.png"
+        )
+    run_predict(trained_run, folder, tmp_path / "ckpt")
+    run_predict(exported["path"], folder, tmp_path / "onnx")
+    by_ckpt = read_csv(tmp_path / "ckpt" / "predictions.csv")
+    by_onnx = read_csv(tmp_path / "onnx" / "predictions.csv")
+    assert {r["source"] for r in by_ckpt} >= {"astronaut.jpg", "clip.avi"}
+    key = ("source", "frame", "track", "x", "y", "w", "h", "predicted", "expected_score")
+    assert [tuple(r[k] for k in key) for r in by_onnx] == [
+        tuple(r[k] for k in key) for r in by_ckpt
+    ]
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in by_ckpt])
+    np.testing.assert_allclose(
+        [[float(r[f"p_{c}"]) for c in CLASSES] for r in by_onnx], probs, atol=1e-5
+    )
+    # and on pre-cropped faces, whose predictions vary
+    run_predict(trained_run, folder, tmp_path / "ckpt_none", "predict.detector=none")
+    run_predict(exported["path"], folder, tmp_path / "onnx_none", "predict.detector=none")
+    a = read_csv(tmp_path / "ckpt_none" / "predictions.csv")
+    b = read_csv(tmp_path / "onnx_none" / "predictions.csv")
+    assert len(a) == 1 + 6 + 6
+    assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
+    assert read_csv(tmp_path / "onnx" / "sources.csv") == read_csv(
+        tmp_path / "ckpt" / "sources.csv"
+    )
