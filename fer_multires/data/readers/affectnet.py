@@ -107,20 +107,31 @@ def parse_code(text: str, path: Path, line: int) -> int:
 
 
 def parse_box(row: list[str], columns: dict[str, int], path: Path, line: int) -> list[int]:
-    """Parse the face box ``(x, y, w, h)`` of one row.
+    """Parse the face box ``(x, y, w, h)`` of one row, as annotated (clipped when cropped).
 
     Raises:
-        DatasetFormatError: for a non-integer value or a width or height below 1.
+        DatasetFormatError: for a value that is not a number.
     """
     try:
-        box = [int(float(row[columns[name]])) for name in BOX_COLUMNS]
+        return [int(float(row[columns[name]])) for name in BOX_COLUMNS]
     except ValueError:
         raise DatasetFormatError(
-            f"{path}:{line}: face box {[row[columns[n]] for n in BOX_COLUMNS]} is not 4 numbers"
+            f"{path}:{line}: face box {[row[columns[n]] for n in BOX_COLUMNS]} is not 4 numbers "
+            f"({', '.join(BOX_COLUMNS)})"
         ) from None
-    if box[2] < 1 or box[3] < 1:
-        raise DatasetFormatError(f"{path}:{line}: face box {box} has no area")
-    return box
+
+
+def check_box(box: list[int], path: Path, line: int) -> None:
+    """Check that a face box to crop has a non-negative corner and a positive size.
+
+    Raises:
+        DatasetFormatError: naming the file and line.
+    """
+    if box[0] < 0 or box[1] < 0 or box[2] < 1 or box[3] < 1:
+        raise DatasetFormatError(
+            f"{path}:{line}: face box x={box[0]}, y={box[1]}, w={box[2]}, h={box[3]}; expected "
+            "x, y >= 0 and w, h >= 1"
+        )
 
 
 def read_csv_split(path: Path, listing: FolderListing, label: Labeller, crop: str) -> SplitIndex:
@@ -146,6 +157,8 @@ def read_csv_split(path: Path, listing: FolderListing, label: Labeller, crop: st
             box = parse_box(row, columns, path, line)
             if index is None:
                 continue
+            if crop == "box":
+                check_box(box, path, line)
             relpath = row[columns["subDirectory_filePath"]].strip()
             if relpath not in listing:
                 skipped.count("missing_image")
@@ -172,7 +185,7 @@ def read_npy_split(folder: Path, label: Labeller) -> SplitIndex:
         annotated.add(sample)
         try:
             code = int(np.load(annotations / name))
-        except (ValueError, OSError) as err:
+        except (ValueError, TypeError, OSError) as err:
             raise DatasetFormatError(
                 f"{annotations / name}: not an expression code: {err}"
             ) from None

@@ -4,9 +4,10 @@ Splits ``train`` and ``val`` are required, ``test`` optional. Class folder names
 canonical names case-insensitively, with the usual aliases (angry, happy, sad, surprised,
 fearful, disgusted, ...); a folder whose name is none of them is an error, unless
 ``data.classes`` lists the class folder names (in label order): then those are the classes,
-canonicalised where they are known names. Files that are not images are counted
-(``not_image``), and so are class folders of a split that ``data.classes`` does not list
-(``unlisted_class``, their images).
+canonicalised where they are known names (folders match them case-insensitively). Entries
+that are not images (other files, sub-folders of a class folder, files beside the class
+folders) are counted (``not_image``), and so are the images of class folders that
+``data.classes`` does not list (``unlisted_class``).
 """
 
 from __future__ import annotations
@@ -30,15 +31,22 @@ from fer_multires.data.readers.index import (
 SKIP_NAMES: tuple[str, ...] = ("not_image", "unlisted_class")
 
 
-def class_folders(root: Path, splits: Sequence[str]) -> dict[str, list[str]]:
-    """Return each split's class folder names, sorted."""
-    return {
-        split: sorted(e.name for e in os.scandir(root / split) if e.is_dir()) for split in splits
-    }
+def split_entries(root: Path, splits: Sequence[str]) -> dict[str, tuple[list[str], int]]:
+    """Return each split's class folder names (sorted) and how many other entries it holds.
+
+    Hidden folders (``.ipynb_checkpoints``, ...) are not class folders: they count as other
+    entries.
+    """
+    entries = {}
+    for split in splits:
+        listed = list(os.scandir(root / split))
+        folders = sorted(e.name for e in listed if e.is_dir() and not e.name.startswith("."))
+        entries[split] = (folders, len(listed) - len(folders))
+    return entries
 
 
 def folder_classes(folders: dict[str, list[str]], root: Path) -> dict[str, str]:
-    """Map every class folder name to its canonical class name.
+    """Map every class folder name (lower case) to its canonical class name.
 
     Raises:
         DatasetFormatError: for a folder that names no known class, naming it and the
@@ -54,19 +62,19 @@ def folder_classes(folders: dict[str, list[str]], root: Path) -> dict[str, str]:
                     f"accepted (any case): {', '.join(sorted(CLASS_ALIASES))}; or list the "
                     "class folders in data.classes"
                 )
-            mapping[name] = canonical
+            mapping[name.lower()] = canonical
     return mapping
 
 
 def explicit_classes(classes: Sequence[str]) -> dict[str, str]:
-    """Map ``data.classes`` entries to class names (canonical where known, else as written).
+    """Map ``data.classes`` entries (lower case) to class names (canonical where known).
 
     Raises:
         ValueError: naming ``data.classes`` for an empty list or a repeated class.
     """
-    if not classes:
-        raise ValueError("data.classes must list at least one class folder name")
-    mapping = {str(name): canonical_name(str(name)) or str(name) for name in classes}
+    if isinstance(classes, str) or not classes:
+        raise ValueError(f"data.classes={classes!r} must be a non-empty list of class folder names")
+    mapping = {str(name).lower(): canonical_name(str(name)) or str(name) for name in classes}
     names = list(mapping.values())
     if len(set(names)) != len(names) or len(mapping) != len(classes):
         raise ValueError(f"data.classes={list(classes)} names a class twice")
@@ -74,19 +82,22 @@ def explicit_classes(classes: Sequence[str]) -> dict[str, str]:
 
 
 def read_split(
-    root: Path, folders: list[str], mapping: dict[str, str], classes: tuple
+    root: Path, folders: list[str], strays: int, mapping: dict[str, str], classes: tuple
 ) -> SplitIndex:
     """Index one split's images (sorted by class folder, then file name)."""
     labels, paths = [], []
     skipped = SkipCounts(SKIP_NAMES)
+    skipped.count("not_image", strays)
     for folder in folders:
-        files = sorted(e.name for e in os.scandir(root / folder) if e.is_file())
-        images = [f for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-        skipped.count("not_image", len(files) - len(images))
-        if folder not in mapping:
+        entries = list(os.scandir(root / folder))
+        images = sorted(
+            e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        skipped.count("not_image", len(entries) - len(images))
+        if folder.lower() not in mapping:
             skipped.count("unlisted_class", len(images))
             continue
-        labels += [classes.index(mapping[folder])] * len(images)
+        labels += [classes.index(mapping[folder.lower()])] * len(images)
         paths += [f"{root.name}/{folder}/{name}" for name in images]
     return image_split(labels, paths, skipped)
 
@@ -108,12 +119,12 @@ def read_folder(root: str | Path, classes: Sequence[str] | None = None) -> Datas
     for required in DATASET_SPLITS[:2]:
         if required not in splits:
             raise FileNotFoundError(f"data.root: {folder} has no {required}/ folder")
-    folders = class_folders(folder, splits)
+    entries = split_entries(folder, splits)
     if classes is None:
-        mapping = folder_classes(folders, folder)
+        mapping = folder_classes({s: names for s, (names, _) in entries.items()}, folder)
         names = tuple(c for c in CANONICAL_CLASSES if c in set(mapping.values()))
     else:
         mapping = explicit_classes(classes)
         names = tuple(mapping.values())
-    index_splits = {s: read_split(folder / s, folders[s], mapping, names) for s in splits}
+    index_splits = {s: read_split(folder / s, *entries[s], mapping, names) for s in splits}
     return DatasetIndex("folder", names, "<split>/<class>/", folder, index_splits)

@@ -69,10 +69,10 @@ def parse_label_file(path: Path) -> list[tuple[str, str, int]]:
     """Parse the label file into ``(split, name, label index)`` rows, label in canonical order.
 
     Raises:
-        DatasetFormatError: for a malformed line, an unknown label or name prefix, naming the
-            file and line.
+        DatasetFormatError: for a malformed line, an unknown label or name prefix, or a name
+            listed twice, naming the file and line.
     """
-    rows = []
+    rows, seen = [], {}
     with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, start=1):
             fields = line.split()
@@ -90,6 +90,11 @@ def parse_label_file(path: Path) -> list[tuple[str, str, int]]:
                 raise DatasetFormatError(
                     f"{path}:{number}: {name!r} starts with neither train_ nor test_"
                 )
+            if name in seen:
+                raise DatasetFormatError(
+                    f"{path}:{number}: {name} is listed again (first on line {seen[name]})"
+                )
+            seen[name] = number
             rows.append((split, name, EXPRESSIONS_7.index(RAFDB_LABELS[label - 1])))
     return rows
 

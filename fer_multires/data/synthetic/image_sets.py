@@ -305,23 +305,42 @@ def write_affectnet_npy(folder: Path, per_class: int, seed: int, counts: Counts,
 #: Folder names as users write them: aliases in mixed case.
 FOLDER_NAMES = {"Neutral": "neutral", "Anger": "Angry", "Disgust": "disgusted", "Fear": "FEARFUL",
                 "Happiness": "happy", "Sadness": "sad", "Surprise": "surprised"}  # fmt: skip
+#: How :func:`write_folder` names the class folders.
+FOLDER_NAMINGS: dict[str, Callable[[str], str]] = {
+    "alias": FOLDER_NAMES.__getitem__,  # angry, happy, FEARFUL, ...: aliases in mixed case
+    "lower": str.lower,  # anger, happiness, ...
+    "canonical": str,  # Anger, Happiness, ...
+}
 
 
 def write_folder(
     root: str | Path, per_class: int = 2, seed: int = 0, image_size: int = 64,
-    splits: Sequence[str] = ("train", "val"),
+    splits: Sequence[str] = ("train", "val"), names: str = "alias",
 ) -> dict[str, Any]:  # fmt: skip
-    """Write ``root/<split>/<class>/*.jpg|png`` with alias folder names and a stray text file.
+    """Write ``root/<split>/<class>/*.jpg|PNG`` with a stray text file in each split.
+
+    Args:
+        root: the folder to write into.
+        per_class: images per class and split.
+        seed: makes the faces (identities and conditions) differ between datasets.
+        image_size: side of the square images.
+        splits: the splits to write (``train``, ``val``, optionally ``test``).
+        names: ``alias`` (mixed-case aliases such as ``Angry``, ``FEARFUL``), ``lower``
+            (``anger``) or ``canonical`` (``Anger``).
 
     Returns:
-        ``{"root", "counts": {split: {class: n}}, "skipped": {split: {name: n}}}``.
+        ``{"root", "counts": {split: {class: n}}, "skipped": {split: {name: n}}, "folders":
+        {class: folder name}}``.
     """
+    if names not in FOLDER_NAMINGS:
+        raise ValueError(f"names={names!r} is not one of {', '.join(FOLDER_NAMINGS)}")
     folder = Path(root)
+    folders = {name: FOLDER_NAMINGS[names](name) for name in EXPRESSIONS_7}
     counts = empty_counts(splits, EXPRESSIONS_7)
     skipped = {split: {"not_image": 1, "unlisted_class": 0} for split in splits}
     for split in splits:
         for position, name, identity, condition in samples(EXPRESSIONS_7, per_class, split, seed):
-            target = folder / split / FOLDER_NAMES[name]
+            target = folder / split / folders[name]
             target.mkdir(parents=True, exist_ok=True)
             image = face(name, identity, image_size, condition)
             if position % 2:
@@ -329,8 +348,8 @@ def write_folder(
             else:
                 (target / f"img{position:04d}.jpg").write_bytes(jpeg(image))
             counts[split][name] += 1
-        (folder / split / FOLDER_NAMES["Neutral"] / "notes.txt").write_text("not an image\n")
-    return {"root": str(folder), "counts": counts, "skipped": skipped}
+        (folder / split / folders["Neutral"] / "notes.txt").write_text("not an image\n")
+    return {"root": str(folder), "counts": counts, "skipped": skipped, "folders": folders}
 
 
 WRITERS: dict[str, Callable[..., dict[str, Any]]] = {
