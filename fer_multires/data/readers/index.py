@@ -18,7 +18,7 @@ What a reader leaves out is counted by name in :class:`SkipCounts`, never droppe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,27 @@ def require_root(root: str | Path) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"data.root: dataset folder {path} does not exist")
     return path
+
+
+def text_lines(path: Path) -> Iterator[str]:
+    """Yield the lines of a UTF-8 text file (a leading byte-order mark removed), decoded one by one.
+
+    Decoding line by line lets an encoding error name its line, which ``open(encoding=...)``
+    cannot; the lines can feed :func:`csv.reader` directly.
+
+    Raises:
+        DatasetFormatError: for a line that is not UTF-8, naming the file, line and byte.
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise DatasetFormatError(
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}); expected a UTF-8 (or ASCII) text file"
+                ) from None
+            yield line
 
 
 def image_split(
