@@ -8,6 +8,7 @@ file and line (or the config key) of every error.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -356,8 +357,9 @@ def test_affectnet_neither_layout_names_both(tmp_path) -> None:
         ("expression", "11", r"expression '11' is not a code 0\.\.10"),
         ("expression", "", r"expression '' is not a code 0\.\.10"),
         ("face_width", "wide", "face box .* is not 4 numbers"),
-        ("face_width", "0", r"face box x=.*w=0.*expected x, y >= 0 and w, h >= 1"),
-        ("face_x", "-3", r"face box x=-3.*expected x, y >= 0"),
+        ("face_width", "0", r"face box x=.*w=0.*expected face_width and face_height >= 1"),
+        ("face_height", "-2", r"face box x=.*h=-2.*expected face_width and face_height >= 1"),
+        ("face_x", "inf", "face box .* is not 4 numbers"),
     ],
 )
 def test_affectnet_bad_row_names_file_and_line(trees, tmp_path, column, value, message) -> None:
@@ -467,3 +469,161 @@ def test_cli_writes_a_dataset_and_refuses_a_full_folder(tmp_path, capsys) -> Non
     assert len(read_rafdb(out).splits["val"]) == 7
     with pytest.raises(SystemExit):
         image_sets.main(["rafdb", str(out)])
+
+
+# --------------------------------------------------------------------------- text and CSV structure
+
+#: (tree layout, reader, file to damage, 1-based line to damage)
+TEXT_FILES = [
+    ("rafdb", read_rafdb, "EmoLabel/list_patition_label.txt", 3),
+    ("fer2013", read_fer2013, "fer2013.csv", 4),
+    ("ferplus", read_ferplus, "fer2013new.csv", 5),
+    ("affectnet", read_affectnet, "validation.csv", 2),
+]
+
+
+@pytest.mark.parametrize(("layout", "reader", "file", "line"), TEXT_FILES)
+def test_non_utf8_byte_names_file_and_line(trees, tmp_path, layout, reader, file, line) -> None:
+    root = copy_tree(trees[layout], tmp_path)
+    lines = (root / file).read_bytes().split(b"\n")
+    lines[line - 1] = lines[line - 1][:5] + b"\xff" + lines[line - 1][5:]
+    (root / file).write_bytes(b"\n".join(lines))
+    with pytest.raises(DatasetFormatError, match=rf"{file}:{line}: not UTF-8 text \(byte 0xff"):
+        reader(root)
+
+
+@pytest.mark.parametrize(("layout", "reader", "file", "line"), TEXT_FILES[1:])
+def test_csv_row_with_an_extra_field_or_bad_quoting(trees, tmp_path, layout, reader, file, line):
+    root = copy_tree(trees[layout], tmp_path)
+    width = len(next(csv.reader((root / file).open())))
+    lines = (root / file).read_text().splitlines()
+    rewrite_line(root / file, line, lines[line - 1] + ",extra")
+    with pytest.raises(DatasetFormatError, match=f"{file}:{line}: {width + 1} fields, expected"):
+        reader(root)
+    rewrite_line(root / file, line, "\0")
+    with pytest.raises(DatasetFormatError, match=f"{file}:{line}: "):
+        reader(root)
+
+
+def test_a_header_only_or_empty_csv(trees, tmp_path) -> None:
+    root = copy_tree(trees["fer2013"], tmp_path)
+    (root / "fer2013.csv").write_text("")
+    with pytest.raises(DatasetFormatError, match="fer2013.csv:1: empty file; expected a header"):
+        read_fer2013(root)
+    (root / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    index = read_fer2013(root)  # a header and no rows: empty splits, no test split
+    assert set(index.splits) == {"train", "val"} and len(index.splits["train"]) == 0
+
+
+def test_fer2013_kaggle_train_csv_alone_says_what_to_use(tmp_path) -> None:
+    (tmp_path / "train.csv").write_text("emotion,pixels\n")
+    with pytest.raises(FileNotFoundError, match="train.csv has no validation.*icml_face_data.csv"):
+        read_fer2013(tmp_path)
+
+
+def test_fer2013_decodes_a_generated_row_exactly(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 48)).astype(np.uint8)
+    pixels = " ".join(str(v) for v in image.reshape(-1))
+    (tmp_path / "fer2013.csv").write_text(
+        f"emotion,pixels,Usage\n6,{pixels},PrivateTest\n\n3,  {pixels}  ,Training\n"
+    )
+    index = read_fer2013(tmp_path)
+    np.testing.assert_array_equal(index.splits["test"].pixels[0], image)
+    np.testing.assert_array_equal(index.splits["train"].pixels[0], image)
+    assert index.splits["train"].image_relpath(0) == "fer2013.csv:4"  # the blank line 3 counts
+    assert index.classes[index.splits["test"].label[0]] == "Neutral"
+
+
+def test_ferplus_reads_the_icml_file_too(trees, tmp_path) -> None:
+    root = copy_tree(trees["ferplus"], tmp_path)
+    with open(root / "fer2013.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    with open(root / "icml_face_data.csv", "w", newline="") as f:
+        csv.writer(f).writerows(
+            [["emotion", " Usage", " pixels"], *([e, u, p] for e, p, u in rows[1:])]
+        )
+    (root / "fer2013.csv").unlink()
+    index = read_ferplus(root)
+    assert_matches(index, trees["ferplus"])
+    assert index.splits["train"].image_relpath(0).startswith("icml_face_data.csv:")
+
+
+# --------------------------------------------------------------------------- AffectNet details
+
+
+def test_affectnet_box_outside_the_image_is_kept_as_annotated(trees, tmp_path) -> None:
+    root = copy_tree(trees["affectnet"], tmp_path)
+
+    def edit(rows):
+        rows[1][1:5] = ["-7", "-3", "40", "30"]  # a face at the top-left edge
+        return rows
+
+    rewrite_csv(root / "training.csv", edit)
+    part = read_affectnet(root).splits["train"]
+    assert part.boxes[0].tolist() == [-7, -3, 40, 30]  # clipped only when cropped
+
+
+def test_affectnet_with_one_csv_says_which(tmp_path, trees) -> None:
+    root = copy_tree(trees["affectnet"], tmp_path)
+    (root / "validation.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="neither AffectNet layout.*has only training.csv"):
+        read_affectnet(root)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a npy file", "not an expression code"),
+        (None, r"expression 11 is not a code 0\.\.10"),
+        ("1.5", "not an expression code"),
+    ],
+)
+def test_affectnet_bad_npy_annotation(trees, tmp_path, content, message) -> None:
+    root = copy_tree(trees["affectnet_npy"], tmp_path)
+    path = root / "train_set" / "annotations" / "3_exp.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.save(path, np.array(content or "11"))
+    with pytest.raises(DatasetFormatError, match=f"3_exp.npy: {message}"):
+        read_affectnet(root)
+
+
+def test_affectnet_npy_codes_of_every_storage_type(tmp_path) -> None:
+    written = image_sets.write_affectnet(tmp_path / "npy", per_class=1, layout="npy")
+    annotations = Path(written["root"]) / "val_set" / "annotations"
+    # each file's code stored as an int, a float and a longer string, beside the release's strings
+    for number, kind in ((0, np.int64), (1, np.float32), (2, np.dtype("<U4"))):
+        path = annotations / f"{number}_exp.npy"
+        np.save(path, np.array(int(np.load(path))).astype(kind))
+    assert_matches(read_affectnet(written["root"]), written)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@pytest.mark.parametrize("layout", ["rafdb", "fer2013", "ferplus", "affectnet", "folder"])
+def test_stats_json_shape_for_every_image_dataset(trees, tmp_path, layout, capsys) -> None:
+    from conftest import compose_entry
+
+    from fer_multires.stats import run_stats
+
+    written = trees[layout]
+    out = tmp_path / "stats.json"
+    cfg = compose_entry(
+        "stats", [f"data={layout}", f"data.root={written['root']}", f"stats.json={out}"], tmp_path
+    )
+    run_stats(cfg)
+    stats = json.loads(out.read_text())
+    assert stats["dataset"] == layout and set(stats["splits"]) == set(written["counts"])
+    classes = stats["classes"]
+    for split, part in stats["splits"].items():
+        expected = [written["counts"][split].get(c, 0) for c in classes]
+        assert part["per_class"] == expected and part["frames"] == sum(expected)
+        assert part["videos"] is None
+        if "skipped" in written:
+            assert part["skipped"] == written["skipped"][split]
+    train = np.array(stats["splits"]["train"]["per_class"])
+    np.testing.assert_allclose(stats["class_weights"], 1 - train / train.sum(), atol=1e-6)
+    assert f"Samples per class ({layout}:" in capsys.readouterr().out

@@ -24,6 +24,7 @@ from fer_multires.data.readers.index import (
     SkipCounts,
     image_split,
     require_root,
+    text_lines,
 )
 
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
@@ -69,33 +70,32 @@ def parse_label_file(path: Path) -> list[tuple[str, str, int]]:
     """Parse the label file into ``(split, name, label index)`` rows, label in canonical order.
 
     Raises:
-        DatasetFormatError: for a malformed line, an unknown label or name prefix, or a name
-            listed twice, naming the file and line.
+        DatasetFormatError: for a malformed line, an unknown label or name prefix, a name
+            listed twice or text that is not UTF-8, naming the file and line.
     """
     rows, seen = [], {}
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[1].isdigit():
-                raise DatasetFormatError(
-                    f"{path}:{number}: {line.strip()!r} is not '<image name> <label 1..7>'"
-                )
-            name, label = fields[0], int(fields[1])
-            if not 1 <= label <= len(RAFDB_LABELS):
-                raise DatasetFormatError(f"{path}:{number}: label {label} is outside 1..7")
-            split = next((s for p, s in SPLIT_PREFIXES.items() if name.startswith(p)), None)
-            if split is None:
-                raise DatasetFormatError(
-                    f"{path}:{number}: {name!r} starts with neither train_ nor test_"
-                )
-            if name in seen:
-                raise DatasetFormatError(
-                    f"{path}:{number}: {name} is listed again (first on line {seen[name]})"
-                )
-            seen[name] = number
-            rows.append((split, name, EXPRESSIONS_7.index(RAFDB_LABELS[label - 1])))
+    for number, line in enumerate(text_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()):
+            raise DatasetFormatError(
+                f"{path}:{number}: {line.strip()!r} is not '<image name> <label 1..7>'"
+            )
+        name, label = fields[0], int(fields[1])
+        if not 1 <= label <= len(RAFDB_LABELS):
+            raise DatasetFormatError(f"{path}:{number}: label {label} is outside 1..7")
+        split = next((s for p, s in SPLIT_PREFIXES.items() if name.startswith(p)), None)
+        if split is None:
+            raise DatasetFormatError(
+                f"{path}:{number}: {name!r} starts with neither train_ nor test_"
+            )
+        if name in seen:
+            raise DatasetFormatError(
+                f"{path}:{number}: {name} is listed again (first on line {seen[name]})"
+            )
+        seen[name] = number
+        rows.append((split, name, EXPRESSIONS_7.index(RAFDB_LABELS[label - 1])))
     return rows
 
 
