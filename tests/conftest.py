@@ -197,3 +197,14 @@ def write_moving_video(path: Path, frames: int = 10, fps: float = 10.0) -> list[
         shifts.append((dx, dy))
     writer.release()
     return shifts
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: much faster for these tiny models on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

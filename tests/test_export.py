@@ -15,6 +15,7 @@ import torch
 from conftest import astronaut, compose_entry, write_moving_video
 from PIL import Image
 
+from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.export import export
 from fer_multires.inference import onnx_export
 from fer_multires.inference.classifier import ModelInput, onnx_metadata
@@ -25,15 +26,10 @@ from fer_multires.models.module import FERModule
 from fer_multires.results import load_eval_results
 from fer_multires.utils.checkpoints import resolve_checkpoint
 
-CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
+CLASSES = list(EXPRESSIONS_7)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

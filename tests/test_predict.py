@@ -15,6 +15,7 @@ import torch
 from conftest import astronaut, compose_entry, write_moving_video
 from PIL import Image
 
+from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.transforms_factory import create_transforms
 from fer_multires.inference.classifier import CropPreprocessor, ModelInput
 from fer_multires.inference.detect import Box, HaarDetector, crop_square
@@ -27,15 +28,10 @@ from fer_multires.results import load_eval_results
 from fer_multires.smoothing import smooth_probabilities
 from fer_multires.utils.checkpoints import resolve_checkpoint
 
-CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
+CLASSES = list(EXPRESSIONS_7)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_predict(ckpt: Path, input_path: Path, out_dir: Path, *extra: str):

@@ -82,9 +82,14 @@ def split_val_videos(videos: list[str], fraction: float, seed: int) -> list[str]
             f"the validation split has {len(names)} video(s) with frames; val_select and "
             "val_rest need at least two"
         )
-    count = min(len(names) - 1, max(1, round(fraction * len(names))))
+    count = select_count(len(names), fraction)
     chosen = np.random.default_rng(seed).choice(len(names), size=count, replace=False)
     return sorted(names[i] for i in chosen)
+
+
+def select_count(total: int, fraction: float) -> int:
+    """Return how many of ``total`` go to ``val_select``: the share, at least 1, not all."""
+    return min(total - 1, max(1, round(fraction * total)))
 
 
 def split_val_images(num_images: int, fraction: float, seed: int) -> np.ndarray:
@@ -103,7 +108,7 @@ def split_val_images(num_images: int, fraction: float, seed: int) -> np.ndarray:
             f"the validation split has {num_images} image(s); val_select and val_rest need at "
             "least two"
         )
-    count = min(num_images - 1, max(1, round(fraction * num_images)))
+    count = select_count(num_images, fraction)
     return np.sort(np.random.default_rng(seed).choice(num_images, size=count, replace=False))
 
 
