@@ -184,12 +184,6 @@ def test_batch_size_larger_than_a_process_share_is_an_error(data_root, tmp_path)
         dm.train_dataloader()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open: the annotation readers (fer_multires/data/readers/*) belong to another change; "
-    "they decode with a bare open(encoding=...) and let UnicodeDecodeError through",
-)
 def test_non_utf8_annotation_is_an_error_naming_file_and_line(tmp_path) -> None:
     from fer_multires.data.readers.affwild2 import read_affwild2
 
@@ -198,7 +192,20 @@ def test_non_utf8_annotation_is_an_error_naming_file_and_line(tmp_path) -> None:
     bad.write_bytes(bad.read_bytes() + b"\xff\n")
     with pytest.raises(ValueError) as err:  # UnicodeDecodeError is a ValueError too
         read_affwild2(root, "annotations", "cropped_aligned", None)
-    assert str(bad) in str(err.value) and "line 5" in str(err.value), str(err.value)
+    assert f"{bad}:5: not UTF-8" in str(err.value), str(err.value)
+
+
+def test_non_utf8_frame_manifest_is_an_error_naming_file_and_line(tmp_path) -> None:
+    from fer_multires.data.readers.affwild2 import read_affwild2
+
+    root = make_image_tree(tmp_path / "d", train_videos=2, val_videos=2, frames=3)
+    frames = root / "cropped_aligned"
+    manifest = tmp_path / "frames.txt"
+    names = sorted(str(p.relative_to(frames)) for p in frames.rglob("*.jpg"))
+    manifest.write_bytes(("\n".join(names[:2]) + "\n").encode() + b"caf\xe9/00001.jpg\n")
+    with pytest.raises(ValueError) as err:
+        read_affwild2(root, "annotations", "cropped_aligned", manifest)
+    assert f"{manifest}:3: not UTF-8 text (byte 0xe9 at column 4)" in str(err.value), str(err.value)
 
 
 # --- logs and checkpoints after a failure ----------------------------------------------------

@@ -27,7 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8, UNLABELLED
-from fer_multires.data.readers.index import DatasetIndex, SkipCounts, SplitIndex
+from fer_multires.data.readers.index import (
+    DatasetFormatError,
+    DatasetIndex,
+    SkipCounts,
+    SplitIndex,
+    read_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,7 @@ LAYOUTS: tuple[Layout, ...] = (
 )
 
 
-class AnnotationError(ValueError):
+class AnnotationError(DatasetFormatError):
     """An annotation file or folder that does not follow the Aff-Wild2 format."""
 
 
@@ -239,15 +245,14 @@ def read_frame_manifest(path: Path) -> FrameListing:
         AnnotationError: for a line that is not ``<video>/<name>``, naming the line.
     """
     grouped: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            entry = line.strip()
-            if not entry:
-                continue
-            video, sep, name = entry.rpartition("/")
-            if not sep or not video:
-                raise AnnotationError(f"{path}:{number}: {entry!r} is not <video>/<frame>.jpg")
-            grouped.setdefault(video, []).append(name)
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        video, sep, name = entry.rpartition("/")
+        if not sep or not video:
+            raise AnnotationError(f"{path}:{number}: {entry!r} is not <video>/<frame>.jpg")
+        grouped.setdefault(video, []).append(name)
     return {video: frame_numbers_from_names(names) for video, names in grouped.items()}
 
 
@@ -312,7 +317,7 @@ def read_split(
     skipped = new_skip_counts()
     missing_videos: list[str] = []
     for path in files:
-        video_labels = parse_annotation_text(path.read_text(encoding="utf-8-sig"), path, classes)
+        video_labels = parse_annotation_text(read_text(path), path, classes)
         listing = video_frames(frames_dir, path.stem, manifest)
         if listing is None:
             missing_videos.append(path.stem)
