@@ -17,6 +17,7 @@ from conftest import compose_entry, make_image_tree, run_train
 from omegaconf import DictConfig, OmegaConf
 
 from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.data.synthetic import image_sets
 from fer_multires.evaluate import evaluate
 from fer_multires.evaluation.config import anchor_relative_root, apply_data_overrides
 from fer_multires.metrics import confusion_from_labels
@@ -298,6 +299,24 @@ def test_classes_the_model_does_not_know_are_left_out_and_counted(trained, evalu
         f"Fear ({fear} samples)" in report
         and "model classes the data does not have: Contempt" in report
     )
+
+
+def test_demo_trained_on_affwild2_evaluated_on_generated_ferplus(trained, tmp_path) -> None:
+    # 8 FERPlus classes against a 7-class model: Contempt is left out, counted and reported.
+    ferplus = image_sets.write_ferplus(tmp_path / "ferplus", per_class=3)
+    val = ferplus["counts"]["val"]
+    out = tmp_path / "out"
+    summary = run_eval(trained["ckpt"], out, "data=ferplus", f"data.root={ferplus['root']}",
+                       "data.num_workers=0")  # fmt: skip
+    assert summary["dataset"] == "ferplus" and summary["classes"] == list(EXPRESSIONS_7)
+    assert summary["excluded_classes"] == {"Contempt": val["Contempt"]} and val["Contempt"] > 0
+    native = summary["val_full"]["native"]
+    assert native["n"] == sum(val.values()) - val["Contempt"]
+    assert summary["native_size"] == [48, 48] and summary["resolutions"] == [8, 16, 32]
+    rows = read_predictions(out / "predictions.csv")
+    assert len(rows) == native["n"] and "Contempt" not in {row["label"] for row in rows}
+    report = (out / "report.md").read_text()
+    assert f"Contempt ({val['Contempt']} samples)" in report and "still images" in report
 
 
 def test_checkpoint_without_run_config_needs_the_data_config(trained, evaluated, tmp_path) -> None:

@@ -244,6 +244,30 @@ def test_packed_image_datasets_give_the_same_batches(generated, tmp_path, layout
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
 
 
+def test_eval_split_test_evaluates_the_test_split(generated, tmp_path) -> None:
+    root = generated["fer2013"]["root"]
+    dm = FERDataModule(root=root, dataset="fer2013", eval_split="test", **SMALL)
+    dm.setup()
+    test = dm.splits["test"]
+    assert dm.splits["val_full"] is test
+    assert not set(test.paths.tolist()) & set(dm.index.splits["val"].paths.tolist())
+    select, rest = dm.splits["val_select"], dm.splits["val_rest"]
+    assert sorted(select.paths.tolist() + rest.paths.tolist()) == sorted(test.paths.tolist())
+    pack_splits(dm.read_index(), tmp_path / "packed", shard_size=5)
+    shards = FERDataModule(root="unused", dataset="fer2013", packed_dir=str(tmp_path / "packed"),
+                           eval_split="test", **SMALL)  # fmt: skip
+    shards.setup()
+    for a, b in zip(dm.eval_dataloader("val_rest"), shards.eval_dataloader("val_rest"),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    with pytest.raises(ValueError, match="data.eval_split='train' is not one of val, test"):
+        FERDataModule(root=root, dataset="fer2013", eval_split="train")
+    no_test = FERDataModule(root=generated["rafdb"]["root"], dataset="rafdb", eval_split="test",
+                            **SMALL)  # fmt: skip
+    with pytest.raises(ValueError, match="data.eval_split=test: rafdb .* has no test split"):
+        no_test.setup()
+
+
 def test_unknown_dataset_or_option_is_an_error_naming_the_key(generated) -> None:
     with pytest.raises(ValueError, match="data.dataset='raf' is not one of affwild2, rafdb"):
         FERDataModule(root="x", dataset="raf")

@@ -8,7 +8,9 @@ layout), RAF-DB, FER2013, FERPlus, AffectNet or an image folder. Splits:
   whole videos (default 15% of them) for video datasets, images for still-image datasets;
 * ``val_rest``: the validation samples not in ``val_select``: the honest estimate;
 * ``val_full``: the whole official validation split (the number the paper reports);
-* ``test``: the dataset's test split, where it has one (FER2013's PrivateTest).
+* ``test``: the dataset's test split, where it has one (FER2013's PrivateTest);
+  ``data.eval_split=test`` draws the three ``val_*`` splits from it instead, which is how
+  ``evaluate`` reports a test split.
 
 ``val_dataloader`` returns ``[val_select, val_rest]`` in that order (:data:`VAL_LOADERS`).
 ``val_full`` is their disjoint union, so its metrics are computed exactly from the two without
@@ -52,6 +54,9 @@ from fer_multires.utils.config import config_node
 log = logging.getLogger(__name__)
 
 AUGMENT_ON: tuple[str, ...] = ("device", "cpu")
+#: The dataset splits that ``val_select``/``val_rest``/``val_full`` may be drawn from
+#: (``data.eval_split``): ``test`` evaluates e.g. FER2013's PrivateTest.
+EVAL_SOURCES: tuple[str, ...] = ("val", "test")
 #: The split of the dataset's index that each data module split is drawn from.
 SOURCE_SPLIT: dict[str, str] = {
     "train": "train",
@@ -154,6 +159,9 @@ class FERDataModule(LightningDataModule):
         augment_on: ``device`` (workers only decode; the augmentation runs batched on the
             training device in :meth:`on_after_batch_transfer`) or ``cpu`` (the per-image PIL
             reference pipeline in the workers). The draws are the same either way.
+        eval_split: the dataset split that ``val_select``, ``val_rest`` and ``val_full`` are
+            drawn from: ``val``, or ``test`` to evaluate a dataset's test split (FER2013's
+            PrivateTest) with ``evaluate data.eval_split=test``.
 
     Raises:
         ValueError: for an invalid setting, naming its config key, before any data is read.
@@ -187,6 +195,7 @@ class FERDataModule(LightningDataModule):
         seed: int = 0,
         on_bad_image: str = "error",
         augment_on: str = "device",
+        eval_split: str = "val",
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -233,6 +242,11 @@ class FERDataModule(LightningDataModule):
                 f"data.augment_on={augment_on!r} is not one of {', '.join(AUGMENT_ON)}"
             )
         self.augment_on = augment_on
+        if eval_split not in EVAL_SOURCES:
+            raise ValueError(
+                f"data.eval_split={eval_split!r} is not one of {', '.join(EVAL_SOURCES)}"
+            )
+        self.eval_split = eval_split
         self.native_size: tuple[int, int] = (112, 112)
         self.index: DatasetIndex | None = None
         self.splits: dict[str, SplitIndex] = {}
@@ -269,13 +283,19 @@ class FERDataModule(LightningDataModule):
                 f"{self.root} ({len(index.splits['train'])} samples): the last partial batch is "
                 "dropped, so no training step would run"
             )
-        select, rest = self.split_validation(index.splits["val"])
+        if self.eval_split not in index.splits:
+            raise ValueError(
+                f"data.eval_split={self.eval_split}: {index.name} at {self.root} has no "
+                f"{self.eval_split} split (it has {', '.join(index.splits)})"
+            )
+        evaluated = index.splits[self.eval_split]
+        select, rest = self.split_validation(evaluated)
         self.index = index
         self.splits = {
             "train": index.splits["train"],
             "val_select": select,
             "val_rest": rest,
-            "val_full": index.splits["val"],
+            "val_full": evaluated,
         }
         if "test" in index.splits:
             self.splits["test"] = index.splits["test"]
@@ -378,11 +398,15 @@ class FERDataModule(LightningDataModule):
             self._index().images_dir,
             self.transforms.worker(train, on_device),
             decode="tensor" if on_device else "pil",
-            packed_split=SOURCE_SPLIT[split],
+            packed_split=self.source_split(split),
             native_size=self.native_size,
             on_bad_image=self.on_bad_image,
             image_size=self.image_size,
         )
+
+    def source_split(self, split: str) -> str:
+        """The split of the dataset's index that a data module split is drawn from."""
+        return self.eval_split if split.startswith("val_") else SOURCE_SPLIT[split]
 
     def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
         """Build a loader over this process's partition.

@@ -224,6 +224,14 @@ def smoothing_results(
 # --------------------------------------------------------------------------- writing
 
 
+def evaluated_dataset(datamodule: FERDataModule) -> str:
+    """The dataset's name, and the split evaluated when it is not the validation split."""
+    if datamodule.index is None:
+        return ""
+    name, split = datamodule.index.name, datamodule.eval_split
+    return name if split == "val" else f"{name} ({split} split)"
+
+
 def build_results(
     raw: RawResults,
     settings: EvalSettings,
@@ -253,7 +261,7 @@ def build_results(
         skipped_images=raw.skipped,
         splits=metrics(raw.confusions),
         smoothing=smoothing_results(raw.predictions, settings.smoothing, settings.windows, classes),
-        dataset=datamodule.index.name if datamodule.index else "",
+        dataset=evaluated_dataset(datamodule),
         model_classes=list(match.model_classes),
         excluded_classes=dict(raw.excluded["val_full"]),
         degradations={kernel: metrics(by_split) for kernel, by_split in raw.degradations.items()},
