@@ -33,6 +33,25 @@ def test_experiment_override_composes() -> None:
     assert cfg.model.backbone == "seresnet50" and cfg.data.multires is None
 
 
+#: dataset -> (resolution draws' max_res, max_epochs) of its experiments
+DATASET_EXPERIMENTS = {"rafdb": (128, 40), "fer2013": (64, 30), "ferplus": (64, 30),
+                       "affectnet": (256, 10)}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", DATASET_EXPERIMENTS)
+def test_dataset_experiments_keep_the_paper_recipe(dataset: str) -> None:
+    max_res, epochs = DATASET_EXPERIMENTS[dataset]
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        multires = compose("train", overrides=[f"+experiment={dataset}_multires"])
+        baseline = compose("train", overrides=[f"+experiment={dataset}_baseline"])
+    assert multires.data.dataset == baseline.data.dataset == dataset
+    assert multires.task_name == f"{dataset}_multires" and baseline.data.multires is None
+    assert (multires.data.multires.min_res, multires.data.multires.max_res) == (8, max_res)
+    for cfg in (multires, baseline):
+        assert cfg.trainer.max_epochs == epochs and cfg.model.backbone == "seresnet50"
+        assert (cfg.data.resize_size, cfg.data.crop_size, cfg.data.batch_size) == (256, 224, 128)
+
+
 def test_unknown_config_key_is_an_error() -> None:
     with (
         initialize_config_dir(CONFIG_DIR, version_base="1.3"),
