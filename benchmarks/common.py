@@ -18,6 +18,8 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        # other processes' load: on a shared machine, timings are only as good as this is low
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
