@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fer_multires.data.batch_transforms import DecodedSample
 from fer_multires.data.transforms import (
+    DeviceWorkerTransform,
     EvalTransform,
     MultiResolution,
     Normalize,
@@ -163,7 +163,7 @@ def test_factory_wires_the_transforms_of_one_config() -> None:
     assert made.worker(train=True, on_device=False) is made.train
     assert made.worker(train=False, on_device=False) is made.eval
     decoded = made.worker(train=True, on_device=True)
-    assert isinstance(decoded, DecodedSample) and decoded.train_transform is made.train
+    assert isinstance(decoded, DeviceWorkerTransform) and decoded.train_transform is made.train
     assert made.worker(train=False, on_device=True).train_transform is None
 
 

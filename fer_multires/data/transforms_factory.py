@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fer_multires.data.batch_transforms import BatchTransform, DecodedSample
+from fer_multires.data.batch_transforms import BatchTransform
 from fer_multires.data.transforms import (
+    DeviceWorkerTransform,
     EvalTransform,
     MultiResolution,
     Normalize,
@@ -37,8 +38,8 @@ class Transforms:
     train: TrainTransform
     eval: EvalTransform
     batch: BatchTransform
-    decoded_train: DecodedSample
-    decoded_eval: DecodedSample
+    decoded_train: DeviceWorkerTransform
+    decoded_eval: DeviceWorkerTransform
 
     @property
     def normalize(self) -> Normalize:
@@ -92,6 +93,6 @@ def create_transforms(
         train=train,
         eval=EvalTransform(resize_size, crop_size, normalize),
         batch=BatchTransform(resize_size, crop_size, normalize, resolutions),
-        decoded_train=DecodedSample(train),
-        decoded_eval=DecodedSample(None),
+        decoded_train=DeviceWorkerTransform(train),
+        decoded_eval=DeviceWorkerTransform(None),
     )
