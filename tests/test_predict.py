@@ -18,10 +18,10 @@ from PIL import Image
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.transforms_factory import create_transforms
 from fer_multires.inference.classifier import CropPreprocessor, ModelInput
-from fer_multires.inference.detect import Box, HaarDetector, crop_square
+from fer_multires.inference.detect import DEFAULT_MARGIN, Box, HaarDetector, crop_square
 from fer_multires.inference.expected import ExpectedScore
 from fer_multires.inference.outputs import prediction_header
-from fer_multires.inference.runner import format_summary, predict
+from fer_multires.inference.runner import PredictSettings, format_summary, predict
 from fer_multires.inference.tracks import IoUTracker
 from fer_multires.models.module import FERModule
 from fer_multires.results import load_eval_results
@@ -77,7 +77,7 @@ def test_astronaut_photo_one_face_where_the_face_is(trained_run, photo, tmp_path
     # the face of the photo: Haar finds it at about x=177, y=66, 95 x 95
     assert abs(x - 177) <= 8 and abs(y - 66) <= 8 and 80 <= w <= 110 and w == h
     assert int(row["face_px"]) == min(w, h)
-    assert int(row["crop_px"]) == round(w * 1.5)
+    assert int(row["crop_px"]) == round(w * (1 + 2 * DEFAULT_MARGIN))
     probs = np.array([float(row[f"p_{c}"]) for c in CLASSES])
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     assert row["predicted"] == CLASSES[int(probs.argmax())]
@@ -288,10 +288,36 @@ def test_faces_below_the_smallest_resolution_are_flagged(trained_run, tmp_path) 
     result = run_predict(trained_run, folder, tmp_path / "out", "predict.detector=none")
     rows = {r["source"]: r for r in read_csv(tmp_path / "out" / "predictions.csv")}
     assert rows["tiny.png"]["expected_score"] == ""
-    assert float(rows["small.png"]["expected_score"]) == pytest.approx(result.expected.at(12))
+    small = float(rows["small.png"]["expected_score"])
+    assert small == pytest.approx(result.expected.at(12), abs=1e-6)  # written with 6 decimals
     summary = format_summary(result)
     assert "faces below 8 px" in summary
     assert "1 faces are smaller than the smallest evaluated resolution (8 px" in summary
+
+
+def test_expected_score_is_read_at_the_crop_not_the_face_box(trained_run, photo, tmp_path) -> None:
+    """An evaluated resolution is a whole frame's side: a face maps to its crop's, face_px * 1.4."""
+    import json
+
+    data = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    rename = {"8": "64", "16": "256"}  # as if evaluated on 512 px frames at 64 and 256 px
+    for split in ("val_select", "val_full", "val_rest"):
+        data[split] = {rename.get(k, k): v for k, v in data[split].items()}
+    data.update(resolutions=[64, 256], native_size=[512, 512], degradations={})
+    (tmp_path / "metrics.json").write_text(json.dumps(data))
+    result = run_predict(trained_run, photo, tmp_path / "out", f"predict.metrics={tmp_path}")
+    (row,) = read_csv(tmp_path / "out" / "predictions.csv")
+    face_px, crop_px = int(row["face_px"]), int(row["crop_px"])
+    assert 64 < face_px < crop_px < 256
+    assert float(row["expected_score"]) == pytest.approx(result.expected.at(crop_px), abs=1e-6)
+    scores = result.expected.scores
+    if scores[0] != scores[1]:  # a model whose score changes between the two resolutions
+        assert result.expected.at(crop_px) != pytest.approx(result.expected.at(face_px))
+
+
+def test_default_margin_is_the_documented_one() -> None:
+    cfg = compose_entry("predict", ["ckpt_path=x", "input=y"], Path("."))
+    assert cfg.predict.margin == DEFAULT_MARGIN == PredictSettings().margin
 
 
 def test_run_without_evaluation_has_no_expected_score(trained_run, photo, tmp_path) -> None:

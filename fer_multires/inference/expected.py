@@ -6,11 +6,18 @@ named by ``predict.metrics``), each face gets ``expected_score``: the ``val_rest
 the evaluation measured at that face's resolution, interpolated linearly in log2(resolution)
 between the evaluated resolutions (the native one included, at the frames' shorter side).
 
-The resolution compared is the crop's side in the original pixels, ``crop_px``: the evaluated
-resolutions are those of whole training frames, which frame the face with the same margin as a
-crop (see :mod:`fer_multires.inference.detect`). A face whose crop is smaller than the smallest
-evaluated resolution gets no ``expected_score`` (the evaluation says nothing about it; the score
-only falls further) and is flagged; one larger than the native size gets the native score.
+The resolution compared is the crop's side in the original pixels, ``crop_px`` (=
+``face_px * (1 + 2 * predict.margin)`` for a detected face, the image's shorter side with
+``detector=none``), not ``face_px`` itself: an evaluated resolution ``r`` is the shorter side of a
+whole training frame degraded to ``r`` pixels (:meth:`BatchTransform.degrade
+<fer_multires.data.batch_transforms.BatchTransform.degrade>`), and a training frame frames the
+face with the margin a crop has (see :mod:`fer_multires.inference.detect`). In a frame evaluated
+at ``r`` the face box spans ``r / (1 + 2 * margin)`` pixels, so a face of ``face_px`` pixels
+carries the detail of a frame evaluated at ``face_px * (1 + 2 * margin)`` = ``crop_px``; reading
+the score at ``face_px`` would rate every face as if it were 1.4 times smaller than it is. A
+face whose crop is smaller than the smallest evaluated resolution gets no ``expected_score``
+(the evaluation says nothing about it; the score only falls further) and is flagged; one larger
+than the native size gets the native score.
 """
 
 from __future__ import annotations

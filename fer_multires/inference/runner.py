@@ -20,7 +20,13 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from fer_multires.inference.classifier import Classifier, load_classifier, resolve_device
-from fer_multires.inference.detect import Box, build_detector, check_margin, crop_square
+from fer_multires.inference.detect import (
+    DEFAULT_MARGIN,
+    Box,
+    build_detector,
+    check_margin,
+    crop_square,
+)
 from fer_multires.inference.expected import ExpectedScore, load_expected_score
 from fer_multires.inference.outputs import (
     PREDICTIONS_FILE,
@@ -50,7 +56,7 @@ class PredictSettings:
     """The checked ``predict`` node (see ``conf/predict.yaml`` for each key)."""
 
     detector: str = "haar"
-    margin: float = 0.25
+    margin: float = DEFAULT_MARGIN
     batch_size: int = 32
     device: str = "auto"
     every_n_frames: int = 1
