@@ -1,132 +1,273 @@
-"""Training-step throughput on a GPU: the model alone, and fed by the fast input path.
+"""Training-step throughput on a GPU: the bare model, and Lightning fed by the fast input path.
 
-    python benchmarks/gpu_train_step.py [--backbone seresnet50] [--batch 128] [--workers 12]
+    python benchmarks/gpu_train_step.py [--feeds bare,bare_fast_path,lightning] [--compile both]
+    python benchmarks/gpu_train_step.py --smoke          # every path, tiny, on the CPU
 
-1. ``model_only``: a plain PyTorch loop on one in-memory batch (bf16 autocast, channels_last,
-   Adam): the ceiling set by the model.
-2. ``lightning_fast_path``: Lightning (``precision=bf16-mixed``, ``channels_last``) fed by the
-   data module reading real JPEG files (the synthetic Aff-Wild2 set, 112x112), workers only
-   decoding, augmentation (multi-resolution 8..128, resize 256, crop 224, grayscale) batched on
-   the GPU.
-3. ``lightning_cpu_path`` (``--with-cpu-path``): the same with the per-image PIL reference
-   augmentation in the workers, for comparison.
+Feeds (``--feeds``), each eager and compiled (``--compile eager|compiled|both``):
 
-Prints one JSON line per measurement, naming the GPU. Runs on the CPU too (slowly), for checks.
+``bare``
+    A plain PyTorch loop on one in-memory batch (bf16 autocast, channels_last, Adam, class
+    weighted loss): the ceiling set by the model. Compiled, also the compile time (first step
+    minus a steady step) and the compiled/eager ratio.
+``bare_fast_path``
+    The same loop fed by the data module (JPEG decoding in workers, pinned batches copied with
+    ``non_blocking``, augmentation batched on the GPU): the bare model in Lightning's
+    configuration.
+``lightning``
+    ``Trainer.fit`` (``bf16-mixed``) on the same data module, with validation and the project's
+    checkpoint callbacks, over ``--epochs`` epochs: steady-state images/s (steps only), the
+    epoch boundary (validation, checkpoints, loader restart) in seconds, and images/s over a
+    whole epoch including its boundary. Targets: steady state >= 90% of ``bare_fast_path``.
+
+``--devices 2`` runs the ``lightning`` feed with DDP on two GPUs (Lightning starts the second
+process by running this script again). Every line printed is JSON naming the GPU, torch and CUDA.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from common import emit
-from pytorch_lightning.callbacks import Callback
+from gpu_common import (
+    CLASSES,
+    add_common_arguments,
+    apply_smoke,
+    device,
+    now,
+    on_gpu,
+    precision,
+    report,
+    setup_backends,
+    synthetic_datamodule,
+)
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.nn import functional as F
 
-from fer_multires.data.datamodule import AffWild2DataModule
-from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
-from fer_multires.data.transforms import MultiResolution
+from fer_multires.callbacks import LastCheckpoint
 from fer_multires.models.module import FERModule
 
-CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
-PAPER_MULTIRES = MultiResolution(p=1.0, min_res=8, max_res=128, sampling="pow2")
+#: Lightning steady state over the bare model fed the same way: the issue's target.
+LIGHTNING_TARGET = 0.90
 
 
-class Throughput(Callback):
-    """Images per second over the steps after the warm-up."""
+class EpochClock(Callback):
+    """Device-synchronised timestamps at the edges of each epoch's steps and validation.
 
-    def __init__(self, warmup: int, batch: int) -> None:
-        self.warmup, self.batch = warmup, batch
-        self.start = self.end = 0.0
-        self.steps = 0
+    Adds three syncs per epoch (none per step): at the first timed step, when validation
+    starts and when the next epoch's first step starts.
+    """
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.fit_start = 0.0
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.fit_start = now()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            synchronize()
-            self.start = time.perf_counter()
+        if batch_idx == 0:
+            self.epochs.append({"first_step": now()})
+        if batch_idx == self.warmup:
+            self.epochs[-1]["timed_from"] = now()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step > self.warmup:
-            self.steps += 1
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and self.epochs:
+            self.epochs[-1]["val_start"] = now()
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        synchronize()
-        self.end = time.perf_counter()
-
-    def img_per_s(self) -> float:
-        return self.steps * self.batch / (self.end - self.start)
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and self.epochs:
+            self.epochs[-1]["val_end"] = now()
 
 
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def model_only(args: argparse.Namespace) -> float:
-    module = FERModule(args.backbone, 7, CLASSES, channels_last=True).to(device())
-    optimizer = module.configure_optimizers()["optimizer"]
-    images = torch.randn(args.batch, 3, args.size, args.size, device=device())
-    labels = torch.randint(0, 7, (args.batch,), device=device())
-    start = 0.0
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            synchronize()
-            start = time.perf_counter()
-        with torch.autocast(device(), dtype=torch.bfloat16):
-            loss = F.cross_entropy(module(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    synchronize()
-    return args.steps * args.batch / (time.perf_counter() - start)
-
-
-def lightning_run(args: argparse.Namespace, augment_on: str) -> float:
-    dm = AffWild2DataModule(
-        root=str(args.data), batch_size=args.batch, num_workers=args.workers,
-        pin_memory=torch.cuda.is_available(), resize_size=args.size + args.size // 7,
-        crop_size=args.size, multires=PAPER_MULTIRES, augment_on=augment_on,
+def build_module(args: argparse.Namespace, compiled: bool) -> FERModule:
+    torch.manual_seed(0)
+    return FERModule(
+        args.backbone, len(CLASSES), CLASSES, class_weights=[0.4] + [0.9] * 6,
+        channels_last=True, compile=compiled, compile_mode=args.compile_mode,
+        compile_backend=args.compile_backend,
     )  # fmt: skip
-    module = FERModule(args.backbone, 7, CLASSES, channels_last=True)
-    timer = Throughput(args.warmup, args.batch)
+
+
+def train_step(module: FERModule, optimizer, images, labels) -> None:
+    """One step as Lightning runs it: autocast forward, weighted loss, backward, Adam."""
+    with torch.autocast(device(), dtype=torch.bfloat16, enabled=on_gpu()):
+        loss = F.cross_entropy(module(images), labels, weight=module.loss_weights)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def prepared_module(args: argparse.Namespace, compiled: bool) -> tuple[FERModule, Any]:
+    module = build_module(args, compiled).to(device())
+    if compiled:
+        module.compile_backbone()
+    return module, module.configure_optimizers()["optimizer"]
+
+
+def bare(args: argparse.Namespace, compiled: bool) -> dict[str, Any]:
+    """The model alone on one in-memory batch; the first step's extra time is compile time."""
+    module, optimizer = prepared_module(args, compiled)
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device())
+    labels = torch.randint(0, len(CLASSES), (args.batch,), device=device())
+    start = now()
+    train_step(module, optimizer, images, labels)
+    first = now() - start
+    for _ in range(args.warmup - 1):
+        train_step(module, optimizer, images, labels)
+    start = now()
+    for _ in range(args.steps):
+        train_step(module, optimizer, images, labels)
+    seconds = now() - start
+    return {"img_per_s": args.steps * args.batch / seconds,
+            "first_step_s": first, "compile_s": first - seconds / args.steps}  # fmt: skip
+
+
+def device_batches(args: argparse.Namespace, dm):
+    """The fast path's training batches on the device, augmented, epoch after epoch."""
+    epoch = 0
+    while True:
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            batch = {k: v.to(device(), non_blocking=True) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}  # fmt: skip
+            yield dm.batch_transform.train(batch["image"], batch), batch["label"]
+        epoch += 1
+
+
+def bare_fast_path(args: argparse.Namespace, dm, compiled: bool) -> dict[str, Any]:
+    """The bare loop fed by the data module exactly as Lightning feeds the model."""
+    module, optimizer = prepared_module(args, compiled)
+    batches = device_batches(args, dm)
+    for _ in range(args.warmup):
+        train_step(module, optimizer, *next(batches))
+    start = now()
+    for _ in range(args.steps):
+        train_step(module, optimizer, *next(batches))
+    return {"img_per_s": args.steps * args.batch / (now() - start)}
+
+
+def lightning(args: argparse.Namespace, dm, compiled: bool, out: Path) -> dict[str, Any]:
+    """``Trainer.fit`` over ``args.epochs`` epochs with validation and checkpoints."""
+    module = build_module(args, compiled)
+    clock = EpochClock(args.warmup)
     trainer = pl.Trainer(
-        accelerator="auto", devices=1, precision="bf16-mixed" if device() == "cuda" else "32",
-        max_steps=args.warmup + args.steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[timer],
+        accelerator="auto", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
+        precision=precision(), max_epochs=args.epochs, logger=False, default_root_dir=out,
+        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+        limit_train_batches=args.epoch_steps or 1.0, num_sanity_val_steps=2,
+        callbacks=[
+            clock, ModelCheckpoint(out, monitor="val_select/score", mode="max"),
+            LastCheckpoint(out, filename="last", every_n_minutes=10),
+        ],
     )  # fmt: skip
     trainer.fit(module, datamodule=dm)
-    return timer.img_per_s()
+    if not trainer.is_global_zero:
+        return {}
+    return epoch_figures(clock, trainer.num_training_batches, args.batch * args.devices)
+
+
+def epoch_figures(clock: EpochClock, steps: int, images_per_step: int) -> dict[str, Any]:
+    """Steady state, epoch boundary and whole-epoch rates from the clock of a finished fit."""
+    epochs = clock.epochs
+    last, before = epochs[-1], epochs[-2]
+    timed = steps - clock.warmup
+    steady = timed * images_per_step / (last["val_start"] - last["timed_from"])
+    boundaries = [nxt["first_step"] - e["val_start"] for e, nxt in itertools.pairwise(epochs)]
+    validation = [e["val_end"] - e["val_start"] for e in epochs]
+    whole = steps * images_per_step / (last["val_start"] - before["val_start"])
+    return {"img_per_s": steady, "img_per_s_with_epoch_boundary": whole,
+            "epoch_boundary_s": boundaries, "validation_s": validation,
+            "first_epoch_start_s": epochs[0]["timed_from"] - clock.fit_start,
+            "steps_per_epoch": steps}  # fmt: skip
+
+
+def run_feed(args: argparse.Namespace, feed: str, compiled: bool, dm, out: Path) -> dict:
+    if feed == "bare":
+        return bare(args, compiled)
+    if feed == "bare_fast_path":
+        return bare_fast_path(args, dm, compiled)
+    return lightning(args, dm, compiled, out / f"{feed}_{compiled}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="seresnet50")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=12)
+    add_common_arguments(parser)
+    parser.add_argument("--feeds", default="bare,bare_fast_path,lightning")
+    parser.add_argument("--compile", default="both", choices=["eager", "compiled", "both"])
     parser.add_argument("--warmup", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--data", type=Path, default=Path("/tmp/fer_synthetic"))
-    parser.add_argument("--with-cpu-path", action="store_true")
-    args = parser.parse_args()
-    torch.backends.cudnn.benchmark = True
-    torch.set_float32_matmul_precision("high")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps of the bare loops")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epoch-steps", type=int, default=0, help="0: the whole split")
+    parser.add_argument("--devices", type=int, default=1)
+    args = apply_smoke(parser.parse_args(), warmup=1, steps=2, epochs=2, epoch_steps=4)
+    setup_backends()
+    modes = {"eager": [False], "compiled": [True], "both": [False, True]}[args.compile]
     setup = {"backbone": args.backbone, "size": args.size, "batch": args.batch,
-             "precision": "bf16-mixed", "channels_last": True}  # fmt: skip
-    emit({"benchmark": "train_step", "feed": "model_only", "img_per_s": model_only(args), **setup})
-    ensure_synthetic_affwild2(args.data, SyntheticSpec(num_train_videos=60, frames_per_video=100))
-    for augment_on in ("device", "cpu") if args.with_cpu_path else ("device",):
-        rate = lightning_run(args, augment_on)
-        emit({"benchmark": "train_step", "feed": f"lightning_{augment_on}_path",
-              "workers": args.workers, "img_per_s": rate, **setup})  # fmt: skip
+             "precision": precision(), "channels_last": True, "devices": args.devices,
+             "compile_mode": args.compile_mode, "compile_backend": args.compile_backend,
+             "smoke": args.smoke}  # fmt: skip
+    dm = synthetic_datamodule(args)
+    rates: dict[tuple[str, bool], float] = {}
+    compile_s = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for feed in args.feeds.split(","):
+            for compiled in modes:
+                start = time.perf_counter()
+                figures = run_feed(args, feed, compiled, dm, Path(tmp))
+                if not figures:  # a DDP process other than rank 0
+                    continue
+                rates[(feed, compiled)] = figures["img_per_s"]
+                if feed == "bare" and compiled:
+                    compile_s = figures["compile_s"]
+                report({"benchmark": "train_step", "feed": feed, "compiled": compiled,
+                        **figures, "wall_s": time.perf_counter() - start,
+                        "workers": args.workers, **setup})  # fmt: skip
+    report_targets(rates, setup)
+    report_break_even(rates, compile_s, args.batch, setup)
+
+
+def report_break_even(rates: dict, compile_s: float, batch: int, setup: dict) -> None:
+    """Training steps after which compiling has paid for itself (bare model figures)."""
+    if ("bare", True) not in rates or ("bare", False) not in rates:
+        return
+    saved = batch / rates[("bare", False)] - batch / rates[("bare", True)]
+    steps = compile_s / saved if saved > 0 else None
+    report({"benchmark": "compile_break_even", "compile_s": compile_s,
+            "saved_ms_per_step": 1e3 * saved, "break_even_steps": steps,
+            "break_even_images": steps * batch if steps else None,
+            "rule": "compile pays off when a run trains more than break_even_steps steps "
+            "(the compile is paid once per process; validation adds one eval-mode compile)",
+            **setup})  # fmt: skip
+
+
+def report_targets(rates: dict[tuple[str, bool], float], setup: dict) -> None:
+    """Print the ratios the issue sets targets for, next to the targets."""
+    for compiled in (False, True):
+        bare_rate = rates.get(("bare", compiled))
+        fed = rates.get(("bare_fast_path", compiled))
+        lit = rates.get(("lightning", compiled))
+        if lit and fed:
+            ratio = lit / fed
+            report({"benchmark": "target", "what": "lightning / bare_fast_path",
+                    "compiled": compiled, "ratio": ratio, "target": f">= {LIGHTNING_TARGET}",
+                    "met": ratio >= LIGHTNING_TARGET, **setup})  # fmt: skip
+        if lit and bare_rate:
+            report({"benchmark": "target", "what": "lightning / bare (in-memory batch)",
+                    "compiled": compiled, "ratio": lit / bare_rate, "target": "for reference",
+                    **setup})  # fmt: skip
+    for feed in ("bare", "bare_fast_path", "lightning"):
+        if (feed, True) in rates and (feed, False) in rates:
+            ratio = rates[(feed, True)] / rates[(feed, False)]
+            report({"benchmark": "target", "what": f"{feed} compiled / eager", "ratio": ratio,
+                    "target": "> 1", "met": ratio > 1, **setup})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Exact on any number of processes: the data module partitions the loaders across 
 padding, each (split, resolution) has a :class:`~fer_multires.metrics.ChallengeScore` whose
 confusion matrix is summed across processes, and the native-resolution predictions are gathered
 on global rank 0.
+
+No batch waits for the device (see :mod:`fer_multires.models.module`): unreadable samples are
+counted on the host before the transfer, and the native predictions stay on the device until the
+epoch ends.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from torch.nn import functional as F
 from torchmetrics import SumMetric
 
 from fer_multires.data.batch_transforms import TRAINING_KERNEL, BatchTransform
-from fer_multires.data.datasets import readable_part
 from fer_multires.evaluation.classes import ClassMatch, match_classes
 from fer_multires.metrics import ChallengeScore
-from fer_multires.models.module import FERModule
+from fer_multires.models.module import FERModule, count_unreadable, readable_samples
 from fer_multires.results import VAL_LOADERS
 from fer_multires.utils.io import save_npz_atomic
 
@@ -68,6 +71,8 @@ class EvalModule(LightningModule):
             applied at each resolution.
         jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
         match: the model's classes matched with the data's (default: the same classes).
+        compile: compile the model's backbone (``torch.compile``) when the test starts; None:
+            as the checkpoint was trained (its ``compile`` hyper-parameter).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class EvalModule(LightningModule):
         kernels: Sequence[str] = (TRAINING_KERNEL,),
         jpeg_quality: int = 30,
         match: ClassMatch | None = None,
+        compile: bool | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -100,20 +106,38 @@ class EvalModule(LightningModule):
                 for i in range(len(self.points))
             }
         )
-        self.skipped = nn.ModuleDict({split: SumMetric() for split in VAL_LOADERS})
-        self._rows: list[dict[str, np.ndarray]] = []
+        self.compile = model.hparams.get("compile", False) if compile is None else compile
+        # Counts cannot be NaN; the NaN check would read each update back from the device.
+        self.skipped = nn.ModuleDict(
+            {split: SumMetric(nan_strategy="disable") for split in VAL_LOADERS}
+        )
+        self._unreadable = dict.fromkeys(VAL_LOADERS, 0)
+        self._rows: list[dict[str, torch.Tensor]] = []
+
+    def configure_model(self) -> None:
+        """Lightning hook before the test: compile the backbone if asked to (idempotent)."""
+        if self.compile:
+            self.model.compile_backbone()
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count the batch's unreadable samples on the host, before it moves to the device."""
+        return count_unreadable(batch)
 
     def on_test_epoch_start(self) -> None:
         """Start from empty metrics and no kept predictions."""
         for metric in [*self.scores.values(), *self.skipped.values()]:
             metric.reset()
+        self._unreadable = dict.fromkeys(VAL_LOADERS, 0)
         self._rows = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0):
         """Score one uint8 batch at every point; keep the native predictions."""
         split = VAL_LOADERS[dataloader_idx]
-        images, labels, index, dropped = readable_part(self.known_classes(batch))
-        self.skipped[split].update(dropped)
+        images, labels, index, dropped = readable_samples(self.known_classes(batch))
+        if isinstance(dropped, int):
+            self._unreadable[split] += dropped
+        else:
+            self.skipped[split].update(dropped)
         if not len(labels):
             return
         for i, (kernel, resolution) in enumerate(self.points):
@@ -139,12 +163,13 @@ class EvalModule(LightningModule):
         }
 
     def _keep(self, split_id: int, index: torch.Tensor, logits: torch.Tensor) -> None:
+        """Keep the native predictions on the device (read back once, at the epoch's end)."""
         self._rows.append(
             {
-                "split": np.full(len(index), split_id, dtype=np.int8),
-                "index": index.cpu().numpy().astype(np.int64),
-                "predicted": logits.argmax(dim=1).cpu().numpy().astype(np.int64),
-                "probs": F.softmax(logits, dim=1).cpu().numpy().astype(np.float32),
+                "split": torch.full_like(index, split_id, dtype=torch.int8),
+                "index": index.long(),
+                "predicted": logits.argmax(dim=1),
+                "probs": F.softmax(logits, dim=1).float(),
             }
         )
 
@@ -156,8 +181,12 @@ class EvalModule(LightningModule):
             "predicted": np.zeros(0, np.int64),
             "probs": np.zeros((0, num_classes), np.float32),
         }
-        rows = [empty, *self._rows]
-        return {key: np.concatenate([r[key] for r in rows]) for key in empty}
+        if not self._rows:
+            return empty
+        return {
+            key: torch.cat([r[key] for r in self._rows]).cpu().numpy().astype(like.dtype)
+            for key, like in empty.items()
+        }
 
     def on_test_epoch_end(self) -> None:
         """Sync the metrics, gather the predictions on rank 0, and save them there."""
@@ -172,6 +201,8 @@ class EvalModule(LightningModule):
                 for split in VAL_LOADERS
             ]
         )
+        for split in VAL_LOADERS:
+            self.skipped[split].update(float(self._unreadable[split]))
         skipped = torch.stack([self.skipped[split].compute() for split in VAL_LOADERS])
         parts = gather_to_rank_zero(self._local_rows())
         if self.trainer.is_global_zero:

@@ -4,6 +4,16 @@ Validation runs two loaders, ``val_select`` and ``val_rest`` (see the data modul
 :class:`~fer_multires.metrics.ChallengeScore` whose confusion matrix is summed across processes;
 ``val_full`` metrics come from the sum of the two matrices, exactly as if the whole validation
 split had been run, without reading any frame twice.
+
+No step waits for the device (on a GPU, a host sync stalls the queue of kernels): whether a batch
+has unreadable samples is read from the host copy of ``valid`` before the transfer
+(:meth:`FERModule.on_before_batch_transfer`), skip counts are Python integers summed across
+processes once per epoch, and the step loss goes to the loggers every ``log_every_n_steps`` but
+not to the progress bar (Lightning turns each progress-bar value to a float at every step).
+``benchmarks/step_profile.py`` counts the syncs that remain.
+
+``model.compile=true`` compiles the backbone with ``torch.compile`` (``nn.Module.compile``, in
+place, so state-dict keys stay those of the eager model and checkpoints load either way).
 """
 
 from __future__ import annotations
@@ -22,11 +32,54 @@ from fer_multires.data.datasets import readable_part
 from fer_multires.metrics import ChallengeScore, metrics_from_confusion
 from fer_multires.models.backbone import create_backbone
 from fer_multires.results import VAL_LOADERS
+from fer_multires.utils.checkpoints import strip_compile_prefix
 
 log = logging.getLogger(__name__)
 
 #: Names of the logged challenge metrics of each validation split.
 SUMMARY_METRICS: tuple[str, ...] = ("acc", "f1", "score")
+#: Batch key set on the host before the transfer: how many samples could not be read.
+UNREADABLE_KEY = "_unreadable"
+#: ``torch.compile`` modes accepted by ``model.compile_mode``.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def count_unreadable(batch: Any) -> Any:
+    """Record in a collated batch, on the host, how many of its samples could not be read.
+
+    Called before the batch moves to the device, where reading ``valid`` back would wait for
+    every queued kernel. Batches without a ``valid`` entry are returned as they are.
+    """
+    if isinstance(batch, dict) and torch.is_tensor(batch.get("valid")):
+        valid = batch["valid"]
+        batch[UNREADABLE_KEY] = len(valid) - int(valid.bool().sum()) if valid.is_cpu else None
+    return batch
+
+
+def readable_samples(
+    batch: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | torch.Tensor]:
+    """Return ``(images, labels, indices, unreadable)`` of a batch's readable samples.
+
+    With the host-side count of :func:`count_unreadable` a fully readable batch is used as it is,
+    without a host sync; otherwise :func:`~fer_multires.data.datasets.readable_part` selects.
+    """
+    unreadable = batch.get(UNREADABLE_KEY)
+    if unreadable == 0:
+        return batch["image"], batch["label"], batch["index"], 0
+    images, labels, indices, dropped = readable_part(batch)
+    return images, labels, indices, dropped if unreadable is None else unreadable
+
+
+def check_compile_mode(mode: str) -> str:
+    """Return ``mode`` if ``torch.compile`` accepts it.
+
+    Raises:
+        ValueError: naming ``model.compile_mode`` and the accepted modes.
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"model.compile_mode={mode!r}: expected one of {', '.join(COMPILE_MODES)}")
+    return mode
 
 
 class FERModule(LightningModule):
@@ -45,6 +98,16 @@ class FERModule(LightningModule):
         weight_decay: weight decay of both groups.
         scheduler: a partial LR scheduler called with the optimizer, or None.
         channels_last: run the model in channels-last memory format (faster on GPUs).
+        compile: compile the backbone with ``torch.compile`` when a ``Trainer`` starts
+            (:meth:`configure_model`) or :meth:`compile_backbone` is called; plain use of a
+            loaded module (predict, export) stays eager. Checkpoints are the same either way.
+        compile_mode: the ``torch.compile`` mode: ``default`` (compiles fastest, any batch
+            size), ``max-autotune-no-cudagraphs`` (longer compile, tuned kernels), or the CUDA
+            graph modes ``reduce-overhead``/``max-autotune`` (for fixed shapes only).
+        compile_backend: the ``torch.compile`` backend: ``inductor`` (generates kernels; the
+            one that is faster), or ``aot_eager`` (graph capture and autograd tracing with eager
+            kernels, compiles in seconds: for tests and for telling a compiler bug from a model
+            bug). ``compile_mode`` applies to ``inductor`` only.
     """
 
     def __init__(
@@ -60,6 +123,9 @@ class FERModule(LightningModule):
         weight_decay: float = 1e-4,
         scheduler: Callable[..., Any] | None = None,
         channels_last: bool = False,
+        compile: bool = False,
+        compile_mode: str = "default",
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         if len(class_names) != num_classes:
@@ -68,6 +134,7 @@ class FERModule(LightningModule):
             raise ValueError(
                 f"model.class_weights has {len(class_weights)} values for {num_classes} classes"
             )
+        check_compile_mode(compile_mode)
         # The weights file is needed only to initialise; a checkpoint already holds the weights.
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "pretrained"])
         self.model = create_backbone(backbone, num_classes, pretrained)
@@ -82,8 +149,43 @@ class FERModule(LightningModule):
         self.val_metrics = nn.ModuleDict(
             {name: ChallengeScore(num_classes) for name in VAL_LOADERS}
         )
-        # "fit", not "train": a ModuleDict key may not shadow nn.Module.train.
-        self.skipped = nn.ModuleDict({name: SumMetric() for name in ("fit", *VAL_LOADERS)})
+        # "fit", not "train": a ModuleDict key may not shadow nn.Module.train. Counts cannot be
+        # NaN, and the NaN check would read every update back from the device.
+        splits = ("fit", *VAL_LOADERS)
+        self.skipped = nn.ModuleDict({n: SumMetric(nan_strategy="disable") for n in splits})
+        self._unreadable = dict.fromkeys(splits, 0)
+        self.compiled = False
+
+    def configure_model(self) -> None:
+        """Lightning hook, in each process before the run: compile if ``compile`` is set."""
+        if self.hparams.get("compile", False):
+            self.compile_backbone()
+
+    def compile_backbone(self, mode: str | None = None) -> None:
+        """Compile the backbone in place (``nn.Module.compile``); again, a no-op.
+
+        Compilation itself happens at the first batch of each new shape or mode (train/eval).
+        """
+        if self.compiled:
+            return
+        mode = check_compile_mode(mode or self.hparams.get("compile_mode", "default"))
+        backend = self.hparams.get("compile_backend", "inductor")
+        options = {"mode": mode} if backend == "inductor" else {}
+        self.model.compile(backend=backend, **options)
+        self.compiled = True
+        log.info("backbone compiled: torch.compile(backend=%r, %s)", backend, options)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count the batch's unreadable samples on the host (see :func:`count_unreadable`)."""
+        return count_unreadable(batch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save eager state-dict keys, whatever wrapped the model."""
+        checkpoint["state_dict"] = strip_compile_prefix(checkpoint["state_dict"])
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Accept checkpoints of a ``torch.compile``-wrapped model (``_orig_mod.`` keys)."""
+        checkpoint["state_dict"] = strip_compile_prefix(checkpoint["state_dict"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return class logits for a batch of normalised images ``(N, 3, H, W)``."""
@@ -95,24 +197,36 @@ class FERModule(LightningModule):
         self, batch: dict[str, torch.Tensor], split: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the images and labels of the readable samples; count the others."""
-        images, labels, _, dropped = readable_part(batch)
-        self.skipped[split].update(dropped)
+        images, labels, _, unreadable = readable_samples(batch)
+        if isinstance(unreadable, int):
+            self._unreadable[split] += unreadable
+        else:  # no host-side count (a step called directly): a device count
+            self.skipped[split].update(unreadable)
         return images, labels
+
+    def _skipped_total(self, split: str) -> torch.Tensor:
+        """The epoch's unreadable samples of ``split`` over all processes; resets the count."""
+        self.skipped[split].update(float(self._unreadable[split]))
+        self._unreadable[split] = 0
+        total = self.skipped[split].compute()
+        self.skipped[split].reset()
+        return total
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class-weighted cross-entropy on one batch."""
         images, labels = self._readable_part(batch, "fit")
         logits = self(images)
         loss = F.cross_entropy(logits, labels, weight=self.loss_weights)
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels)
-        )
+        # Loggers read the step loss every log_every_n_steps; the progress bar would read it
+        # (a host sync) at every step, so it shows the epoch mean.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(labels))
+        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, logger=False,
+                 batch_size=len(labels))  # fmt: skip
         return loss
 
     def on_train_epoch_end(self) -> None:
         """Log how many training images were skipped as unreadable this epoch."""
-        self.log("train/skipped_images", self.skipped["fit"].compute())
-        self.skipped["fit"].reset()
+        self.log("train/skipped_images", self._skipped_total("fit"))
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -129,9 +243,8 @@ class FERModule(LightningModule):
         skipped = 0.0
         for split in VAL_LOADERS:
             confusions[split] = self.val_metrics[split].compute()["confusion"]
-            skipped += float(self.skipped[split].compute())
+            skipped += float(self._skipped_total(split))
             self.val_metrics[split].reset()
-            self.skipped[split].reset()
         confusions["val_full"] = sum(confusions.values())
         for split, confusion in confusions.items():
             results = metrics_from_confusion(confusion)

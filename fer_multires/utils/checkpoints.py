@@ -173,3 +173,20 @@ def run_config_of(ckpt_path: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+#: The prefix ``torch.compile`` gives the state-dict keys of a module it wraps (OptimizedModule).
+COMPILE_PREFIX = "_orig_mod."
+
+
+def strip_compile_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return ``state_dict`` with every ``_orig_mod.`` of ``torch.compile`` removed from its keys.
+
+    fer_multires compiles in place (``nn.Module.compile``), which keeps the eager keys; this makes
+    checkpoints of a model wrapped with ``torch.compile(model)`` (``model._orig_mod.conv1.weight``)
+    load into an eager one, and keeps such keys out of the checkpoints written. The order of the
+    keys is kept; a state dict without the prefix is returned as it is.
+    """
+    if not any(COMPILE_PREFIX in key for key in state_dict):
+        return state_dict
+    return type(state_dict)((key.replace(COMPILE_PREFIX, ""), v) for key, v in state_dict.items())
