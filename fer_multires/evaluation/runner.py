@@ -77,11 +77,14 @@ def evaluate_checkpoint(
         return None
     seconds = time.perf_counter() - start
     frames = len(datamodule.splits["val_full"])
-    log.info("evaluated %d frames at %d resolutions in %.1f s (%.0f frames/s)", frames,
-             len(settings.resolutions) + 1, seconds, frames / seconds)  # fmt: skip
+    log.info("read and classified %d samples at %d resolutions in %.1f s (%.0f samples/s)",
+             frames, len(settings.resolutions) + 1, seconds, frames / seconds)  # fmt: skip
     raw_path = output_dir / RAW_RESULTS
     try:
         raw = load_raw_results(raw_path, datamodule, settings, match)
+        if excluded := sum(raw.excluded["val_full"].values()):
+            log.info("%d of them, of classes the model does not know, are left out of the "
+                     "metrics: %s", excluded, dict(raw.excluded["val_full"]))  # fmt: skip
         results = build_results(raw, settings, datamodule, run_config, match)
         write_outputs(output_dir, results, raw, settings.plots)
     finally:
