@@ -11,8 +11,9 @@
   normalise); ``device`` = the fast path's worker side (decode to uint8 + draws; augmentation
   later, batched on the device). Each with ``num_workers=0`` (one core does everything: the
   per-core figure) and with one worker process. Also timed: plain decoding of the same files
-  (read + decode to RGB uint8 in a loop) with the fast path's decoder and with PIL. Every figure
-  is the median of ``--repeats`` runs, interleaved so that a noisy neighbour hits all alike.
+  (read + decode in a loop): OpenCV alone (the floor), the fast path's decoder, torchvision's
+  and PIL's. Every figure is the median of ``--repeats`` runs, interleaved so that a noisy
+  neighbour hits all alike, in wall time and in CPU time per image.
 * device: the batched augmentation of the fast path, ms per batch of 128, on the CPU and, when
   one is available, on the GPU; with the number of operators it runs per batch (on a GPU,
   about its kernel launches) and how many of them synchronise with the host.
@@ -30,19 +31,20 @@ decode time per image; device side <= 2 ms per batch of 128 on a GPU; index buil
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import psutil
 import torch
 from common import emit
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image
 
 from fer_multires.data.datamodule import AffWild2DataModule
 from fer_multires.data.datasets import FrameDataset, decode_pil, decode_tensor
@@ -111,34 +113,51 @@ def cpu_seconds() -> float:
 
 
 class TimedLoader:
-    """A training loader timed over runs of whole batches, each epoch with its own draws."""
+    """A training loader timed over whole epochs, each epoch with its own order and draws."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
         self.epoch = 0
 
-    def run(self, batches: int) -> tuple[float, float]:
-        """Load the next ``batches`` batches (across epochs as needed).
+    def run(self, epochs: int) -> tuple[float, float]:
+        """Load the next ``epochs`` epochs.
 
-        A run includes each epoch's start: the sampler's permutation and refilling the
-        workers' prefetch queue.
+        Whole epochs only: a run stopped mid-epoch would leave a worker finishing its prefetched
+        batches during the next figure's run. Each epoch's start (the sampler's permutation,
+        refilling the workers' prefetch queue) is included.
 
         Returns:
             ``(images/s, CPU us per image)``; the CPU time is that of every process of the
             loader (main and workers), so it holds even when other jobs share the cores.
         """
         seen, start, cpu_start = 0, time.perf_counter(), cpu_seconds()
-        while batches > 0:
+        for _ in range(epochs):
             self.loader.sampler.set_epoch(self.epoch)
-            for batch in itertools.islice(self.loader, batches):
+            for batch in self.loader:
                 seen += len(batch["label"])
-                batches -= 1
             self.epoch += 1
         cpu = cpu_seconds() - cpu_start
         return seen / (time.perf_counter() - start), cpu / seen * 1e6
 
 
 Decoder = Callable[[bytes, str], object]
+
+
+def decode_opencv(data: bytes, name: str) -> np.ndarray:
+    """Plain decode: OpenCV to interleaved BGR pixels, nothing else."""
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+
+
+def decode_torchvision(data: bytes, name: str) -> torch.Tensor:
+    """Decode with torchvision (the fast path's decoder before; deprecated in its 0.29)."""
+    return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
+
+
+#: Plain decoding timed beside the loaders: ``opencv`` is the floor the fast path is held to;
+#: ``fast_path`` is its own decoder (:func:`decode_tensor`: OpenCV + RGB planes); ``pil`` the
+#: reference's.
+DECODERS: dict[str, Decoder] = {"opencv": decode_opencv, "fast_path": decode_tensor,
+                                "torchvision": decode_torchvision, "pil": decode_pil}  # fmt: skip
 
 
 def decode_run(dataset: FrameDataset, decode: Decoder) -> tuple[float, float]:
@@ -156,7 +175,7 @@ def decode_run(dataset: FrameDataset, decode: Decoder) -> tuple[float, float]:
     return len(files) / (time.perf_counter() - start), cpu / len(files) * 1e6
 
 
-def bench_worker(roots: dict[str, Path], repeats: int, batches: int) -> None:
+def bench_worker(roots: dict[str, Path], repeats: int, epochs: int) -> None:
     """Time each path through the training DataLoader (0 and 1 worker) and plain decoding."""
     torch.set_num_threads(1)
     for set_name, root in roots.items():
@@ -164,17 +183,17 @@ def bench_worker(roots: dict[str, Path], repeats: int, batches: int) -> None:
         for path in PATHS:
             for workers in (0, 1):
                 loader = TimedLoader(datamodule(root, path, workers).train_dataloader())
-                loader.run(2)  # the workers start (they persist), the page cache warms
+                loader.run(1)  # the workers start (they persist), the page cache warms
                 loaders[f"{path}/{workers}"] = loader
         dataset = datamodule(root, "device").dataset("train")
         decode_run(dataset, decode_tensor)  # every file in the page cache
         runs: dict[str, list[tuple[float, float]]] = {}
         for _ in range(repeats):  # interleaved, so load from others hits every figure alike
             for key, loader in loaders.items():
-                runs.setdefault(key, []).append(loader.run(batches))
-            runs.setdefault("decode/torchvision", []).append(decode_run(dataset, decode_tensor))
-            runs.setdefault("decode/pil", []).append(decode_run(dataset, decode_pil))
-        report_worker(set_name, runs, batches * 128)
+                runs.setdefault(key, []).append(loader.run(epochs))
+            for name, decode in DECODERS.items():
+                runs.setdefault(f"decode/{name}", []).append(decode_run(dataset, decode))
+        report_worker(set_name, runs, epochs * len(dataset) // 128 * 128)
     torch.set_num_threads(psutil.cpu_count(logical=False) or 1)
 
 
@@ -197,7 +216,7 @@ def report_worker(set_name: str, runs: dict[str, list[tuple[float, float]]], ima
                        "img_per_s_repeats": [round(r) for r, _ in values],
                        "cpu_us_per_img_repeats": [round(c) for _, c in values]})  # fmt: skip
     for workers in (0, 1):
-        fast, ref, decode = f"device/{workers}", f"cpu/{workers}", "decode/torchvision"
+        fast, ref, decode = f"device/{workers}", f"cpu/{workers}", "decode/opencv"
         emit({"benchmark": "worker_side_ratios", "set": set_name, "workers": workers,
               "speedup_device_over_cpu": rate[fast] / rate[ref],
               "device_time_over_decode_time": rate[decode] / rate[fast],
@@ -330,7 +349,7 @@ def main() -> None:
     )
     parser.add_argument("--only", default="worker,device,loader,index")
     parser.add_argument("--repeats", type=int, default=5, help="worker side: runs per figure")
-    parser.add_argument("--run-batches", type=int, default=16, help="worker side: batches per run")
+    parser.add_argument("--epochs", type=int, default=1, help="worker side: epochs per run")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--index-videos", type=int, default=548)
@@ -342,7 +361,7 @@ def main() -> None:
     if "worker" in parts:
         write_photo_crops(args.photo_data)
         roots = {"synthetic": args.data, "photo_crops": args.photo_data}
-        bench_worker(roots, args.repeats, args.run_batches)
+        bench_worker(roots, args.repeats, args.epochs)
     if "device" in parts:
         bench_device(args.data, repeats=5)
     if "loader" in parts:

@@ -70,15 +70,33 @@ def batches(dm: FERDataModule, epoch: int) -> list[dict]:
     return list(loader)
 
 
-def test_augmented_batches_do_not_depend_on_worker_count(image_tree: Path) -> None:
-    serial = batches(datamodule(image_tree, num_workers=0), epoch=1)
-    parallel = batches(datamodule(image_tree, num_workers=2), epoch=1)
+@pytest.mark.parametrize("augment_on", ["device", "cpu"])
+def test_augmented_batches_do_not_depend_on_worker_count(image_tree: Path, augment_on) -> None:
+    serial = batches(datamodule(image_tree, num_workers=0, augment_on=augment_on), epoch=1)
+    parallel = batches(datamodule(image_tree, num_workers=2, augment_on=augment_on), epoch=1)
     assert len(serial) == len(parallel) == 6  # 27 frames, batches of 4, last partial dropped
     for a, b in zip(serial, parallel, strict=True):
-        assert torch.equal(a["index"], b["index"])
-        assert torch.equal(a["image"], b["image"])
+        assert a.keys() == b.keys()  # images, labels, indices, valid and (device) the draws
+        for key in a:
+            assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
     other_epoch = batches(datamodule(image_tree, num_workers=0), epoch=2)
     assert not torch.equal(serial[0]["index"], other_epoch[0]["index"])
+
+
+def test_fast_path_batch_carries_the_reference_draws(image_tree: Path) -> None:
+    dm = datamodule(image_tree)
+    (batch, *_) = batches(dm, epoch=3)
+    assert batch["image"].dtype == torch.uint8 and batch["image"].is_contiguous()
+    assert batch["image"].shape == (4, 3, 24, 24)
+    for key in ("label", "index", "resolution", "crop_top", "crop_left"):
+        assert batch[key].dtype == torch.int64, key
+    assert batch["grayscale"].dtype == batch["valid"].dtype == torch.bool
+    for k, index in enumerate(batch["index"].tolist()):
+        draws = dm.transforms.train.draw(3, index, 24, 24)  # what the reference path applies
+        assert batch["resolution"][k] == draws.resolution
+        assert batch["crop_top"][k] == draws.crop_top and batch["crop_left"][k] == draws.crop_left
+        assert bool(batch["grayscale"][k]) == draws.grayscale
+    assert dm.batch_transform.train(batch["image"], batch).shape == (4, 3, 24, 24)
 
 
 def test_validation_shards_cover_every_sample_once() -> None:

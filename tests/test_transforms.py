@@ -184,3 +184,38 @@ def test_factory_without_multires_never_degrades() -> None:
 def test_factory_errors_name_the_parameter(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         create_transforms(**kwargs)
+
+
+def test_sample_draws_are_pinned() -> None:
+    # a changed generator would silently change every run's augmentation (and a resumed run
+    # of an older version): the numbers are splitmix64's, keyed by (seed, epoch, index)
+    rng = sample_rng(0, 0, 0)
+    assert [rng.next64() for _ in range(3)] == [
+        0x2130748AAAC80268,
+        0x0CC78FB979CE5090,
+        0xAB9AA3DAFBA6B4AC,
+    ]
+    transform = TrainTransform(
+        256, 224, 0.2, Normalize("imagenet"), MultiResolution(1.0, 8, 128, "pow2"), seed=7
+    )
+    assert [(d.resolution, d.crop_top, d.crop_left, d.grayscale) for d in (
+        transform.draw(2, 0, 112, 112), transform.draw(2, 1000, 112, 112)
+    )] == [(16, 4, 29, False), (32, 4, 27, True)]  # fmt: skip
+
+
+def test_sample_random_is_uniform_and_keyed_by_every_part() -> None:
+    keys = [(s, e, i) for s in range(3) for e in range(3) for i in range(3)]
+    firsts = {sample_rng(*key).next64() for key in keys}
+    assert len(firsts) == len(keys)  # seed, epoch and index each change the numbers
+    values = np.array([sample_rng(1, 2, i).integers(7) for i in range(7000)])
+    assert values.min() == 0 and values.max() == 6
+    assert np.abs(np.bincount(values, minlength=7) - 1000).max() < 120  # about 4 sigma
+    floats = np.array([sample_rng(1, 2, i).random() for i in range(4000)])
+    assert floats.min() >= 0.0 and floats.max() < 1.0 and abs(floats.mean() - 0.5) < 0.02
+    with pytest.raises(ValueError, match="^high=0 must be >= 1$"):
+        sample_rng(0, 0, 0).integers(0)
+
+
+def test_multires_still_draws_from_a_numpy_generator() -> None:
+    multires = MultiResolution(p=1.0, min_res=8, max_res=64, sampling="pow2")
+    assert multires.draw(np.random.default_rng(0)) in (8, 16, 32, 64)
