@@ -214,11 +214,12 @@ def main() -> None:
              "precision": precision(), "channels_last": True, "devices": args.devices,
              "compile_mode": args.compile_mode, "compile_backend": args.compile_backend,
              "smoke": args.smoke}  # fmt: skip
-    dm = synthetic_datamodule(args)
+    feeds = args.feeds.split(",")
+    dm = synthetic_datamodule(args) if feeds != ["bare"] else None
     rates: dict[tuple[str, bool], float] = {}
     compile_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for feed in args.feeds.split(","):
+        for feed in feeds:
             for compiled in modes:
                 start = time.perf_counter()
                 figures = run_feed(args, feed, compiled, dm, Path(tmp))
