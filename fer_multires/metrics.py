@@ -27,11 +27,22 @@ def confusion_from_labels(
     """Count the ``C x C`` confusion matrix (rows = true class) of two label arrays or tensors.
 
     The one place a confusion matrix is counted: the metric below and the evaluation's smoothing
-    both use it.
+    both use it. Counted with ``index_add_`` into ``C * C`` zeros rather than ``torch.bincount``,
+    whose CUDA kernel reads the input's range back to the host (a sync at every validation
+    step); integer additions are exact in any order.
+
+    Raises:
+        IndexError: for a label outside ``0..C-1`` (CPU; a device-side assert on CUDA).
     """
-    target = torch.as_tensor(target).long()
-    predicted = torch.as_tensor(predicted, device=target.device).long()
-    counts = torch.bincount(target * num_classes + predicted, minlength=num_classes**2)
+    target = torch.as_tensor(target).long().reshape(-1)
+    predicted = torch.as_tensor(predicted, device=target.device).long().reshape(-1)
+    index = target * num_classes + predicted
+    if index.device.type == "cpu" and index.numel():
+        bad = (target < 0) | (target >= num_classes) | (predicted < 0) | (predicted >= num_classes)
+        if bool(bad.any()):
+            raise IndexError(f"a label outside 0..{num_classes - 1} in the confusion matrix")
+    counts = torch.zeros(num_classes**2, dtype=torch.long, device=index.device)
+    counts.index_add_(0, index, torch.ones_like(index))
     return counts.view(num_classes, num_classes)
 
 

@@ -62,3 +62,16 @@ def test_confusion_sum_of_shards_equals_whole() -> None:
 def test_empty_is_zero_not_nan() -> None:
     out = ChallengeScore(7).compute()
     assert out["score"].item() == 0.0 and out["n"].item() == 0
+
+
+def test_confusion_from_labels_counts_every_pair_and_rejects_out_of_range_labels() -> None:
+    from fer_multires.metrics import confusion_from_labels
+
+    rng = np.random.default_rng(0)
+    target, predicted = rng.integers(0, 7, 500), rng.integers(0, 7, 500)
+    expected = np.zeros((7, 7), dtype=np.int64)
+    np.add.at(expected, (target, predicted), 1)
+    assert np.array_equal(confusion_from_labels(target, predicted, 7).numpy(), expected)
+    assert confusion_from_labels(np.array([], int), np.array([], int), 7).sum() == 0
+    with pytest.raises(IndexError, match=r"outside 0..6"):
+        confusion_from_labels(np.array([0, 1]), np.array([0, 8]), 7)  # 0 * 7 + 8 is a valid cell
