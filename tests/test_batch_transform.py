@@ -13,7 +13,6 @@ from torchvision.transforms.v2 import functional as TF
 from fer_multires.data.batch_transforms import (
     DEGRADATIONS,
     BatchTransform,
-    DecodedSample,
     axis_operators,
     blur_sigma,
     degradation_matrix,
@@ -120,14 +119,15 @@ def test_output_statistics_match_over_many_samples(transforms) -> None:
     torch.testing.assert_close(torch.cat(fast_means), torch.cat(ref_means), atol=0.02, rtol=0)
 
 
-def test_decoded_sample_carries_the_reference_draws(transforms) -> None:
+def test_device_worker_sample_carries_the_reference_draws(transforms) -> None:
+    from fer_multires.data.transforms import DeviceWorkerTransform
+
     train, _ = transforms
-    sample = DecodedSample(train)(torch.zeros(3, 112, 112, dtype=torch.uint8), 3, 17)
+    sample = DeviceWorkerTransform(train)(torch.zeros(3, 112, 112, dtype=torch.uint8), 3, 17)
     draws = train.draw(3, 17, 112, 112)
-    assert sample["resolution"].item() == draws.resolution
-    assert sample["crop_top"].item() == draws.crop_top
-    assert bool(sample["grayscale"]) == draws.grayscale
-    assert set(DecodedSample(None)(sample["image"], 0, 0)) == {"image"}
+    assert sample["resolution"] == draws.resolution and sample["crop_top"] == draws.crop_top
+    assert sample["crop_left"] == draws.crop_left and sample["grayscale"] == draws.grayscale
+    assert set(DeviceWorkerTransform(None)(sample["image"], 0, 0)) == {"image"}
 
 
 @pytest.mark.parametrize(("height", "width"), [(112, 112), (96, 130)])

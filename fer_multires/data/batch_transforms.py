@@ -1,8 +1,9 @@
 """The fast path's augmentation: the train and eval pipelines on a whole batch, on the device.
 
 With ``data.augment_on=device`` the DataLoader workers only decode JPEGs to uint8 at their native
-size and attach each training sample's draws (:class:`DecodedSample`); :class:`BatchTransform`
-then degrades, resizes, crops, converts to grayscale and normalises the batch on the training
+size and attach each training sample's draws
+(:class:`~fer_multires.data.transforms.DeviceWorkerTransform`); :class:`BatchTransform` then
+degrades, resizes, crops, converts to grayscale and normalises the batch on the training
 device, as three batched matrix products with no host synchronisation. The per-image reference
 pipeline it reproduces is in :mod:`fer_multires.data.transforms`.
 """
@@ -19,7 +20,6 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 from fer_multires.data.transforms import (
     Normalize,
-    TrainTransform,
     check_sizes,
     image_size,
     resize,
@@ -353,30 +353,3 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
 def center_crop_offset(length: int, crop: int) -> int:
     """Return the start of a centred crop, rounded as torchvision's ``center_crop`` does."""
     return round((length - crop) / 2.0)
-
-
-class DecodedSample:
-    """Worker-side transform of ``data.augment_on=device``: keep uint8, attach the draws.
-
-    Args:
-        train_transform: the training transform whose draws to attach, or None for evaluation.
-    """
-
-    def __init__(self, train_transform: TrainTransform | None = None) -> None:
-        self.train_transform = train_transform
-
-    def __call__(self, img: torch.Tensor, epoch: int, index: int) -> dict[str, torch.Tensor]:
-        """Return the uint8 image and, for training, its augmentation draws."""
-        sample = {"image": img}
-        if self.train_transform is not None:
-            draws = self.train_transform.draw(epoch, index, *image_size(img))
-            sample.update(
-                resolution=torch.tensor(draws.resolution),
-                crop_top=torch.tensor(draws.crop_top),
-                crop_left=torch.tensor(draws.crop_left),
-                grayscale=torch.tensor(draws.grayscale),
-            )
-        return sample
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(train={self.train_transform is not None})"

@@ -37,6 +37,7 @@ from fer_multires.data.datasets import (
     FrameDataset,
     PartitionSampler,
     check_on_bad_image,
+    count_unreadable,
 )
 from fer_multires.data.labels import class_weights
 from fer_multires.data.loaders import ResumableLoader
@@ -481,6 +482,14 @@ class FERDataModule(LightningDataModule):
         return self._loader(
             self.dataset(split, augment_on), shuffle=False, batch_size=self.eval_batch_size
         )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count the batch's unreadable samples on the host, before it moves to the device.
+
+        The training and evaluation steps then use a fully readable batch as it is, with no
+        host synchronisation (:func:`~fer_multires.data.datasets.readable_samples`).
+        """
+        return count_unreadable(batch)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """With ``augment_on=device``: augment (training) or prepare (validation) the batch.

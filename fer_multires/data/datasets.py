@@ -269,6 +269,37 @@ def readable_part(
     return batch["image"][valid], batch["label"][valid], batch["index"][valid], dropped
 
 
+#: Batch key set on the host before the transfer: how many samples could not be read.
+UNREADABLE_KEY = "_unreadable"
+
+
+def count_unreadable(batch: Any) -> Any:
+    """Record in a collated batch, on the host, how many of its samples could not be read.
+
+    Called before the batch moves to the device, where reading ``valid`` back would wait for
+    every queued kernel. Batches without a ``valid`` entry are returned as they are.
+    """
+    if isinstance(batch, dict) and torch.is_tensor(batch.get("valid")):
+        valid = batch["valid"]
+        batch[UNREADABLE_KEY] = len(valid) - int(valid.bool().sum()) if valid.is_cpu else None
+    return batch
+
+
+def readable_samples(
+    batch: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | torch.Tensor]:
+    """Return ``(images, labels, indices, unreadable)`` of a batch's readable samples.
+
+    With the host-side count of :func:`count_unreadable` a fully readable batch is used as it is,
+    without a host sync; otherwise :func:`readable_part` selects.
+    """
+    unreadable = batch.get(UNREADABLE_KEY)
+    if unreadable == 0:
+        return batch["image"], batch["label"], batch["index"], 0
+    images, labels, indices, dropped = readable_part(batch)
+    return images, labels, indices, dropped if unreadable is None else unreadable
+
+
 class PartitionSampler(Sampler[SampleKey]):
     """Yields ``(index, epoch)`` keys for one process's share of a dataset.
 

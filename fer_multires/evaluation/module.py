@@ -24,9 +24,10 @@ from torch.nn import functional as F
 from torchmetrics import SumMetric
 
 from fer_multires.data.batch_transforms import TRAINING_KERNEL, BatchTransform
+from fer_multires.data.datasets import readable_samples
 from fer_multires.evaluation.classes import ClassMatch, match_classes
 from fer_multires.metrics import ChallengeScore
-from fer_multires.models.module import FERModule, count_unreadable, readable_samples
+from fer_multires.models.module import FERModule
 from fer_multires.results import VAL_LOADERS
 from fer_multires.utils.io import save_npz_atomic
 
@@ -118,10 +119,6 @@ class EvalModule(LightningModule):
         """Lightning hook before the test: compile the backbone if asked to (idempotent)."""
         if self.compile:
             self.model.compile_backbone()
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count the batch's unreadable samples on the host, before it moves to the device."""
-        return count_unreadable(batch)
 
     def on_test_epoch_start(self) -> None:
         """Start from empty metrics and no kept predictions."""

@@ -7,9 +7,10 @@ split had been run, without reading any frame twice.
 
 No step waits for the device (on a GPU, a host sync stalls the queue of kernels): whether a batch
 has unreadable samples is read from the host copy of ``valid`` before the transfer
-(:meth:`FERModule.on_before_batch_transfer`), skip counts are Python integers summed across
-processes once per epoch, and the step loss goes to the loggers every ``log_every_n_steps`` but
-not to the progress bar (Lightning turns each progress-bar value to a float at every step).
+(the data module's ``on_before_batch_transfer``), skip counts are Python integers summed
+across processes once per epoch, and the step loss goes to the loggers every
+``log_every_n_steps`` but not to the progress bar (Lightning turns each progress-bar value to a
+float at every step).
 ``benchmarks/step_profile.py`` counts the syncs that remain.
 
 ``model.compile=true`` compiles the backbone with ``torch.compile`` (``nn.Module.compile``, in
@@ -28,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import SumMetric
 
-from fer_multires.data.datasets import readable_part
+from fer_multires.data.datasets import readable_samples
 from fer_multires.metrics import ChallengeScore, metrics_from_confusion
 from fer_multires.models.backbone import create_backbone
 from fer_multires.results import VAL_LOADERS
@@ -38,37 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Names of the logged challenge metrics of each validation split.
 SUMMARY_METRICS: tuple[str, ...] = ("acc", "f1", "score")
-#: Batch key set on the host before the transfer: how many samples could not be read.
-UNREADABLE_KEY = "_unreadable"
 #: ``torch.compile`` modes accepted by ``model.compile_mode``.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def count_unreadable(batch: Any) -> Any:
-    """Record in a collated batch, on the host, how many of its samples could not be read.
-
-    Called before the batch moves to the device, where reading ``valid`` back would wait for
-    every queued kernel. Batches without a ``valid`` entry are returned as they are.
-    """
-    if isinstance(batch, dict) and torch.is_tensor(batch.get("valid")):
-        valid = batch["valid"]
-        batch[UNREADABLE_KEY] = len(valid) - int(valid.bool().sum()) if valid.is_cpu else None
-    return batch
-
-
-def readable_samples(
-    batch: dict[str, Any],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | torch.Tensor]:
-    """Return ``(images, labels, indices, unreadable)`` of a batch's readable samples.
-
-    With the host-side count of :func:`count_unreadable` a fully readable batch is used as it is,
-    without a host sync; otherwise :func:`~fer_multires.data.datasets.readable_part` selects.
-    """
-    unreadable = batch.get(UNREADABLE_KEY)
-    if unreadable == 0:
-        return batch["image"], batch["label"], batch["index"], 0
-    images, labels, indices, dropped = readable_part(batch)
-    return images, labels, indices, dropped if unreadable is None else unreadable
 
 
 def check_compile_mode(mode: str) -> str:
@@ -174,10 +146,6 @@ class FERModule(LightningModule):
         self.model.compile(backend=backend, **options)
         self.compiled = True
         log.info("backbone compiled: torch.compile(backend=%r, %s)", backend, options)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count the batch's unreadable samples on the host (see :func:`count_unreadable`)."""
-        return count_unreadable(batch)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Save eager state-dict keys, whatever wrapped the model."""
