@@ -12,7 +12,8 @@
 #   bash benchmarks/gpu_check.sh            # PYTHON, DATA, WORKERS and OUT override the defaults
 #   bash benchmarks/gpu_check.sh --smoke    # every step with tiny sizes on the CPU (no GPU needed)
 #
-# Every line printed is JSON naming the GPU, torch and CUDA; the lines are also kept in $OUT.
+# Every line printed is JSON naming the GPU, torch and CUDA; the lines are also kept in $OUT
+# (a .jsonl file, or a folder to write one into).
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 if [[ $PYTHON == */* ]]; then PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"; fi
@@ -21,7 +22,9 @@ SMOKE=()
 if [[ ${1:-} == --smoke ]]; then SMOKE=(--smoke); fi
 DATA=${DATA:-/tmp/fer_synth_gpu_check}
 WORKERS=${WORKERS:-12}
-OUT=${OUT:-/tmp/gpu_check_$(date +%Y%m%d_%H%M%S).jsonl}
+# OUT: a file, or a folder (e.g. the device tool's $OUT) to write gpu_check_<time>.jsonl into
+OUT=${OUT:-/tmp}
+if [[ -d $OUT ]]; then OUT="$OUT/gpu_check_$(date +%Y%m%d_%H%M%S).jsonl"; fi
 export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore}
 run() { "$PYTHON" "$@" 2> >(grep -v -i warn >&2) | tee -a "$OUT"; }
 
