@@ -1,7 +1,7 @@
 """Input pipeline throughput and index scale, as JSON lines naming the machine.
 
     python benchmarks/input_pipeline.py [--data DIR] [--photo-data DIR]
-        [--only worker,device,loader,index] [--repeats N]
+        [--only worker,device,loader,collate,index] [--repeats N]
 
 * worker: images/s of the worker side of each path through the training DataLoader, as a worker
   really runs it (sampler, ``dataset[key]`` per sample and collate included), on two sets of
@@ -19,6 +19,9 @@
   about its kernel launches) and how many of them synchronise with the host.
 * loader: end-to-end DataLoader throughput (images/s) for each path with N workers (the fast
   path including its batched augmentation in the main process).
+* collate: what a worker process pays to hand a batch over: stacking 128 uint8 images of
+  3x112x112 into a new shared-memory segment (what ``default_collate`` does in a worker)
+  against stacking them into ordinary memory (what it does with ``num_workers=0``), us per image.
 * index: an Aff-Wild2-sized annotation set (548 videos, 2.6M label lines; frames listed from a
   manifest) is generated, indexed and timed; the index's size and the memory of DataLoader
   workers over an epoch over it (unique set size, so copy-on-read growth shows) are printed.
@@ -333,6 +336,28 @@ def bench_index(videos: int, lines: int, workers: int) -> None:
               "growth_mb": round(uss[-1] - uss[0], 1)})  # fmt: skip
 
 
+def stack_shared(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack into a new shared-memory tensor, as ``default_collate`` does in a worker process."""
+    numel = sum(image.numel() for image in images)
+    storage = images[0]._typed_storage()._new_shared(numel, device=images[0].device)
+    out = images[0].new(storage).resize_(len(images), *images[0].shape)
+    return torch.stack(images, out=out)
+
+
+def bench_collate(repeats: int = 50) -> None:
+    """Time stacking a batch of 128 112 px images into shared against ordinary memory."""
+    images = [torch.randint(0, 256, (3, 112, 112), dtype=torch.uint8) for _ in range(128)]
+    for name, stack in (("ordinary", torch.stack), ("shared", stack_shared)):
+        for _ in range(3):
+            stack(images)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            stack(images)
+        per_image = (time.perf_counter() - start) / repeats / len(images) * 1e6
+        emit({"benchmark": "collate", "memory": name, "batch": len(images),
+              "image": "3x112x112 uint8", "us_per_image": per_image})  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -347,7 +372,7 @@ def main() -> None:
         default=Path("data/photo_crops_benchmark"),
         help="where the photo-like crops are (generated if absent)",
     )
-    parser.add_argument("--only", default="worker,device,loader,index")
+    parser.add_argument("--only", default="worker,device,loader,collate,index")
     parser.add_argument("--repeats", type=int, default=5, help="worker side: runs per figure")
     parser.add_argument("--epochs", type=int, default=1, help="worker side: epochs per run")
     parser.add_argument("--workers", default="1,2")
@@ -366,6 +391,8 @@ def main() -> None:
         bench_device(args.data, repeats=5)
     if "loader" in parts:
         bench_loader(args.data, [int(n) for n in args.workers.split(",")], args.batches)
+    if "collate" in parts:
+        bench_collate()
     if "index" in parts:
         bench_index(args.index_videos, args.index_lines, workers=2)
 
