@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics import Metric
+from torchmetrics import Metric, SumMetric
 
 ACCURACY_WEIGHT = 0.33
 F1_WEIGHT = 0.67
@@ -74,6 +74,39 @@ def metrics_from_confusion(confusion: torch.Tensor | np.ndarray) -> dict[str, to
         "f1_per_class": f1_per_class,
         "n": n,
     }
+
+
+class UnreadableCount(SumMetric):
+    """How many samples of one split could not be read, summed across processes.
+
+    Counts made on the host (Python ints, from the data module's count before the batch moves
+    to the device) are added up in Python and given to the metric once, by :meth:`total`, so no
+    step waits for the device; a count that is a device tensor (a step called without the data
+    module) is added as it comes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nan_strategy="disable")  # counts are never NaN; the check would sync
+        self.host_count = 0
+
+    def add(self, count: int | torch.Tensor) -> None:
+        """Add one batch's count of unreadable samples."""
+        if isinstance(count, int):
+            self.host_count += count
+        else:
+            self.update(count)
+
+    def total(self) -> torch.Tensor:
+        """Return the count over all processes (a collective under DDP), then start from zero."""
+        self.update(float(self.host_count))
+        total = self.compute()
+        self.reset()
+        return total
+
+    def reset(self) -> None:
+        """Start from zero, the host count included."""
+        super().reset()
+        self.host_count = 0
 
 
 class ChallengeScore(Metric):

@@ -21,12 +21,11 @@ import torch
 from pytorch_lightning import LightningModule
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics import SumMetric
 
 from fer_multires.data.batch_transforms import TRAINING_KERNEL, BatchTransform
 from fer_multires.data.datasets import readable_samples
 from fer_multires.evaluation.classes import ClassMatch, match_classes
-from fer_multires.metrics import ChallengeScore
+from fer_multires.metrics import ChallengeScore, UnreadableCount
 from fer_multires.models.module import FERModule
 from fer_multires.results import VAL_LOADERS
 from fer_multires.utils.io import save_npz_atomic
@@ -108,11 +107,7 @@ class EvalModule(LightningModule):
             }
         )
         self.compile = model.hparams.get("compile", False) if compile is None else compile
-        # Counts cannot be NaN; the NaN check would read each update back from the device.
-        self.skipped = nn.ModuleDict(
-            {split: SumMetric(nan_strategy="disable") for split in VAL_LOADERS}
-        )
-        self._unreadable = dict.fromkeys(VAL_LOADERS, 0)
+        self.skipped = nn.ModuleDict({split: UnreadableCount() for split in VAL_LOADERS})
         self._rows: list[dict[str, torch.Tensor]] = []
 
     def configure_model(self) -> None:
@@ -124,17 +119,13 @@ class EvalModule(LightningModule):
         """Start from empty metrics and no kept predictions."""
         for metric in [*self.scores.values(), *self.skipped.values()]:
             metric.reset()
-        self._unreadable = dict.fromkeys(VAL_LOADERS, 0)
         self._rows = []
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0):
         """Score one uint8 batch at every point; keep the native predictions."""
         split = VAL_LOADERS[dataloader_idx]
         images, labels, index, dropped = readable_samples(self.known_classes(batch))
-        if isinstance(dropped, int):
-            self._unreadable[split] += dropped
-        else:
-            self.skipped[split].update(dropped)
+        self.skipped[split].add(dropped)
         if not len(labels):
             return
         for i, (kernel, resolution) in enumerate(self.points):
@@ -198,9 +189,7 @@ class EvalModule(LightningModule):
                 for split in VAL_LOADERS
             ]
         )
-        for split in VAL_LOADERS:
-            self.skipped[split].update(float(self._unreadable[split]))
-        skipped = torch.stack([self.skipped[split].compute() for split in VAL_LOADERS])
+        skipped = torch.stack([self.skipped[split].total() for split in VAL_LOADERS])
         parts = gather_to_rank_zero(self._local_rows())
         if self.trainer.is_global_zero:
             rows = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}

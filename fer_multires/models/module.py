@@ -27,10 +27,9 @@ import torch
 from pytorch_lightning import LightningModule
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics import SumMetric
 
 from fer_multires.data.datasets import readable_samples
-from fer_multires.metrics import ChallengeScore, metrics_from_confusion
+from fer_multires.metrics import ChallengeScore, UnreadableCount, metrics_from_confusion
 from fer_multires.models.backbone import create_backbone
 from fer_multires.results import VAL_LOADERS
 from fer_multires.utils.checkpoints import strip_compile_prefix
@@ -121,11 +120,8 @@ class FERModule(LightningModule):
         self.val_metrics = nn.ModuleDict(
             {name: ChallengeScore(num_classes) for name in VAL_LOADERS}
         )
-        # "fit", not "train": a ModuleDict key may not shadow nn.Module.train. Counts cannot be
-        # NaN, and the NaN check would read every update back from the device.
-        splits = ("fit", *VAL_LOADERS)
-        self.skipped = nn.ModuleDict({n: SumMetric(nan_strategy="disable") for n in splits})
-        self._unreadable = dict.fromkeys(splits, 0)
+        # "fit", not "train": a ModuleDict key may not shadow nn.Module.train.
+        self.skipped = nn.ModuleDict({n: UnreadableCount() for n in ("fit", *VAL_LOADERS)})
         self.compiled = False
 
     def configure_model(self) -> None:
@@ -166,19 +162,8 @@ class FERModule(LightningModule):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the images and labels of the readable samples; count the others."""
         images, labels, _, unreadable = readable_samples(batch)
-        if isinstance(unreadable, int):
-            self._unreadable[split] += unreadable
-        else:  # no host-side count (a step called directly): a device count
-            self.skipped[split].update(unreadable)
+        self.skipped[split].add(unreadable)
         return images, labels
-
-    def _skipped_total(self, split: str) -> torch.Tensor:
-        """The epoch's unreadable samples of ``split`` over all processes; resets the count."""
-        self.skipped[split].update(float(self._unreadable[split]))
-        self._unreadable[split] = 0
-        total = self.skipped[split].compute()
-        self.skipped[split].reset()
-        return total
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class-weighted cross-entropy on one batch."""
@@ -194,7 +179,7 @@ class FERModule(LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Log how many training images were skipped as unreadable this epoch."""
-        self.log("train/skipped_images", self._skipped_total("fit"))
+        self.log("train/skipped_images", self.skipped["fit"].total())
 
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -211,7 +196,7 @@ class FERModule(LightningModule):
         skipped = 0.0
         for split in VAL_LOADERS:
             confusions[split] = self.val_metrics[split].compute()["confusion"]
-            skipped += float(self._skipped_total(split))
+            skipped += float(self.skipped[split].total())
             self.val_metrics[split].reset()
         confusions["val_full"] = sum(confusions.values())
         for split, confusion in confusions.items():
