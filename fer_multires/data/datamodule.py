@@ -58,14 +58,6 @@ AUGMENT_ON: tuple[str, ...] = ("device", "cpu")
 #: The dataset splits that ``val_select``/``val_rest``/``val_full`` may be drawn from
 #: (``data.eval_split``): ``test`` evaluates e.g. FER2013's PrivateTest.
 EVAL_SOURCES: tuple[str, ...] = ("val", "test")
-#: The split of the dataset's index that each data module split is drawn from.
-SOURCE_SPLIT: dict[str, str] = {
-    "train": "train",
-    "val_select": "val",
-    "val_rest": "val",
-    "val_full": "val",
-    "test": "test",
-}
 
 
 def split_val_videos(videos: list[str], fraction: float, seed: int) -> list[str]:
@@ -406,8 +398,12 @@ class FERDataModule(LightningDataModule):
         )
 
     def source_split(self, split: str) -> str:
-        """The split of the dataset's index that a data module split is drawn from."""
-        return self.eval_split if split.startswith("val_") else SOURCE_SPLIT[split]
+        """The split of the dataset's index that a data module split is drawn from.
+
+        ``val_select``, ``val_rest`` and ``val_full`` come from ``data.eval_split``; ``train``
+        and ``test`` from the splits of those names.
+        """
+        return self.eval_split if split.startswith("val_") else split
 
     def _loader(self, dataset: FrameDataset, shuffle: bool, batch_size: int) -> DataLoader:
         """Build a loader over this process's partition.
