@@ -46,6 +46,14 @@ def require_root(root: str | Path) -> Path:
     return path
 
 
+def not_utf8(path: Path, line: int, byte: int, column: int) -> DatasetFormatError:
+    """The error for a byte that is not UTF-8, naming the file, line, byte and column."""
+    return DatasetFormatError(
+        f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x} at column {column}); expected a "
+        "UTF-8 (or ASCII) text file"
+    )
+
+
 def text_lines(path: Path) -> Iterator[str]:
     """Yield the lines of a UTF-8 text file (a leading byte-order mark removed), decoded one by one.
 
@@ -60,10 +68,7 @@ def text_lines(path: Path) -> Iterator[str]:
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise DatasetFormatError(
-                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column "
-                    f"{err.start + 1}); expected a UTF-8 (or ASCII) text file"
-                ) from None
+                raise not_utf8(path, number, raw[err.start], err.start + 1) from None
             yield line
 
 
@@ -80,12 +85,9 @@ def read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line_start = data.rfind(b"\n", 0, err.start) + 1
         number = data.count(b"\n", 0, err.start) + 1
-        raise DatasetFormatError(
-            f"{path}:{number}: not UTF-8 text (byte 0x{data[err.start]:02x} at column "
-            f"{err.start - line_start + 1}); expected a UTF-8 (or ASCII) text file"
-        ) from None
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise not_utf8(path, number, data[err.start], column) from None
 
 
 def image_split(
