@@ -10,9 +10,11 @@ from conftest import make_image_tree
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch.utils.data import default_collate
 
 from fer_multires.data.datamodule import FERDataModule, split_val_videos
-from fer_multires.data.datasets import BadImageError, PartitionSampler
+from fer_multires.data.datasets import BadImageError, PartitionSampler, collate_samples
 from fer_multires.data.synthetic import SyntheticSpec
 from fer_multires.data.transforms import MultiResolution
 from fer_multires.utils.config import CONFIG_DIR, instantiate
@@ -259,3 +261,34 @@ def test_corrupt_jpeg_can_be_skipped_and_counted(tmp_path: Path) -> None:
     dm = datamodule(root, val_select_fraction=0.5, on_bad_image="skip")
     valid = torch.cat([batch["valid"] for batch in dm.eval_dataloader("val_full")])
     assert valid.numel() == 18 and int((~valid).sum()) == 1
+
+
+def test_fast_path_batch_skips_a_corrupt_image_as_the_samples_do(tmp_path: Path) -> None:
+    root = make_image_tree(tmp_path / "d", val_videos=2)
+    victim = corrupt_one_frame(root)
+    data = datamodule(root, val_select_fraction=0.5, on_bad_image="skip").dataset("val_full")
+    keys = [(i, 0) for i in range(len(data))]
+    made = collate_samples(data.__getitems__(keys))
+    expected = default_collate([data[key] for key in keys])
+    for key, value in expected.items():
+        assert made[key].dtype == value.dtype and torch.equal(made[key], value), key
+    (blank,) = torch.nonzero(~made["valid"]).flatten().tolist()
+    assert data.image_file(made["index"][blank].item()) == str(victim)
+    assert not made["image"][blank].any()
+    strict = datamodule(root, val_select_fraction=0.5).dataset("val_full")
+    with pytest.raises(BadImageError, match=str(victim)):
+        strict.__getitems__(keys)
+
+
+def test_fast_path_image_of_another_size_is_an_error_even_when_skipping(tmp_path: Path) -> None:
+    # a readable image of the wrong size is not a bad image to skip: the batch cannot hold it
+    root = make_image_tree(tmp_path / "d", val_videos=2)
+    odd = root / "cropped_aligned" / "val_001" / "00003.jpg"
+    Image.new("RGB", (30, 20)).save(odd)
+    data = datamodule(root, val_select_fraction=0.5, on_bad_image="skip").dataset("val_full")
+    keys = list(range(len(data)))
+    message = rf"{odd}: image is \(20, 30\), the first \(24, 24\); .*data.image_size=N"
+    with pytest.raises(BadImageError, match=message):
+        data.__getitems__(keys)
+    with pytest.raises(BadImageError, match=message):
+        [data[key] for key in keys]

@@ -15,14 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from fer_multires.data.datamodule import FERDataModule
+from fer_multires.data.datasets import collate_samples
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_CONTEMPT
 from fer_multires.data.readers import READERS
 from fer_multires.data.readers.ferplus import majority_vote
 from fer_multires.data.readers.index import DatasetFormatError
 from fer_multires.data.readers.packed import pack_splits
 from fer_multires.data.synthetic import image_sets
+from fer_multires.data.transforms import MultiResolution
 
 #: (generator layout, data.dataset, reader options)
 LAYOUTS = [
@@ -297,3 +300,24 @@ def test_stats_cli_writes_the_same_shape_for_an_image_dataset(generated, tmp_pat
     assert stats["skipped"] == {"not_face": 6, "unknown": 9, "contempt": 0}
     assert len(stats["class_weights"]) == 8
     assert "Samples per class (ferplus: fer2013new)" in result.stdout
+
+
+@pytest.mark.parametrize(("layout", "dataset", "options"), LAYOUTS)
+def test_fast_path_batch_is_what_default_collate_makes_of_the_samples(generated, layout, dataset,
+                                                                     options) -> None:  # fmt: skip
+    # the DataLoader fetches a whole batch through __getitems__, which decodes into one tensor;
+    # it must be exactly the per-sample items collated: files decoded as they are, face boxes
+    # cropped and resized (AffectNet), pixels from a CSV (FER2013)
+    multires = MultiResolution(p=0.9, min_res=4, max_res=32, sampling="uniform")
+    dm = FERDataModule(root=generated[layout]["root"], dataset=dataset, augment_on="device",
+                       image_size=64 if dataset == "affectnet" else None,
+                       **(SMALL | {"multires": multires}))  # fmt: skip
+    dm.setup()
+    for split in ("train", "val_rest"):
+        data = dm.dataset(split)
+        keys = [(i, i % 3) for i in range(min(len(data), 6))]
+        made = collate_samples(data.__getitems__(keys))
+        expected = default_collate([data[key] for key in keys])
+        assert made.keys() == expected.keys()
+        for key, value in expected.items():
+            assert made[key].dtype == value.dtype and torch.equal(made[key], value), (split, key)

@@ -32,7 +32,7 @@ def high_frequency_energy(img: Image.Image) -> float:
 
 
 def draws(multires: MultiResolution, n: int = 5000) -> list[int]:
-    return [multires.draw(sample_rng(0, 0, i)) for i in range(n)]
+    return multires.draw(sample_rng(0, 0, np.arange(n))).tolist()
 
 
 def test_pow2_sampling_matches_the_authors_code() -> None:
@@ -190,7 +190,7 @@ def test_sample_draws_are_pinned() -> None:
     # a changed generator would silently change every run's augmentation (and a resumed run
     # of an older version): the numbers are splitmix64's, keyed by (seed, epoch, index)
     rng = sample_rng(0, 0, 0)
-    assert [rng.next64() for _ in range(3)] == [
+    assert [int(rng.next64()[0]) for _ in range(3)] == [
         0x2130748AAAC80268,
         0x0CC78FB979CE5090,
         0xAB9AA3DAFBA6B4AC,
@@ -205,15 +205,49 @@ def test_sample_draws_are_pinned() -> None:
 
 def test_sample_random_is_uniform_and_keyed_by_every_part() -> None:
     keys = [(s, e, i) for s in range(3) for e in range(3) for i in range(3)]
-    firsts = {sample_rng(*key).next64() for key in keys}
+    firsts = {int(sample_rng(*key).next64()[0]) for key in keys}
     assert len(firsts) == len(keys)  # seed, epoch and index each change the numbers
-    values = np.array([sample_rng(1, 2, i).integers(7) for i in range(7000)])
+    values = sample_rng(1, 2, np.arange(7000)).integers(7)
     assert values.min() == 0 and values.max() == 6
     assert np.abs(np.bincount(values, minlength=7) - 1000).max() < 120  # about 4 sigma
-    floats = np.array([sample_rng(1, 2, i).random() for i in range(4000)])
+    floats = sample_rng(1, 2, np.arange(4000)).random()
     assert floats.min() >= 0.0 and floats.max() < 1.0 and abs(floats.mean() - 0.5) < 0.02
-    with pytest.raises(ValueError, match="^high=0 must be >= 1$"):
-        sample_rng(0, 0, 0).integers(0)
+    for high in (0, 2**32):
+        with pytest.raises(ValueError, match=f"^high={high} must be >= 1 and below 2\\*\\*32$"):
+            sample_rng(0, 0, 0).integers(high)
+
+
+def splitmix64_reference(seed: int, epoch: int, index: int, count: int) -> int:
+    """The ``count``-th number of a sample, in plain Python integers (no numpy)."""
+    mask, golden = (1 << 64) - 1, 0x9E3779B97F4A7C15
+
+    def mix(value: int) -> int:
+        value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & mask
+        return value ^ (value >> 31)
+
+    key = 0
+    for part in (seed, epoch, index):
+        key = mix((key + golden + part) & mask)
+    return mix((key + count * golden) & mask)
+
+
+def test_batched_numbers_are_each_samples_own_exactly() -> None:
+    # one generator draws for a whole batch; every sample must get what it alone would get,
+    # and integers(high) must be floor(x * high / 2**64) exactly, also for high near 2**32
+    indices = np.arange(0, 60_000, 97)
+    epochs = indices % 5
+    batch = sample_rng(3, epochs, indices)
+    highs = (7, 33, 2**31 + 11, 2**32 - 1)
+    drawn = [batch.integers(high) for high in highs]
+    for k, (index, epoch) in enumerate(zip(indices.tolist(), epochs.tolist(), strict=True)):
+        expected = [
+            splitmix64_reference(3, epoch, index, count) * high >> 64
+            for count, high in enumerate(highs, start=1)
+        ]
+        assert [int(values[k]) for values in drawn] == expected
+    alone = sample_rng(3, int(epochs[5]), int(indices[5]))
+    assert [int(alone.integers(high)[0]) for high in highs] == [int(v[5]) for v in drawn]
 
 
 def test_multires_still_draws_from_a_numpy_generator() -> None:

@@ -37,6 +37,7 @@ from fer_multires.data.datasets import (
     FrameDataset,
     PartitionSampler,
     check_on_bad_image,
+    collate_samples,
     count_unreadable,
 )
 from fer_multires.data.labels import class_weights
@@ -411,7 +412,8 @@ class FERDataModule(LightningDataModule):
         Training drops the last partial batch: every step then has the same shape, so cuDNN's
         autotuner (and torch.compile) never re-plan mid-run (measured on an H200: a 4.7 s stall
         at each epoch's end otherwise). Workers persist across epochs (no start-up per epoch);
-        the sampler, which sets the epoch of each key, lives in the main process.
+        the sampler, which sets the epoch of each key, lives in the main process. On the fast
+        path the dataset makes each batch itself (:meth:`FrameDataset.__getitems__`).
         """
         rank, world = self._rank_and_world()
         sampler = PartitionSampler(len(dataset), shuffle, self.seed, num_replicas=world, rank=rank)
@@ -420,6 +422,7 @@ class FERDataModule(LightningDataModule):
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
+            collate_fn=collate_samples,
             pin_memory=self.pin_memory,
             drop_last=shuffle,
             persistent_workers=self.num_workers > 0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from fer_multires.data.readers.index import SplitIndex
 from fer_multires.data.readers.packed import PackedReader
@@ -65,14 +66,11 @@ def decode_pil(data: bytes, name: str) -> Image.Image:
 _CV2_COLOR = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
-def decode_tensor(data: bytes, name: str) -> torch.Tensor:
-    """Decode image bytes to a contiguous ``(3, H, W)`` uint8 RGB tensor.
+def decode_bgr(data: bytes, name: str) -> np.ndarray:
+    """Decode image bytes with OpenCV to ``(H, W, 3)`` uint8 BGR pixels.
 
-    OpenCV decodes (libjpeg-turbo, libpng: the same pixels as PIL's :func:`decode_pil`; any
-    image becomes 8-bit RGB, alpha dropped, EXIF orientation ignored), then its interleaved
-    BGR pixels are split into the tensor's RGB planes in one vectorised pass. Decoders that
-    return a channels-last view (torchvision's) leave that transposition to the collate,
-    where it cost more than the decode itself.
+    libjpeg-turbo and libpng give the same pixels as PIL's :func:`decode_pil`; any image
+    becomes 8-bit, three channels, alpha dropped, EXIF orientation ignored.
 
     Raises:
         BadImageError: naming the image, if it is truncated or not an image.
@@ -85,9 +83,34 @@ def decode_tensor(data: bytes, name: str) -> torch.Tensor:
         raise BadImageError(f"{name}: cannot read image: {str(err).strip()}") from err
     if pixels is None:
         raise BadImageError(f"{name}: cannot read image: not a complete JPEG or PNG")
-    planes = np.empty((3, *pixels.shape[:2]), dtype=np.uint8)
-    cv2.split(pixels, [planes[2], planes[1], planes[0]])  # B, G, R into R, G, B planes
-    return torch.from_numpy(planes)
+    return pixels
+
+
+def rgb_planes(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Split interleaved BGR pixels into ``(3, H, W)`` RGB planes, in one vectorised pass.
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 BGR pixels (:func:`decode_bgr`).
+        out: where to write the planes (e.g. a sample's slot of a batch), or None for new ones.
+    """
+    if out is None:
+        out = np.empty((3, *pixels.shape[:2]), dtype=np.uint8)
+    cv2.split(pixels, [out[2], out[1], out[0]])  # B, G, R into R, G, B planes
+    return out
+
+
+def decode_tensor(data: bytes, name: str) -> torch.Tensor:
+    """Decode image bytes to a contiguous ``(3, H, W)`` uint8 RGB tensor.
+
+    OpenCV decodes (:func:`decode_bgr`), then its interleaved pixels are split into the
+    tensor's RGB planes (:func:`rgb_planes`). Decoders that return a channels-last view
+    (torchvision's) leave that transposition to the collate, where it cost more than the
+    decode itself.
+
+    Raises:
+        BadImageError: naming the image, if it is truncated or not an image.
+    """
+    return torch.from_numpy(rgb_planes(decode_bgr(data, name)))
 
 
 def crop_box(image: Image.Image | torch.Tensor, box: np.ndarray) -> Image.Image | torch.Tensor:
@@ -203,6 +226,15 @@ class FrameDataset(Dataset):
         except OSError as err:
             raise BadImageError(f"{self.image_file(index)}: cannot read image: {err}") from err
 
+    def read_bgr(self, index: int) -> np.ndarray:
+        """Return sample ``index``'s file decoded to ``(H, W, 3)`` BGR pixels (:func:`decode_bgr`).
+
+        Raises:
+            BadImageError: naming the file if it cannot be read or decoded.
+        """
+        name = self.image_file(index)
+        return decode_bgr(self.read_bytes(index, name), name)
+
     def load_image(self, index: int) -> Image.Image | torch.Tensor:
         """Return sample ``index``'s RGB image: read, decoded, cropped and sized.
 
@@ -226,9 +258,22 @@ class FrameDataset(Dataset):
             return Image.new("RGB", (width, height))
         return torch.zeros(3, height, width, dtype=torch.uint8)
 
+    def check_size(self, index: int, height: int, width: int) -> None:
+        """Check that sample ``index``'s image has the one size the fast path batches.
+
+        Raises:
+            BadImageError: naming the file, if ``(height, width)`` is not :attr:`native_size`.
+        """
+        if (height, width) != tuple(self.native_size):
+            raise BadImageError(
+                f"{self.image_file(index)}: image is {(height, width)}, the first "
+                f"{tuple(self.native_size)}; data.augment_on=device batches images at one size, "
+                "so set data.image_size=N to resize every image to N x N when it is read (or "
+                "use data.augment_on=cpu)"
+            )
+
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
-        index, epoch = (key, 0) if isinstance(key, int | np.integer) else key
-        index, epoch = int(index), int(epoch)
+        index, epoch = split_key(key)
         valid = True
         try:
             image = self.load_image(index)
@@ -237,16 +282,110 @@ class FrameDataset(Dataset):
                 raise
             log.warning("skipping unreadable image %s", self.image_file(index))
             image, valid = self._blank(), False
-        if self.decode == "tensor" and tuple(image.shape[-2:]) != tuple(self.native_size):
-            raise BadImageError(
-                f"{self.image_file(index)}: image is {tuple(image.shape[-2:])}, the first "
-                f"{tuple(self.native_size)}; data.augment_on=device batches images at one size, "
-                "so set data.image_size=N to resize every image to N x N when it is read (or "
-                "use data.augment_on=cpu)"
-            )
+        if self.decode == "tensor":
+            self.check_size(index, int(image.shape[-2]), int(image.shape[-1]))
         out = self.transform(image, epoch, index)
         sample = out if isinstance(out, dict) else {"image": out}
         return {**sample, "label": int(self.split.label[index]), "index": index, "valid": valid}
+
+    def __getitems__(self, keys: list[int | SampleKey]) -> list[dict[str, Any]] | dict[str, Any]:
+        """The DataLoader's batched fetch: on the fast path, the batch itself, made in place.
+
+        With ``decode="tensor"`` and a transform that draws for whole batches
+        (:class:`~fer_multires.data.transforms.DeviceWorkerTransform`), every image is decoded
+        straight into its slot of one uint8 batch tensor, and the draws of all samples are
+        made at once; inside a DataLoader worker the batch's tensors are allocated in shared
+        memory, as ``default_collate`` would (:func:`batch_tensor`). The batch holds exactly what
+        ``default_collate`` makes of the samples ``[self[k] for k in keys]``, and
+        :func:`collate_samples` passes it through. Otherwise this returns those samples.
+        """
+        batch_draws = getattr(self.transform, "batch_draws", None)
+        if self.decode != "tensor" or batch_draws is None:
+            return [self[key] for key in keys]
+        keyed = np.array([split_key(key) for key in keys], dtype=np.int64).reshape(-1, 2)
+        indices, epochs = keyed[:, 0], keyed[:, 1]
+        images = batch_tensor((len(keys), 3, *self.native_size), torch.uint8)
+        valid = self.load_into(images.numpy(), indices)
+        columns = {"label": self.split.label[indices], "index": indices, "valid": valid,
+                   **batch_draws(epochs, indices, *self.native_size)}  # fmt: skip
+        return {"image": images, **numbers_tensors(columns)}
+
+    def load_into(self, slots: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Read the images of ``indices`` into ``slots``, ``(N, 3, H, W)`` uint8 planes.
+
+        A JPEG or PNG file used as it is (no face box, no resizing) is decoded straight into
+        its slot; any other image is loaded as by :meth:`load_image` and copied.
+
+        Returns:
+            Per sample, whether its image was read (False only under ``on_bad_image="skip"``:
+            its slot is blank).
+
+        Raises:
+            BadImageError: naming the file, if an image cannot be read (``on_bad_image="error"``)
+                or is not :attr:`native_size`.
+        """
+        direct = self.split.pixels is None and self.split.boxes is None and self.image_size is None
+        valid = np.ones(len(indices), dtype=bool)
+        for slot, index in enumerate(indices.tolist()):
+            try:  # direct: (H, W, 3) BGR pixels; otherwise (3, H, W) RGB planes
+                image = self.read_bgr(index) if direct else self.load_image(index).numpy()
+            except BadImageError:
+                if self.on_bad_image == "error":
+                    raise
+                log.warning("skipping unreadable image %s", self.image_file(index))
+                slots[slot], valid[slot] = 0, False
+                continue
+            self.check_size(index, *(image.shape[:2] if direct else image.shape[1:]))
+            if direct:
+                rgb_planes(image, slots[slot])
+            else:
+                slots[slot] = image
+        return valid
+
+
+def split_key(key: int | SampleKey) -> SampleKey:
+    """Return ``(index, epoch)`` of a sampler key (a bare index is epoch 0)."""
+    index, epoch = (key, 0) if isinstance(key, int | np.integer) else key
+    return int(index), int(epoch)
+
+
+def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Return a new tensor for a batch: in shared memory inside a DataLoader worker.
+
+    That is where ``default_collate`` puts a worker's batch, so handing it to the main process
+    copies nothing; in the main process it is ordinary memory.
+    """
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    like = torch.empty(0, dtype=dtype)
+    storage = like._typed_storage()._new_shared(math.prod(shape))
+    return like.new(storage).view(shape)
+
+
+def numbers_tensors(columns: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Turn per-sample number columns into tensors, as ``default_collate`` does.
+
+    Integers become ``int64`` rows of one tensor and booleans ``bool`` rows of another (two
+    allocations and two shared-memory handles per batch, instead of one per column).
+    """
+    groups: dict[torch.dtype, list[str]] = {}
+    for name, values in columns.items():
+        groups.setdefault(torch.bool if values.dtype == np.bool_ else torch.int64, []).append(name)
+    tensors: dict[str, torch.Tensor] = {}
+    for dtype, names in groups.items():
+        block = batch_tensor((len(names), len(columns[names[0]])), dtype)
+        block.numpy()[:] = np.stack([columns[name] for name in names])
+        tensors |= {name: block[row] for row, name in enumerate(names)}
+    return {name: tensors[name] for name in columns}
+
+
+def collate_samples(data: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    """The collate of the data module's loaders.
+
+    A batch that :meth:`FrameDataset.__getitems__` already made goes through as it is; a list
+    of samples goes to ``default_collate``.
+    """
+    return data if isinstance(data, dict) else default_collate(data)
 
 
 def readable_part(

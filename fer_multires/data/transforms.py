@@ -4,7 +4,7 @@ All randomness derives from ``(seed, epoch, sample index)`` through :func:`sampl
 from global RNG state: the same seed gives the same augmented samples whatever the number of
 DataLoader workers, and a resumed run draws what an uninterrupted one would have drawn. The
 generator is counter-based (:class:`SampleRandom`): a sample's numbers are a hash of its key,
-so drawing them costs a few microseconds and no state is carried between samples.
+so no state is carried between samples, and a whole batch's numbers are drawn at once.
 
 The train pipeline is the paper's: multi-resolution degrade -> resize the shorter side to 256 ->
 random crop 224 -> random grayscale (p=0.2) -> tensor -> normalise. Grayscale is applied to RGB,
@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
@@ -34,80 +35,100 @@ NORMALIZATIONS: tuple[str, ...] = ("imagenet", "vggface2")
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN64 = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: splitmix64's increment
+_MIX_MULTIPLIERS = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
-def mix64(value: int) -> int:
-    """Return splitmix64's finaliser of ``value``: a bijection of 64-bit integers.
+def mix64(value: np.ndarray) -> np.ndarray:
+    """Return splitmix64's finaliser of each ``uint64`` in ``value`` (a bijection of 64-bit ints).
 
-    Every output bit depends on every input bit (it passes BigCrush as a counter hash).
+    Every output bit depends on every input bit (it passes BigCrush as a counter hash). Array
+    arithmetic on ``uint64`` wraps modulo 2**64, as the finaliser needs.
     """
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return value ^ (value >> 31)
+    first, second = _MIX_MULTIPLIERS
+    value = (value ^ (value >> np.uint64(30))) * first
+    value = (value ^ (value >> np.uint64(27))) * second
+    return value ^ (value >> np.uint64(31))
 
 
 class RandomSource(Protocol):
-    """What the augmentations draw from: :class:`SampleRandom` or a ``numpy`` Generator."""
+    """What the augmentations draw from: :class:`SampleRandom` or a ``numpy`` Generator.
 
-    def random(self) -> float:
-        """Return a float uniform in [0, 1)."""
+    A :class:`SampleRandom` returns one number per sample (arrays); a Generator one number.
+    """
+
+    def random(self) -> float | np.ndarray:
+        """Return floats uniform in [0, 1)."""
         ...
 
-    def integers(self, high: int) -> int:
-        """Return an integer uniform in [0, high)."""
+    def integers(self, high: int) -> int | np.ndarray:
+        """Return integers uniform in [0, high)."""
         ...
 
 
 class SampleRandom:
-    """The random numbers of one sample in one epoch: a counter-based generator.
+    """The random numbers of samples in one epoch: a counter-based generator, vectorised.
 
-    The key is a hash of ``(seed, epoch, index)``; the k-th number is splitmix64's k-th output
-    from that key. Nothing but the key is stored, so a sample's numbers depend on its key alone
-    (not on the worker, nor on the samples drawn before it), and creating one is cheap (a few
-    microseconds, against about 80 for a ``numpy`` Generator seeded from a sequence).
+    Each sample's key is a hash of ``(seed, epoch, index)``; its k-th number is splitmix64's k-th
+    output from that key. Nothing but the keys is stored, so a sample's numbers depend on its key
+    alone (not on the worker, nor on the samples drawn with it or before it). One generator draws
+    for a whole batch at once (numpy, about a microsecond per sample), or for a single sample
+    (arrays of one).
 
     Args:
-        seed: the run's augmentation seed.
-        epoch: the training epoch.
-        index: the sample's index in its split.
+        seed: the run's augmentation seed (>= 0).
+        epoch: the training epoch, or one per sample (>= 0).
+        index: the sample's index in its split, or one per sample (>= 0).
     """
 
     __slots__ = ("count", "key")
 
-    def __init__(self, seed: int, epoch: int, index: int) -> None:
-        key = 0
-        for part in (seed, epoch, index):
-            key = mix64((key + _GOLDEN64 + part) & _MASK64)
+    def __init__(self, seed: int, epoch: ArrayLike, index: ArrayLike) -> None:
+        parts = np.broadcast_arrays(
+            *(np.atleast_1d(np.asarray(part, np.uint64)) for part in (seed, epoch, index))
+        )
+        key = np.zeros(parts[0].shape, np.uint64)
+        for part in parts:
+            key = mix64(key + np.uint64(_GOLDEN64) + part)
         self.key = key
         self.count = 0
 
-    def next64(self) -> int:
-        """Return the next 64-bit number."""
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def next64(self) -> np.ndarray:
+        """Return the next 64-bit number of every sample (``uint64``)."""
         self.count += 1
-        return mix64((self.key + self.count * _GOLDEN64) & _MASK64)
+        return mix64(self.key + np.uint64(self.count * _GOLDEN64 & _MASK64))
 
-    def random(self) -> float:
-        """Return a float uniform in [0, 1) (53 random bits)."""
-        return (self.next64() >> 11) * 2.0**-53
+    def random(self) -> np.ndarray:
+        """Return a float uniform in [0, 1) per sample (53 random bits)."""
+        return (self.next64() >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
-    def integers(self, high: int) -> int:
-        """Return an integer uniform in [0, high) (bias below ``high / 2**64``).
+    def integers(self, high: int) -> np.ndarray:
+        """Return an ``int64`` uniform in [0, high) per sample (bias below ``high / 2**64``).
+
+        The number is ``floor(x * high / 2**64)`` for the next 64-bit ``x``, computed exactly in
+        32-bit halves.
 
         Raises:
-            ValueError: if ``high`` is below 1.
+            ValueError: if ``high`` is outside 1..2**32-1.
         """
-        if high < 1:
-            raise ValueError(f"high={high} must be >= 1")
-        return (self.next64() * int(high)) >> 64
+        if not 1 <= high < 2**32:
+            raise ValueError(f"high={high} must be >= 1 and below 2**32")
+        value, factor = self.next64(), np.uint64(high)
+        upper, lower = value >> np.uint64(32), value & _LOW32
+        product = upper * factor + ((lower * factor) >> np.uint64(32))
+        return (product >> np.uint64(32)).astype(np.int64)
 
 
-def sample_rng(seed: int, epoch: int, index: int) -> SampleRandom:
-    """Return the random generator of one sample in one epoch.
+def sample_rng(seed: int, epoch: ArrayLike, index: ArrayLike) -> SampleRandom:
+    """Return the random generator of samples in one epoch (one sample, or one per entry).
 
     Args:
         seed: the run's augmentation seed (>= 0).
-        epoch: the training epoch (>= 0).
-        index: the sample's index in its split (>= 0).
+        epoch: the training epoch (>= 0), or one per sample.
+        index: the sample's index in its split (>= 0), or one per sample.
     """
     return SampleRandom(seed, epoch, index)
 
@@ -218,21 +239,25 @@ class MultiResolution:
         powers = [2**k for k in range(self.max_res.bit_length() + 1)]
         return np.array([r for r in powers if self.min_res <= r <= self.max_res])
 
-    def draw(self, rng: RandomSource) -> int:
-        """Draw a resolution, or 0 for "leave the image as it is".
+    def draw(self, rng: RandomSource) -> np.ndarray:
+        """Draw a resolution per sample, or 0 for "leave the image as it is".
 
         Always consumes the same number of random values, so later draws of the same generator do
         not depend on whether the image was degraded.
+
+        Returns:
+            ``int64`` resolutions, one per sample of a :class:`SampleRandom` (a 0-d array for a
+            ``numpy`` Generator).
         """
-        apply = rng.random() < self.p
-        resolution = int(self.choices[rng.integers(len(self.choices))])
-        return resolution if apply else 0
+        apply = np.asarray(rng.random()) < self.p
+        resolution = self.choices[np.asarray(rng.integers(len(self.choices)))]
+        return np.where(apply, resolution, 0).astype(np.int64)
 
     def __call__(
         self, img: Image.Image | torch.Tensor, rng: RandomSource
     ) -> Image.Image | torch.Tensor:
-        """Degrade ``img`` to a resolution drawn from ``rng`` (or leave it, with prob. 1 - p)."""
-        resolution = self.draw(rng)
+        """Degrade ``img`` to a resolution drawn from ``rng`` (one sample's generator)."""
+        resolution = int(self.draw(rng).item())
         return degrade(img, resolution) if resolution else img
 
     def __repr__(self) -> str:
@@ -357,15 +382,37 @@ class TrainTransform:
         self.multires = multires
         self.seed = seed
 
+    def draws(
+        self, epochs: ArrayLike, indices: ArrayLike, height: int, width: int
+    ) -> dict[str, np.ndarray]:
+        """Draw the random choices of many samples at once (images of one size).
+
+        Args:
+            epochs: each sample's epoch (or one for all).
+            indices: each sample's index in its split.
+            height: the images' height.
+            width: the images' width.
+
+        Returns:
+            One array per :class:`AugmentDraws` field, one entry per sample: ``resolution``,
+            ``crop_top`` and ``crop_left`` (``int64``) and ``grayscale`` (``bool``).
+        """
+        rng = sample_rng(self.seed, epochs, indices)
+        if self.multires is not None:
+            resolution = self.multires.draw(rng)
+        else:
+            resolution = np.zeros(len(rng), np.int64)
+        resized_h, resized_w = shorter_side_size(height, width, self.resize_size)
+        crop_top = rng.integers(resized_h - self.crop_size + 1)
+        crop_left = rng.integers(resized_w - self.crop_size + 1)
+        grayscale = rng.random() < self.grayscale_p
+        return {"resolution": resolution, "crop_top": crop_top, "crop_left": crop_left,
+                "grayscale": grayscale}  # fmt: skip
+
     def draw(self, epoch: int, index: int, height: int, width: int) -> AugmentDraws:
         """Draw the random choices for sample ``index`` in ``epoch`` (an image of that size)."""
-        rng = sample_rng(self.seed, epoch, index)
-        resolution = self.multires.draw(rng) if self.multires is not None else 0
-        resized_h, resized_w = shorter_side_size(height, width, self.resize_size)
-        crop_top = int(rng.integers(resized_h - self.crop_size + 1))
-        crop_left = int(rng.integers(resized_w - self.crop_size + 1))
-        grayscale = bool(rng.random() < self.grayscale_p)
-        return AugmentDraws(resolution, crop_top, crop_left, grayscale)
+        draws = self.draws(epoch, index, height, width)
+        return AugmentDraws(**{key: values[0].item() for key, values in draws.items()})
 
     def apply(self, img: Image.Image, draws: AugmentDraws) -> torch.Tensor:
         """Apply fixed draws to a PIL image; returns the normalised ``(3, crop, crop)`` tensor."""
@@ -398,8 +445,9 @@ class TrainTransform:
 class DeviceWorkerTransform:
     """Worker-side transform of ``data.augment_on=device``: keep uint8, attach the draws.
 
-    The draws are plain Python numbers, made into one tensor per key when the batch is
-    collated (a ``torch.tensor`` per number and sample would cost more than drawing them).
+    :class:`~fer_multires.data.datasets.FrameDataset` calls :meth:`batch_draws` once per batch
+    when it puts a batch together itself (the DataLoader's path); :meth:`__call__` is the same
+    for one sample (``dataset[i]``).
 
     Args:
         train_transform: the training transform whose draws to attach, or None for evaluation.
@@ -408,22 +456,25 @@ class DeviceWorkerTransform:
     def __init__(self, train_transform: TrainTransform | None = None) -> None:
         self.train_transform = train_transform
 
+    def batch_draws(
+        self, epochs: ArrayLike, indices: ArrayLike, height: int, width: int
+    ) -> dict[str, np.ndarray]:
+        """Return the draws of samples ``(epochs, indices)``: none for evaluation.
+
+        Training draws are ``resolution``, ``crop_top``, ``crop_left`` and ``grayscale``, the
+        per-image pipeline's draws (:meth:`TrainTransform.draws`) for images of that size.
+        """
+        if self.train_transform is None:
+            return {}
+        return self.train_transform.draws(epochs, indices, height, width)
+
     def __call__(self, img: torch.Tensor, epoch: int, index: int) -> dict[str, object]:
         """Return ``{"image": img}`` and, for training, the draws of ``(epoch, index)``.
 
-        The draws are ``resolution``, ``crop_top``, ``crop_left`` (ints) and ``grayscale``
-        (a bool), the per-image pipeline's draws for an image of ``img``'s size.
+        The draws are plain Python numbers (ints; ``grayscale`` a bool).
         """
-        if self.train_transform is None:
-            return {"image": img}
-        draws = self.train_transform.draw(epoch, index, int(img.shape[-2]), int(img.shape[-1]))
-        return {
-            "image": img,
-            "resolution": draws.resolution,
-            "crop_top": draws.crop_top,
-            "crop_left": draws.crop_left,
-            "grayscale": draws.grayscale,
-        }
+        draws = self.batch_draws(epoch, index, int(img.shape[-2]), int(img.shape[-1]))
+        return {"image": img, **{key: values[0].item() for key, values in draws.items()}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(train={self.train_transform is not None})"
