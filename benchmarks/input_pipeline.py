@@ -19,9 +19,10 @@
   about its kernel launches) and how many of them synchronise with the host.
 * loader: end-to-end DataLoader throughput (images/s) for each path with N workers (the fast
   path including its batched augmentation in the main process).
-* collate: what a worker process pays to hand a batch over: stacking 128 uint8 images of
-  3x112x112 into a new shared-memory segment (what ``default_collate`` does in a worker)
-  against stacking them into ordinary memory (what it does with ``num_workers=0``), us per image.
+* collate: what a new shared-memory segment costs a worker process: stacking 128 uint8 images
+  of 3x112x112 into one (what ``default_collate`` does in a worker; the fast path's batched
+  fetch decodes into one per batch instead) against stacking them into ordinary memory (what it
+  does with ``num_workers=0``), us per image.
 * index: an Aff-Wild2-sized annotation set (548 videos, 2.6M label lines; frames listed from a
   manifest) is generated, indexed and timed; the index's size and the memory of DataLoader
   workers over an epoch over it (unique set size, so copy-on-read growth shows) are printed.

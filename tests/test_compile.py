@@ -125,3 +125,18 @@ def test_inductor_logits_match_eager(one_torch_thread) -> None:
     images = Batches(BATCH)[0:BATCH]["image"]
     with torch.no_grad():
         torch.testing.assert_close(compiled(images), eager(images), atol=ATOL, rtol=RTOL)
+
+
+def test_evaluation_compiles_as_trained_unless_eval_compile_says_otherwise(tmp_path) -> None:
+    # eval.compile: null follows the model's model.compile; true or false overrides it
+    from fer_multires.data.batch_transforms import BatchTransform
+    from fer_multires.data.transforms import Normalize
+    from fer_multires.evaluation.module import EvalModule
+
+    transform = BatchTransform(SIZE, SIZE, Normalize())
+    for trained, setting, expected in (
+        (True, None, True), (True, False, False), (False, None, False), (False, True, True)
+    ):  # fmt: skip
+        model = module(trained)
+        EvalModule(model, transform, [8], tmp_path, compile=setting).configure_model()
+        assert model.compiled is expected, (trained, setting)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from fer_multires.data.datasets import BadImageError, decode_pil, decode_tensor
+from fer_multires.inference.sources import read_image
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -55,3 +57,19 @@ def test_unreadable_bytes_are_an_error_naming_the_file(cut: int, message: str) -
         decode_tensor(data[:cut], "frames/a.jpg")
     with pytest.raises(BadImageError, match="^b.png: cannot read image"):
         decode_tensor(b"not an image at all", "b.png")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_sixteen_bit_png_keeps_its_high_byte_on_both_paths(channels: int, tmp_path) -> None:
+    # a 16-bit grayscale PNG opens in PIL as I;16, whose RGB conversion clipped every value
+    # above 255 (an almost white image); both paths must keep the high byte, as OpenCV does
+    rng = np.random.default_rng(1)
+    deep = rng.integers(0, 65536, (23, 37, channels), dtype=np.uint16)
+    data = cv2.imencode(".png", deep if channels == 3 else deep[..., 0])[1].tobytes()
+    expected = np.repeat(deep >> 8, 3 // channels, axis=2).astype(np.uint8)
+    if channels == 3:
+        expected = expected[..., ::-1]  # OpenCV wrote BGR
+    assert np.array_equal(np.asarray(decode_pil(data, "x")), expected)
+    assert np.array_equal(decode_tensor(data, "x").permute(1, 2, 0).numpy(), expected)
+    (tmp_path / "deep.png").write_bytes(data)  # and predict's reader of photos
+    assert np.array_equal(read_image(tmp_path / "deep.png"), expected)

@@ -225,7 +225,8 @@ def test_resolution_below_one_is_an_error_before_any_data_is_read(trained, tmp_p
 @pytest.mark.parametrize(
     ("setting", "message"),
     [("eval.degradations=[bilinear,nearest]", "eval.degradations: unknown nearest"),
-     ("eval.jpeg_quality=0", "eval.jpeg_quality=0 must be an integer in 1..100")],
+     ("eval.jpeg_quality=0", "eval.jpeg_quality=0 must be an integer in 1..100"),
+     ("eval.compile=yes", "eval.compile='yes' must be true, false or null")],
 )  # fmt: skip
 def test_bad_degradation_setting_is_an_error_before_any_data_is_read(
     trained, tmp_path, setting, message

@@ -48,8 +48,20 @@ class BadImageError(OSError):
     """A frame image that cannot be read or decoded."""
 
 
+def rgb_image(img: Image.Image) -> Image.Image:
+    """Convert a decoded PIL image to 8-bit RGB.
+
+    A 16-bit grayscale image keeps its high byte, as OpenCV's decode on the fast path does
+    (PIL's own conversion would clip every value above 255: an almost white image); 16-bit
+    colour PNGs PIL already reads as 8-bit.
+    """
+    if img.mode.startswith("I;16"):
+        img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8), "L")
+    return img.convert("RGB")
+
+
 def decode_pil(data: bytes, name: str) -> Image.Image:
-    """Decode image bytes fully to a PIL RGB image.
+    """Decode image bytes fully to a PIL RGB image (:func:`rgb_image`).
 
     Raises:
         BadImageError: naming the image, if it is truncated or not an image.
@@ -57,7 +69,7 @@ def decode_pil(data: bytes, name: str) -> Image.Image:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            return img.convert("RGB")
+            return rgb_image(img)
     except (OSError, SyntaxError, ValueError) as err:
         raise BadImageError(f"{name}: cannot read image: {err}") from err
 

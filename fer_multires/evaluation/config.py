@@ -47,6 +47,8 @@ class EvalSettings:
         degradations: the ways of making each low resolution (:data:`DEGRADATIONS`), the
             training's (``bilinear``) first.
         jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
+        compile: compile the backbone (``torch.compile``) for the evaluation; None: as the
+            checkpoint was trained (its ``model.compile``).
     """
 
     ckpt_path: Path
@@ -56,6 +58,20 @@ class EvalSettings:
     plots: bool
     degradations: tuple[str, ...] = (TRAINING_KERNEL,)
     jpeg_quality: int = 30
+    compile: bool | None = None
+
+
+def check_compile(value: Any) -> bool | None:
+    """Validate ``eval.compile``: null (as the checkpoint was trained), true or false.
+
+    Raises:
+        ValueError: naming ``eval.compile``.
+    """
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(
+            f"eval.compile={value!r} must be true, false or null (as the checkpoint was trained)"
+        )
+    return value
 
 
 def check_resolutions(values: Any) -> tuple[int, ...]:
@@ -128,6 +144,7 @@ def check_eval_node(node: DictConfig, ckpt_path: Path) -> EvalSettings:
         plots=bool(node.get("plots", True)),
         degradations=check_degradations(node.get("degradations")),
         jpeg_quality=check_jpeg_quality(node.get("jpeg_quality", 30)),
+        compile=check_compile(node.get("compile")),
     )
 
 

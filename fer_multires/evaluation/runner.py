@@ -69,6 +69,7 @@ def evaluate_checkpoint(
         kernels=settings.degradations,
         jpeg_quality=settings.jpeg_quality,
         match=match,
+        compile=settings.compile,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

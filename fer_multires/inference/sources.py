@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fer_multires.data.datasets import rgb_image
+
 log = logging.getLogger(__name__)
 
 #: File name endings read as images.
@@ -97,13 +99,15 @@ def collect_sources(input_path: str | Path, key: str = "input") -> list[Source]:
 def read_image(path: Path) -> np.ndarray:
     """Read an image as an ``(H, W, 3)`` uint8 RGB array, upright (EXIF orientation applied).
 
+    As in training, a 16-bit grayscale image keeps its high byte (:func:`rgb_image`).
+
     Raises:
         UnreadableSourceError: with the reason, if it cannot be decoded.
     """
     try:
         with Image.open(path) as img:
             img.load()
-            return np.array(ImageOps.exif_transpose(img).convert("RGB"))
+            return np.array(rgb_image(ImageOps.exif_transpose(img)))
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as err:
         raise UnreadableSourceError(f"{path}: cannot read image: {err}") from err
 
