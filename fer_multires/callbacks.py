@@ -26,6 +26,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -124,6 +125,7 @@ class LastCheckpoint(ModelCheckpoint):
         self.received: int | None = None
         self._last_save_time = time.monotonic()
         self._previous_handlers: dict[int, Any] = {}
+        self._host_group: dist.ProcessGroup | None = None
 
     # --- signals ------------------------------------------------------------------------------
 
@@ -148,8 +150,14 @@ class LastCheckpoint(ModelCheckpoint):
         self._previous_handlers = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Turn off Lightning's SLURM auto-requeue for this fit: this callback does it instead."""
+        """Turn off Lightning's SLURM auto-requeue for this fit: this callback does it instead.
+
+        Under DDP, also join the host-side process group of the per-step flags (every process
+        calls ``setup``, as creating a group needs).
+        """
         super().setup(trainer, pl_module, stage)
+        if stage == "fit" and trainer.world_size > 1:
+            self._host_group = host_group()
         environment = trainer._accelerator_connector.cluster_environment
         if stage == "fit" and self.signals and isinstance(environment, SLURMEnvironment):
             environment._auto_requeue = False
@@ -183,7 +191,8 @@ class LastCheckpoint(ModelCheckpoint):
         """Whether an interval is due or a signal came, and which signal: on every process alike.
 
         Under DDP one small all-reduce per step (the maximum over processes), so every process
-        saves, and stops, together when any of them received a signal.
+        saves, and stops, together when any of them received a signal. It runs on the host
+        (:func:`host_group`), so it never waits for the GPU's queued work.
         """
         by_steps = bool(self.step_interval) and trainer.global_step % self.step_interval == 0
         by_time = (
@@ -194,11 +203,8 @@ class LastCheckpoint(ModelCheckpoint):
         signum = self.received or 0
         if trainer.world_size == 1:
             return by_steps or by_time or bool(signum), signum
-        flags = torch.tensor(
-            [int(by_steps or by_time), signum], device=trainer.strategy.root_device
-        )
-        flags = trainer.strategy.reduce(flags, reduce_op="max")
-        return bool(flags[0] or flags[1]), int(flags[1])
+        due, signum = max_over_processes([int(by_steps or by_time), signum], self._host_group)
+        return bool(due or signum), signum
 
     def _save_last(self, trainer: pl.Trainer) -> None:
         if self._last_global_step_saved != trainer.global_step:
@@ -243,3 +249,27 @@ class LastCheckpoint(ModelCheckpoint):
             "; Slurm job requeued" if requeued else "",
         )
         raise Preempted(signum, path, requeued)
+
+
+def host_group() -> dist.ProcessGroup | None:
+    """Return a process group whose collectives run on the host, for small flags.
+
+    The default group when it is already gloo (DDP on CPUs); beside NCCL a new gloo group, so
+    that reducing a flag is a host-to-host exchange, not a GPU collective whose result the host
+    must wait for (a sync with every queued kernel).
+    """
+    if dist.get_backend() == "gloo":
+        return None
+    return dist.new_group(backend="gloo")
+
+
+def max_over_processes(values: list[int], group: dist.ProcessGroup | None) -> list[int]:
+    """Return the element-wise maximum of ``values`` over the processes of ``group``.
+
+    Args:
+        values: this process's integers (the same length on every process).
+        group: a host-side group (:func:`host_group`); None for the default group.
+    """
+    flags = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=group)
+    return flags.tolist()

@@ -3,6 +3,7 @@ and resumed from its last.ckpt ends with the weights of a run that never stopped
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from conftest import make_image_tree, run_train
 
-from fer_multires.callbacks import LastCheckpoint, Preempted
+from fer_multires.callbacks import LastCheckpoint, Preempted, host_group
 from fer_multires.data.datasets import PartitionSampler
 from fer_multires.data.loaders import ResumableLoader
 
@@ -195,3 +196,34 @@ def test_resumable_loader_counts_the_batches_it_hands_out() -> None:
     assert loader.state_dict() == {"epoch": 0, "position": 4}
     again = ResumableLoader.like(loader)
     assert again.batch_size == 4 and again.drop_last and again.sampler is sampler
+
+
+def due_on_two_processes(rank: int, store: str, signalled_rank: int | None, out: str) -> None:
+    """One of two gloo processes: a LastCheckpoint's ``_due`` at step 3, written to ``out``."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                                         world_size=2)  # fmt: skip
+    try:
+        callback = LastCheckpoint(out, every_n_train_steps=None, signals=[], requeue_signals=[])
+        callback._host_group = host_group()
+        if rank == signalled_rank:
+            callback.received = int(signal.SIGUSR1)
+
+        class FakeTrainer:
+            world_size, is_global_zero, global_step = 2, rank == 0, 3
+
+        due = callback._due(FakeTrainer())  # type: ignore[arg-type]
+        Path(out, f"rank{rank}.json").write_text(json.dumps(list(due)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("signalled_rank", [None, 1])
+def test_a_signal_on_one_process_stops_every_process(tmp_path, signalled_rank) -> None:
+    # the per-step flags are reduced on the host (gloo), over real processes
+    out = tmp_path / f"out{signalled_rank}"
+    out.mkdir()
+    args = (str(tmp_path / "store"), signalled_rank, str(out))
+    torch.multiprocessing.spawn(due_on_two_processes, args=args, nprocs=2)
+    expected = [True, int(signal.SIGUSR1)] if signalled_rank is not None else [False, 0]
+    for rank in (0, 1):
+        assert json.loads((out / f"rank{rank}.json").read_text()) == expected
