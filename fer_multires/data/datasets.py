@@ -164,6 +164,10 @@ class FrameDataset(Dataset):
     ``image_size`` set it is resized to ``image_size`` x ``image_size`` (antialiased bilinear),
     so that datasets of mixed image sizes batch on the fast path.
 
+    A DataLoader over it needs ``collate_fn=collate_samples`` (the data module's loaders have
+    it): on the fast path the DataLoader's batched fetch, :meth:`__getitems__`, returns the
+    batch already made.
+
     Args:
         split: the split's index.
         images_dir: the folder that the split's image paths are relative to.
