@@ -87,6 +87,9 @@ def test_augmented_batches_do_not_depend_on_worker_count(image_tree: Path, augme
 
 def test_fast_path_batch_carries_the_reference_draws(image_tree: Path) -> None:
     dm = datamodule(image_tree)
+    # its loaders let the dataset make each batch (decoded in place, drawn at once)
+    assert dm.train_dataloader().dataset.fetch_batches
+    assert dm.eval_dataloader("val_rest").dataset.fetch_batches
     (batch, *_) = batches(dm, epoch=3)
     assert batch["image"].dtype == torch.uint8 and batch["image"].is_contiguous()
     assert batch["image"].shape == (4, 3, 24, 24)
@@ -267,8 +270,10 @@ def test_fast_path_batch_skips_a_corrupt_image_as_the_samples_do(tmp_path: Path)
     root = make_image_tree(tmp_path / "d", val_videos=2)
     victim = corrupt_one_frame(root)
     data = datamodule(root, val_select_fraction=0.5, on_bad_image="skip").dataset("val_full")
+    data.fetch_batches = True  # as the data module's loaders set it
     keys = [(i, 0) for i in range(len(data))]
-    made = collate_samples(data.__getitems__(keys))
+    made = data.__getitems__(keys)
+    assert isinstance(made, dict) and collate_samples(made) is made  # made by the dataset
     expected = default_collate([data[key] for key in keys])
     for key, value in expected.items():
         assert made[key].dtype == value.dtype and torch.equal(made[key], value), key
@@ -276,6 +281,7 @@ def test_fast_path_batch_skips_a_corrupt_image_as_the_samples_do(tmp_path: Path)
     assert data.image_file(made["index"][blank].item()) == str(victim)
     assert not made["image"][blank].any()
     strict = datamodule(root, val_select_fraction=0.5).dataset("val_full")
+    strict.fetch_batches = True
     with pytest.raises(BadImageError, match=str(victim)):
         strict.__getitems__(keys)
 
@@ -286,6 +292,7 @@ def test_fast_path_image_of_another_size_is_an_error_even_when_skipping(tmp_path
     odd = root / "cropped_aligned" / "val_001" / "00003.jpg"
     Image.new("RGB", (30, 20)).save(odd)
     data = datamodule(root, val_select_fraction=0.5, on_bad_image="skip").dataset("val_full")
+    data.fetch_batches = True
     keys = list(range(len(data)))
     message = rf"{odd}: image is \(20, 30\), the first \(24, 24\); .*data.image_size=N"
     with pytest.raises(BadImageError, match=message):

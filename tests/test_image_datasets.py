@@ -316,8 +316,12 @@ def test_fast_path_batch_is_what_default_collate_makes_of_the_samples(generated,
     for split in ("train", "val_rest"):
         data = dm.dataset(split)
         keys = [(i, i % 3) for i in range(min(len(data), 6))]
-        made = collate_samples(data.__getitems__(keys))
         expected = default_collate([data[key] for key in keys])
+        # a plain DataLoader (default_collate) over the dataset gets samples, as from any dataset
+        assert isinstance(data.__getitems__(keys), list)
+        data.fetch_batches = True  # as the data module's loaders set it
+        made = data.__getitems__(keys)
+        assert isinstance(made, dict) and collate_samples(made) is made
         assert made.keys() == expected.keys()
         for key, value in expected.items():
             assert made[key].dtype == value.dtype and torch.equal(made[key], value), (split, key)

@@ -417,6 +417,7 @@ class FERDataModule(LightningDataModule):
         """
         rank, world = self._rank_and_world()
         sampler = PartitionSampler(len(dataset), shuffle, self.seed, num_replicas=world, rank=rank)
+        dataset.fetch_batches = True  # made batches: collate_samples passes them through
         return DataLoader(
             dataset,
             batch_size=batch_size,

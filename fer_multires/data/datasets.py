@@ -164,9 +164,10 @@ class FrameDataset(Dataset):
     ``image_size`` set it is resized to ``image_size`` x ``image_size`` (antialiased bilinear),
     so that datasets of mixed image sizes batch on the fast path.
 
-    A DataLoader over it needs ``collate_fn=collate_samples`` (the data module's loaders have
-    it): on the fast path the DataLoader's batched fetch, :meth:`__getitems__`, returns the
-    batch already made.
+    With :attr:`fetch_batches` set (the data module's loaders set it, with
+    ``collate_fn=collate_samples``), the DataLoader's batched fetch on the fast path
+    (:meth:`__getitems__`) makes the whole batch itself; otherwise any DataLoader and collate
+    work as with a plain dataset.
 
     Args:
         split: the split's index.
@@ -205,6 +206,8 @@ class FrameDataset(Dataset):
         self.native_size = native_size
         self.on_bad_image = on_bad_image
         self.image_size = image_size
+        #: Let :meth:`__getitems__` return made batches (for a loader with ``collate_samples``).
+        self.fetch_batches = False
 
     def __len__(self) -> int:
         return len(self.split)
@@ -307,7 +310,8 @@ class FrameDataset(Dataset):
     def __getitems__(self, keys: list[int | SampleKey]) -> list[dict[str, Any]] | dict[str, Any]:
         """The DataLoader's batched fetch: on the fast path, the batch itself, made in place.
 
-        With ``decode="tensor"`` and a transform that draws for whole batches
+        With :attr:`fetch_batches` set, ``decode="tensor"`` and a transform that draws for whole
+        batches
         (:class:`~fer_multires.data.transforms.DeviceWorkerTransform`), every image is decoded
         straight into its slot of one uint8 batch tensor, and the draws of all samples are
         made at once; inside a DataLoader worker the batch's tensors are allocated in shared
@@ -316,7 +320,7 @@ class FrameDataset(Dataset):
         :func:`collate_samples` passes it through. Otherwise this returns those samples.
         """
         batch_draws = getattr(self.transform, "batch_draws", None)
-        if self.decode != "tensor" or batch_draws is None:
+        if not self.fetch_batches or self.decode != "tensor" or batch_draws is None:
             return [self[key] for key in keys]
         keyed = np.array([split_key(key) for key in keys], dtype=np.int64).reshape(-1, 2)
         indices, epochs = keyed[:, 0], keyed[:, 1]
