@@ -277,6 +277,22 @@ class FrameDataset(Dataset):
             return Image.new("RGB", (width, height))
         return torch.zeros(3, height, width, dtype=torch.uint8)
 
+    def read_or_skip(self, index: int, read: Callable[[int], Any]) -> Any:
+        """Return ``read(index)``, or None for an image skipped under ``on_bad_image="skip"``.
+
+        A skipped image is logged; the caller puts a blank in its place and marks it invalid.
+
+        Raises:
+            BadImageError: under ``on_bad_image="error"``, naming the file.
+        """
+        try:
+            return read(index)
+        except BadImageError:
+            if self.on_bad_image == "error":
+                raise
+            log.warning("skipping unreadable image %s", self.image_file(index))
+            return None
+
     def check_size(self, index: int, height: int, width: int) -> None:
         """Check that sample ``index``'s image has the one size the fast path batches.
 
@@ -293,14 +309,10 @@ class FrameDataset(Dataset):
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, epoch = split_key(key)
-        valid = True
-        try:
-            image = self.load_image(index)
-        except BadImageError:
-            if self.on_bad_image == "error":
-                raise
-            log.warning("skipping unreadable image %s", self.image_file(index))
-            image, valid = self._blank(), False
+        image = self.read_or_skip(index, self.load_image)
+        valid = image is not None
+        if image is None:
+            image = self._blank()
         if self.decode == "tensor":
             self.check_size(index, int(image.shape[-2]), int(image.shape[-1]))
         out = self.transform(image, epoch, index)
@@ -346,13 +358,10 @@ class FrameDataset(Dataset):
         """
         direct = self.split.pixels is None and self.split.boxes is None and self.image_size is None
         valid = np.ones(len(indices), dtype=bool)
+        read = self.read_bgr if direct else (lambda index: self.load_image(index).numpy())
         for slot, index in enumerate(indices.tolist()):
-            try:  # direct: (H, W, 3) BGR pixels; otherwise (3, H, W) RGB planes
-                image = self.read_bgr(index) if direct else self.load_image(index).numpy()
-            except BadImageError:
-                if self.on_bad_image == "error":
-                    raise
-                log.warning("skipping unreadable image %s", self.image_file(index))
+            image = self.read_or_skip(index, read)  # direct: (H, W, 3) BGR; else (3, H, W) RGB
+            if image is None:
                 slots[slot], valid[slot] = 0, False
                 continue
             self.check_size(index, *(image.shape[:2] if direct else image.shape[1:]))
