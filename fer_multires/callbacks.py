@@ -153,11 +153,14 @@ class LastCheckpoint(ModelCheckpoint):
         """Turn off Lightning's SLURM auto-requeue for this fit: this callback does it instead.
 
         Under DDP, also join the host-side process group of the per-step flags (every process
-        calls ``setup``, as creating a group needs).
+        calls ``setup``, as creating a group needs). When this callback handles ``SIGTERM``,
+        stop Lightning's own per-step broadcast of it (:func:`skip_lightning_sigterm_broadcast`).
         """
         super().setup(trainer, pl_module, stage)
         if stage == "fit" and trainer.world_size > 1:
             self._host_group = host_group()
+            if signal.SIGTERM in self.signals:
+                skip_lightning_sigterm_broadcast(trainer)
         environment = trainer._accelerator_connector.cluster_environment
         if stage == "fit" and self.signals and isinstance(environment, SLURMEnvironment):
             environment._auto_requeue = False
@@ -165,21 +168,31 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Install the handlers (after Lightning's, whose ``SIGTERM`` stops only at epoch end)."""
         super().on_train_start(trainer, pl_module)
-        self.received = None
+        # a SIGTERM before training started reached Lightning's handler: it is ours from here on
+        early = signal.SIGTERM in self.signals and getattr(trainer, "received_sigterm", False)
+        self.received = int(signal.SIGTERM) if early else None
         self._install_handlers()
         self._last_save_time = time.monotonic()
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        """Put the signal handlers back (Lightning skips ``teardown`` hooks on an error)."""
+        """Put the signal handlers back and leave the host group (``teardown`` is skipped)."""
         super().on_exception(trainer, pl_module, exception)
         self._restore_handlers()
+        self._leave_host_group()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Put the signal handlers back as they were."""
+        """Put the signal handlers back as they were, and leave the host group."""
         super().teardown(trainer, pl_module, stage)
         self._restore_handlers()
+        self._leave_host_group()
+
+    def _leave_host_group(self) -> None:
+        """Destroy the gloo group :meth:`setup` created beside NCCL (one per ``fit``)."""
+        group, self._host_group = self._host_group, None
+        if group is not None and dist.is_initialized():  # else it went with the default group
+            dist.destroy_process_group(group)
 
     # --- saving -------------------------------------------------------------------------------
 
@@ -261,6 +274,20 @@ def host_group() -> dist.ProcessGroup | None:
     if dist.get_backend() == "gloo":
         return None
     return dist.new_group(backend="gloo")
+
+
+def skip_lightning_sigterm_broadcast(trainer: pl.Trainer) -> None:
+    """Stop Lightning broadcasting its ``SIGTERM`` flag before every DDP training step.
+
+    Lightning 2.x puts rank 0's flag in a tensor on the GPU, broadcasts it and reads it back
+    (``.item()``) before each step: a host sync with all the GPU's queued work. While
+    :class:`LastCheckpoint` handles ``SIGTERM``, Lightning's flag can only be set before training
+    starts; ``on_train_start`` takes it over into the callback's own flags, which every process
+    reduces on the host at each step's end (:meth:`LastCheckpoint._due`).
+    """
+    loop = trainer.fit_loop.epoch_loop
+    if hasattr(loop, "_broadcast_sigterm_tensor"):
+        loop._broadcast_sigterm_tensor = lambda: None
 
 
 def max_over_processes(values: list[int], group: dist.ProcessGroup | None) -> list[int]:

@@ -12,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import make_image_tree, run_train
+from torch.multiprocessing import ProcessExitedException
 
 from fer_multires.callbacks import LastCheckpoint, Preempted, host_group
 from fer_multires.data.datasets import PartitionSampler
@@ -38,13 +39,14 @@ class CrashAtStep(pl.Callback):
 
 
 class SignalAtStep(pl.Callback):
-    """Send this process a signal during a training step (a preemption)."""
+    """Send this process a signal during a training step (a preemption); under DDP, only the
+    process of global rank ``rank``."""
 
-    def __init__(self, step: int, signum: int = int(signal.SIGTERM)) -> None:
-        self.step, self.signum = step, signum
+    def __init__(self, step: int, signum: int = int(signal.SIGTERM), rank: int = 0) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank:
             os.kill(os.getpid(), self.signum)
 
 
@@ -131,6 +133,16 @@ def test_sigterm_mid_epoch_saves_stops_and_resumes_bit_identical(data_root, tmp_
     assert_same_weights(straight[0], weights(run))
 
 
+def test_sigterm_on_one_ddp_process_saves_and_stops_both_at_that_step(data_root, tmp_path):
+    run = tmp_path / "run"
+    signal_step = 2
+    with pytest.raises(ProcessExitedException, match=f"exit code {128 + signal.SIGTERM}"):
+        run_train(data_root, tmp_path, run, "trainer=ddp_sim", "trainer.max_epochs=2",
+                  "+callbacks.sig._target_=test_resume.SignalAtStep",
+                  f"+callbacks.sig.step={signal_step}", "+callbacks.sig.rank=1")  # fmt: skip
+    assert load(run / "checkpoints" / "last.ckpt")["global_step"] == signal_step + 1
+
+
 def test_step_interval_refreshes_last_inside_the_epoch(data_root, tmp_path) -> None:
     run = tmp_path / "run"
     run_train(data_root, tmp_path, run, "callbacks.last_checkpoint.every_n_train_steps=3",
@@ -204,7 +216,8 @@ def due_on_two_processes(rank: int, store: str, out: str) -> None:
                                          world_size=2)  # fmt: skip
     try:
         callback = LastCheckpoint(out, every_n_train_steps=None, signals=[], requeue_signals=[])
-        callback._host_group = host_group()
+        # the gloo group host_group() makes beside NCCL (with gloo it reuses the default group)
+        callback._host_group = group = torch.distributed.new_group(backend="gloo")
 
         class FakeTrainer:
             world_size, is_global_zero, global_step = 2, rank == 0, 3
@@ -213,9 +226,63 @@ def due_on_two_processes(rank: int, store: str, out: str) -> None:
         if rank == 1:
             callback.received = int(signal.SIGUSR1)
         after = callback._due(FakeTrainer())  # type: ignore[arg-type]
+        callback._leave_host_group()  # at teardown
+        with pytest.raises(KeyError):
+            torch.distributed.get_process_group_ranks(group)  # destroyed
+        assert host_group() is None  # gloo: the default group
         Path(out, f"rank{rank}.json").write_text(json.dumps([list(before), list(after)]))
     finally:
         torch.distributed.destroy_process_group()
+
+
+def ddp_trainer(rank: int, out: str) -> pl.Trainer:
+    """A DDP ``Trainer`` of 2 CPU processes, whose Lightning handler saw SIGTERM on rank 0."""
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                         enable_progress_bar=False, default_root_dir=out)  # fmt: skip
+    trainer._signal_connector.received_sigterm = rank == 0
+    return trainer
+
+
+def step_broadcast_stops(trainer: pl.Trainer) -> bool:
+    """Whether Lightning's SIGTERM broadcast before a training step stops training."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit_loop.epoch_loop._broadcast_sigterm_tensor()
+    except SIGTERMException:
+        return True
+    return False
+
+
+def sigterm_before_training_on_two_processes(rank: int, store: str, out: str) -> None:
+    """One of two gloo processes: Lightning's per-step SIGTERM broadcast without and with
+    ``LastCheckpoint``, and a SIGTERM on rank 0 before training started."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                                         world_size=2)  # fmt: skip
+    try:
+        plain = step_broadcast_stops(ddp_trainer(rank, out))  # a collective at every step
+        trainer, module = ddp_trainer(rank, out), pl.LightningModule()
+        callback = LastCheckpoint(out, every_n_train_steps=None)
+        callback.setup(trainer, module, "fit")
+        with_callback = step_broadcast_stops(trainer)
+        callback.on_train_start(trainer, module)
+        due = callback._due(trainer)
+        callback.teardown(trainer, module, "fit")
+        result = {"plain": plain, "with_callback": with_callback, "due": list(due)}
+        Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_callback_replaces_lightnings_per_step_sigterm_broadcast(tmp_path) -> None:
+    # under DDP Lightning broadcasts rank 0's SIGTERM flag before every step (a GPU sync on
+    # NCCL); LastCheckpoint turns that off and takes an early SIGTERM into its host-side flags
+    args = (str(tmp_path / "store"), str(tmp_path))
+    torch.multiprocessing.spawn(sigterm_before_training_on_two_processes, args=args, nprocs=2)
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result == {"plain": True, "with_callback": False,
+                          "due": [True, int(signal.SIGTERM)]}, rank  # fmt: skip
 
 
 def test_a_signal_on_one_process_stops_every_process(tmp_path) -> None:
