@@ -201,6 +201,28 @@ def test_two_processes_give_the_same_metrics(trained, evaluated, tmp_path) -> No
     assert not [p for p in (tmp_path / "ddp").iterdir() if p.name.startswith(".eval")]
 
 
+def test_eval_compile_true_compiles_an_eager_checkpoint_with_the_same_results(
+    trained, evaluated, tmp_path, caplog
+) -> None:
+    # the backend is the checkpoint's (aot_eager here: seconds); inductor is tested in
+    # test_compile.py
+    ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=False)
+    assert not ckpt["hyper_parameters"]["compile"]
+    ckpt["hyper_parameters"]["compile_backend"] = "aot_eager"
+    torch.save(ckpt, tmp_path / "eager.ckpt")
+    shutil.copy(trained["run_dir"] / "config.yaml", tmp_path)  # the training's data config
+    with caplog.at_level("INFO", logger="fer_multires.models.module"):
+        run_eval(tmp_path / "eager.ckpt", tmp_path / "compiled", "eval.compile=true")
+    assert "backbone compiled: torch.compile(backend='aot_eager'" in caplog.text
+    compiled = read_predictions(tmp_path / "compiled" / "predictions.csv")
+    eager = read_predictions(evaluated / "predictions.csv")
+    assert [r["predicted"] for r in compiled] == [r["predicted"] for r in eager]
+    for split in SPLITS:
+        scores = [json.loads((d / "metrics.json").read_text())[split]["native"]["challenge_score"]
+                  for d in (tmp_path / "compiled", evaluated)]  # fmt: skip
+        assert scores[0] == scores[1], split
+
+
 def test_missing_checkpoint_is_an_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="ckpt_path: checkpoint .*nope.ckpt does not exist"):
         run_eval(tmp_path / "nope.ckpt", tmp_path / "out")
