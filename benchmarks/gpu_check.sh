@@ -7,7 +7,7 @@
 #      each eager and compiled; steady state and including an epoch boundary; targets:
 #      Lightning >= 90% of the bare model fed the same way, compiled / eager > 1   gpu_train_step.py
 #   3. evaluation images/s over every default resolution, eager and compiled     eval_throughput.py
-#   4. Lightning with DDP on 2 processes, if the machine has 2 GPUs               gpu_train_step.py
+#   4. Lightning with DDP on 2 processes, if the machine has 2 GPUs (smoke: 2 CPU processes)
 #
 #   bash benchmarks/gpu_check.sh            # PYTHON, DATA, WORKERS and OUT override the defaults
 #   bash benchmarks/gpu_check.sh --smoke    # every step with tiny sizes on the CPU (no GPU needed)
@@ -43,7 +43,9 @@ fi
 run gpu_train_step.py --workers "$WORKERS" --data "$DATA" "${SMOKE[@]}"
 run eval_throughput.py --workers "$WORKERS" --data "$DATA" "${SMOKE[@]}"
 GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
-if [[ $GPUS -ge 2 ]]; then
+if [[ ${#SMOKE[@]} -gt 0 ]]; then  # DDP's code path on 2 CPU processes (gloo)
+    run gpu_train_step.py --feeds lightning --compile eager --devices 2 --data "$DATA" --smoke
+elif [[ $GPUS -ge 2 ]]; then
     run gpu_train_step.py --feeds lightning --devices 2 --workers "$((WORKERS / 2))" \
         --data "$DATA" "${SMOKE[@]}"
 else
