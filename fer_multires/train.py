@@ -170,6 +170,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         log.info("run directory: %s", run_dir)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    train_skipped = int(trainer.callback_metrics.get("train/skipped_images", 0))
     best = best_checkpoint(callbacks)
     results = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = {key: float(value) for key, value in results[0].items()} if results else {}
@@ -177,11 +178,29 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         results = TrainingResults(best, list(datamodule.classes), metrics)
         write_json_atomic(run_dir / METRICS_FILE, results.to_json())
         print(format_split_table(results.split_metrics("val_full"), datamodule.classes))
+        val_skipped = int(metrics.get("val_full/skipped_images", 0))
+        if skipped := skipped_images_line(val_skipped, train_skipped):
+            print(skipped)
         print(f"best checkpoint: {best}\nrun directory: {run_dir}")
     objects = {"datamodule": datamodule, "model": model, "trainer": trainer}
     if eval_settings is not None:
         objects["eval"] = evaluate_after_fit(eval_settings, best, datamodule, trainer, run_dir)
     return metrics, objects
+
+
+def skipped_images_line(validation: int, training: int) -> str | None:
+    """The summary's line on images skipped as unreadable, or None if none were.
+
+    Args:
+        validation: images of ``val_full`` skipped in the final validation.
+        training: training images skipped in the last training epoch.
+    """
+    if not validation and not training:
+        return None
+    return (
+        f"skipped as unreadable (data.on_bad_image=skip; the log names each file): {validation} "
+        f"validation images, {training} training images in the last epoch"
+    )
 
 
 def check_eval_after_fit(cfg: DictConfig) -> EvalSettings | None:

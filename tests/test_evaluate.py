@@ -371,6 +371,16 @@ def test_unreadable_image_is_skipped_and_counted_under_a_data_root_override(
     assert len(rows) == 44 and ("val_001", "4") not in {(r["video"], r["frame"]) for r in rows}
 
 
+def test_evaluation_with_every_image_unreadable_is_an_error(trained, tmp_path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(trained["data_root"], copy)
+    for image in (copy / "cropped_aligned").glob("val_*/*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    with pytest.raises(RuntimeError, match="val_full: none of its 45 samples was evaluated"):
+        run_eval(trained["ckpt"], tmp_path / "out", f"data.root={copy}", "data.on_bad_image=skip")
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 def test_cli_honours_a_data_root_override(trained, evaluated, tmp_path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(trained["data_root"], copy)

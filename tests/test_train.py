@@ -267,3 +267,26 @@ def test_deprecated_enabled_false_still_works_on_the_command_line(module, tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\n  multires: null\n" in result.stdout
     assert "data.multires.enabled=false is deprecated" in result.stderr
+
+
+def test_validation_with_every_image_unreadable_is_an_error(tmp_path) -> None:
+    # under data.on_bad_image=skip a model would be chosen on 0 samples, scored 0
+    root = make_image_tree(tmp_path / "d", train_videos=2, val_videos=2, frames=4)
+    for image in (root / "cropped_aligned").glob("val_*/*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    with pytest.raises(RuntimeError, match=r"val_full: none of its images could be read \(8 "):
+        run_train(root, tmp_path, tmp_path / "run", "data.on_bad_image=skip",
+                  "data.val_select_fraction=0.5")  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_summary_counts_the_images_skipped_as_unreadable(tmp_path, capsys) -> None:
+    root = make_image_tree(tmp_path / "d", train_videos=2, val_videos=2, frames=4)
+    for image in ("train_000/00002.jpg", "val_001/00003.jpg"):
+        (root / "cropped_aligned" / image).write_bytes(b"not a jpeg")
+    run_train(root, tmp_path, tmp_path / "run", "data.on_bad_image=skip",
+              "data.val_select_fraction=0.5")  # fmt: skip
+    assert (
+        "skipped as unreadable (data.on_bad_image=skip; the log names each file): 1 "
+        "validation images, 1 training images in the last epoch"
+    ) in capsys.readouterr().out

@@ -136,6 +136,12 @@ def build_predictions(
             videos.append(np.char.decode(index.paths[rows]).astype(object))
             frames.append(np.zeros(len(rows), dtype=np.int64))
         labels.append(match.label_map[index.label[rows].astype(np.int64)])
+    if not sum(map(len, names)):
+        raise RuntimeError(
+            f"val_full: none of its {len(datamodule.splits['val_full'])} samples was evaluated "
+            f"({skipped['val_full']} skipped as unreadable under data.on_bad_image=skip, the log "
+            "names each file): there is nothing to score"
+        )
     video = np.concatenate(videos)
     frame = np.concatenate(frames)
     order = np.lexsort((frame, np.unique(video.astype(str), return_inverse=True)[1]))

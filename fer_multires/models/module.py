@@ -199,6 +199,7 @@ class FERModule(LightningModule):
             skipped += float(self.skipped[split].total())
             self.val_metrics[split].reset()
         confusions["val_full"] = sum(confusions.values())
+        self._check_samples_read(confusions["val_full"], skipped)
         for split, confusion in confusions.items():
             results = metrics_from_confusion(confusion)
             for name in SUMMARY_METRICS:
@@ -208,6 +209,22 @@ class FERModule(LightningModule):
                     self.log(f"val_full/f1_{class_name}", f1.float())
                 self.log("val_full/n", results["n"].float())
         self.log("val_full/skipped_images", skipped)
+
+    def _check_samples_read(self, confusion: torch.Tensor, skipped: float) -> None:
+        """Refuse a validation in which no sample was read: a model chosen on nothing.
+
+        Raises:
+            RuntimeError: when every validation image was skipped as unreadable (not in the
+                sanity check, which reads only the first batches).
+        """
+        if self._trainer is not None and self.trainer.sanity_checking:
+            return
+        if int(confusion.sum()) == 0:  # one host sync per validation
+            raise RuntimeError(
+                f"val_full: none of its images could be read ({skipped:.0f} skipped as unreadable "
+                "under data.on_bad_image=skip; the log names each file): there is nothing to "
+                "measure or to select a model on"
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Adam (or the configured optimizer) with named ``head`` and ``backbone`` groups."""
