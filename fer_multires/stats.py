@@ -31,7 +31,7 @@ def dataset_stats(index: DatasetIndex) -> dict[str, Any]:
         ``{"dataset", "classes", "layout", "splits": {split: {"videos", "frames", "per_class",
         "skipped"}}, "class_weights", "skipped", "videos_without_frames"}``; ``frames`` counts
         the usable samples, ``videos`` the videos that contributed frames (null for still-image
-        datasets).
+        datasets); ``class_weights`` is null when the training split has no usable sample.
     """
     splits = {}
     for name, split in index.splits.items():
@@ -42,13 +42,14 @@ def dataset_stats(index: DatasetIndex) -> dict[str, Any]:
             "per_class": [int(n) for n in per_class],
             "skipped": split.skipped.as_dict(),
         }
-    weights = class_weights(splits["train"]["per_class"])
+    # no usable training sample (e.g. every image missing): the counts say why; no weights
+    weights = class_weights(splits["train"]["per_class"]) if splits["train"]["frames"] else None
     return {
         "dataset": index.name,
         "classes": list(index.classes),
         "layout": index.layout,
         "splits": splits,
-        "class_weights": [round(float(w), 6) for w in weights],
+        "class_weights": None if weights is None else [round(float(w), 6) for w in weights],
         "skipped": index.skipped().as_dict(),
         "videos_without_frames": {
             name: split.missing_videos for name, split in index.splits.items()
@@ -73,8 +74,13 @@ def format_stats(stats: dict[str, Any]) -> str:
         lines.append(f"{'':<12}{share}")
         if split["videos"] is not None:
             lines.append(f"{'':<12}videos with frames: {split['videos']}")
-    lines += ["", "Class weights (1 - training frequency)", head[: 12 + width * len(classes)]]
-    lines.append(f"{'weight':<12}" + "".join(f"{w:>{width}.3f}" for w in stats["class_weights"]))
+    lines += ["", "Class weights (1 - training frequency)"]
+    if stats["class_weights"] is None:
+        lines.append("  none: the training split has no usable sample (see Skipped)")
+    else:
+        lines.append(head[: 12 + width * len(classes)])
+        weights = "".join(f"{w:>{width}.3f}" for w in stats["class_weights"])
+        lines.append(f"{'weight':<12}{weights}")
     lines += ["", "Skipped"]
     for key, value in stats["skipped"].items():
         lines.append(f"  {key:<24}{value:>10d}")

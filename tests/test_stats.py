@@ -67,3 +67,18 @@ def test_stats_without_root_names_the_key(tmp_path: Path) -> None:
     result = run_stats("data=affwild2", cwd=tmp_path)
     assert result.returncode != 0
     assert "data.root" in result.stderr
+
+
+def test_stats_of_a_set_without_usable_training_frames_print_why(tmp_path: Path) -> None:
+    # the moment a user needs the counts: training would refuse this set
+    root = tmp_path / "aw2"
+    write_video(root, "abaw2", "train", "a", [0, 1, 2], frames=[])
+    write_video(root, "abaw2", "val", "c", [1, 2, 3], frames=[1, 2])
+    out = tmp_path / "stats.json"
+    result = run_stats("data=affwild2", f"data.root={root}", f"stats.json={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(out.read_text())
+    assert stats["splits"]["train"]["frames"] == 0 and stats["class_weights"] is None
+    assert stats["skipped"]["videos_without_frames"] == 1
+    assert "none: the training split has no usable sample (see Skipped)" in result.stdout
+    assert "train videos without frames: a" in result.stdout
