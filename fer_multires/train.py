@@ -66,13 +66,33 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     Raises:
         FileNotFoundError: if ``last`` finds nothing to resume in ``run_dir``, or the file is
             missing: resuming never silently becomes a fresh start.
+        FileExistsError: for a fresh start in a ``run_dir`` that holds an earlier run.
     """
     if ckpt_path is None:
         earlier = slurm.auto_resume_checkpoint(run_dir)
+        if earlier is None:
+            require_no_earlier_run(run_dir)
         return None if earlier is None else str(earlier)
     if ckpt_path == "last":
         return str(last_checkpoint(run_dir))
     return str(require_checkpoint(ckpt_path))
+
+
+def require_no_earlier_run(run_dir: Path) -> None:
+    """Refuse a fresh start in a run directory that holds an earlier run's checkpoints.
+
+    A second run there would overwrite the first one's ``last.ckpt`` (its resume point),
+    ``config.yaml`` and ``metrics.json``, and mix the two runs' checkpoints and logs.
+
+    Raises:
+        FileExistsError: naming the directory, and what to do instead.
+    """
+    folder = run_dir / CHECKPOINTS_DIR
+    if folder.is_dir() and any(folder.glob("*.ckpt")):
+        raise FileExistsError(
+            f"run_dir={run_dir} already holds a run ({folder} has checkpoints): resume it with "
+            "ckpt_path=last, or start afresh in another run_dir (or after deleting this one)"
+        )
 
 
 def resolve_class_weights(setting: Any, datamodule: FERDataModule) -> list[float] | None:

@@ -290,3 +290,15 @@ def test_summary_counts_the_images_skipped_as_unreadable(tmp_path, capsys) -> No
         "skipped as unreadable (data.on_bad_image=skip; the log names each file): 1 "
         "validation images, 1 training images in the last epoch"
     ) in capsys.readouterr().out
+
+
+def test_fresh_start_in_the_run_directory_of_an_earlier_run_is_an_error(data_root, tmp_path):
+    run = tmp_path / "run"
+    run_train(data_root, tmp_path, run)
+    before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(
+        FileExistsError, match=f"run_dir={run} already holds a run .*ckpt_path=last"
+    ):
+        run_train(data_root, tmp_path, run)
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before  # its resume point kept
+    run_train(data_root, tmp_path, run, "trainer.max_epochs=2", "ckpt_path=last")  # resumes
