@@ -208,6 +208,47 @@ def test_non_utf8_frame_manifest_is_an_error_naming_file_and_line(tmp_path) -> N
     assert f"{manifest}:3: not UTF-8 text (byte 0xe9 at column 4)" in str(err.value), str(err.value)
 
 
+def test_label_too_large_for_an_integer_names_file_and_line(tmp_path) -> None:
+    from fer_multires.data.readers.affwild2 import read_affwild2
+
+    root = make_image_tree(tmp_path / "d", train_videos=2, val_videos=2, frames=3)
+    bad = next((root / "annotations").rglob("train_001.txt"))
+    lines = bad.read_text().splitlines()
+    lines[2] = "9" * 20
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError) as err:
+        read_affwild2(root, "annotations", "cropped_aligned", None)
+    assert f"{bad}:3: label {'9' * 20} is outside -1..6" in str(err.value), str(err.value)
+
+
+def test_two_images_of_one_frame_name_both_files(tmp_path) -> None:
+    from fer_multires.data.readers.affwild2 import read_affwild2
+
+    root = make_image_tree(tmp_path / "d", train_videos=2, val_videos=2, frames=3)
+    video = root / "cropped_aligned" / "train_001"
+    shutil.copyfile(video / "00002.jpg", video / "2.jpg")
+    with pytest.raises(ValueError, match="a second image of frame 2") as err:
+        read_affwild2(root, "annotations", "cropped_aligned", None)
+    message = str(err.value)  # the listing order decides which file is named first
+    assert str(video / "2.jpg") in message and str(video / "00002.jpg") in message, message
+
+
+@pytest.mark.parametrize("again", ["train_000/00002.jpg", "train_000/2.jpg"])
+def test_a_frame_listed_twice_in_the_manifest_names_both_lines(tmp_path, again) -> None:
+    from fer_multires.data.readers.affwild2 import read_affwild2
+
+    root = make_image_tree(tmp_path / "d", train_videos=2, val_videos=2, frames=3)
+    frames = root / "cropped_aligned"
+    manifest = tmp_path / "frames.txt"
+    names = sorted(p.relative_to(frames).as_posix() for p in frames.rglob("*.jpg"))
+    manifest.write_text("\n".join([*names, again]) + "\n")
+    with pytest.raises(ValueError) as err:
+        read_affwild2(root, "annotations", "cropped_aligned", manifest)
+    line = len(names) + 1
+    expected = f"{manifest}:{line}: a second image of frame 2 (the first: {manifest}:2)"
+    assert expected in str(err.value), str(err.value)
+
+
 # --- logs and checkpoints after a failure ----------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -297,6 +298,18 @@ def test_ferplus_bad_votes_and_missing_file(trees, tmp_path) -> None:
         read_ferplus(root)
 
 
+def test_ferplus_vote_too_large_for_the_index_names_file_and_line(trees, tmp_path) -> None:
+    root = copy_tree(trees["ferplus"], tmp_path)
+
+    def huge_vote(rows):
+        rows[2][4] = "9" * 23
+        return rows
+
+    rewrite_csv(root / "fer2013new.csv", huge_vote)
+    with pytest.raises(DatasetFormatError, match="fer2013new.csv:3: votes .* <= 2147483647"):
+        read_ferplus(root)
+
+
 # --------------------------------------------------------------------------- AffectNet
 
 
@@ -360,6 +373,9 @@ def test_affectnet_neither_layout_names_both(tmp_path) -> None:
         ("face_width", "0", r"face box x=.*w=0.*expected face_width and face_height >= 1"),
         ("face_height", "-2", r"face box x=.*h=-2.*expected face_width and face_height >= 1"),
         ("face_x", "inf", "face box .* is not 4 numbers"),
+        ("face_x", "99999999999", r"face box .* is not 4 numbers -2147483648\.\.2147483647"),
+        ("face_x", "-5000", r"face box x=-5000, .* lies entirely outside the image"),
+        ("face_y", "-96", r"face box x=.*y=-96, .* lies entirely outside the image"),
     ],
 )
 def test_affectnet_bad_row_names_file_and_line(trees, tmp_path, column, value, message) -> None:
@@ -564,6 +580,26 @@ def test_affectnet_box_outside_the_image_is_kept_as_annotated(trees, tmp_path) -
     assert part.boxes[0].tolist() == [-7, -3, 40, 30]  # clipped only when cropped
 
 
+def test_affectnet_image_listed_twice_names_file_and_line(trees, tmp_path) -> None:
+    root = copy_tree(trees["affectnet"], tmp_path)
+    rewrite_csv(root / "training.csv", lambda rows: [*rows, rows[1]])
+    count = len((root / "training.csv").read_text().splitlines())
+    with pytest.raises(
+        DatasetFormatError, match=rf"training.csv:{count}: .* is listed again \(first on line 2\)"
+    ):
+        read_affectnet(root)
+
+
+def test_affectnet_image_in_both_splits_names_both_files(trees, tmp_path) -> None:
+    root = copy_tree(trees["affectnet"], tmp_path)
+    with open(root / "training.csv", newline="") as f:
+        leaked = list(csv.reader(f))[3]
+    rewrite_csv(root / "validation.csv", lambda rows: [rows[0], leaked, *rows[1:]])
+    message = rf"validation.csv:2: {leaked[0]} is also listed in \S*training.csv:4; .*leak"
+    with pytest.raises(DatasetFormatError, match=message):
+        read_affectnet(root)
+
+
 def test_affectnet_with_one_csv_says_which(tmp_path, trees) -> None:
     root = copy_tree(trees["affectnet"], tmp_path)
     (root / "validation.csv").unlink()
@@ -587,6 +623,24 @@ def test_affectnet_bad_npy_annotation(trees, tmp_path, content, message) -> None
     else:
         np.save(path, np.array(content or "11"))
     with pytest.raises(DatasetFormatError, match=f"3_exp.npy: {message}"):
+        read_affectnet(root)
+
+
+@pytest.mark.parametrize(
+    ("code", "before", "message"),
+    [
+        (2.7, None, r"array\(2\.7\) is not a whole number"),
+        (2.7, 2.0, r"2\.7\) is not a whole number"),  # its header seen before: read from bytes
+        (True, None, r"array\(True\) is a boolean, not an integer"),
+    ],
+)
+def test_affectnet_npy_code_that_is_not_an_integer(trees, tmp_path, code, before, message):
+    root = copy_tree(trees["affectnet_npy"], tmp_path)
+    annotations = root / "train_set" / "annotations"
+    if before is not None:
+        np.save(annotations / "2_exp.npy", np.array(before))
+    np.save(annotations / "3_exp.npy", np.array(code))
+    with pytest.raises(DatasetFormatError, match=f"3_exp.npy: not an expression code.*{message}"):
         read_affectnet(root)
 
 
@@ -627,3 +681,89 @@ def test_stats_json_shape_for_every_image_dataset(trees, tmp_path, layout, capsy
     train = np.array(stats["splits"]["train"]["per_class"])
     np.testing.assert_allclose(stats["class_weights"], 1 - train / train.sum(), atol=1e-6)
     assert f"Samples per class ({layout}:" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- file names
+
+#: A non-ASCII UTF-8 name, and one whose bytes are not UTF-8 (as ``os.listdir`` returns it).
+ODD_NAMES: tuple[str, ...] = ("été_visage.jpg", os.fsdecode(b"z_caf\xe9.jpg"))
+
+
+def place_image(source: Path, target: Path) -> bool:
+    """Copy an image to ``target``; False if the file system refuses the name."""
+    try:
+        shutil.copyfile(source, target)
+    except (OSError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def read_sample(index: DatasetIndex, split: str, name: str, images_dir: Path | None = None):
+    """Return the decoded image of the sample whose name ends with ``name``."""
+    from fer_multires.data.datasets import FrameDataset
+
+    part = index.splits[split]
+    row = [part.image_relpath(i) for i in range(len(part))].index(name)
+    dataset = FrameDataset(part, images_dir or index.images_dir, lambda image, *_: image,
+                           packed_split=split if part.packed else None)  # fmt: skip
+    return dataset.load_image(row)
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_folder_image_with_an_odd_name_is_indexed_read_and_packed(trees, tmp_path, name) -> None:
+    from fer_multires.data.readers.packed import pack_splits, read_packed
+
+    root = copy_tree(trees["folder"], tmp_path)
+    happy = next(p for p in (root / "train").iterdir() if p.name.lower() in ("happy", "happiness"))
+    if not place_image(next(happy.glob("*.jpg")), happy / name):
+        pytest.skip(f"the file system refuses the name {name!r}")
+    index = read_folder(root)
+    relpath = f"train/{happy.name}/{name}"
+    assert read_sample(index, "train", relpath).size[0] > 0
+    pack_splits(index, tmp_path / "packed", shard_size=4)
+    packed = read_packed(tmp_path / "packed")
+    assert packed.splits["train"].paths.tolist() == index.splits["train"].paths.tolist()
+    assert read_sample(packed, "train", relpath).size[0] > 0
+
+
+@pytest.mark.parametrize("name", ODD_NAMES[:1])
+def test_affectnet_image_with_a_non_ascii_name_is_indexed_and_read(trees, tmp_path, name) -> None:
+    root = copy_tree(trees["affectnet"], tmp_path)
+    images = root / "Manually_Annotated_Images"
+
+    def edit(rows):
+        (images / rows[1][0]).rename(images / "1" / name)
+        rows[1][0] = f"1/{name}"
+        return rows
+
+    rewrite_csv(root / "training.csv", edit)
+    index = read_affectnet(root)
+    assert_matches(index, trees["affectnet"])
+    assert read_sample(index, "train", f"1/{name}").size[0] > 0
+
+
+# --------------------------------------------------------------------------- packed sets
+
+
+def truncate(path: Path, size: int) -> None:
+    """Keep the first ``size`` bytes of a file."""
+    path.write_bytes(path.read_bytes()[:size])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: truncate(d / "packed.json", 100), r"packed.json:\d+: not JSON: "),
+        (lambda d: (d / "packed.json").write_bytes(b'{"\xff": 1}'), r"packed.json:1: not UTF-8"),
+        (lambda d: (d / "packed.json").write_text('{"classes": [], "layout": ""}'),
+         r"packed.json: no key 'splits'"),
+        (lambda d: truncate(d / "train.index.npz", 500), r"train.index.npz: not a readable .npz"),
+    ],
+)  # fmt: skip
+def test_damaged_packed_set_names_the_file_and_data_packed_dir(trees, tmp_path, damage, message):
+    from fer_multires.data.readers.packed import pack_splits, read_packed
+
+    pack_splits(read_folder(trees["folder"]["root"]), tmp_path / "packed", shard_size=8)
+    damage(tmp_path / "packed")
+    with pytest.raises(DatasetFormatError, match=f"^data.packed_dir: .*{message}.*damaged"):
+        read_packed(tmp_path / "packed")

@@ -4,7 +4,8 @@
   ``subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,
   valence,arousal``; images under ``Manually_Annotated_Images/<subDirectory_filePath>``. With
   ``data.affectnet.crop=box`` (default) the annotated face box is cropped (clipped to the image)
-  when an image is read; ``none`` keeps the whole image.
+  when an image is read; ``none`` keeps the whole image. An image on disk listed twice, in one
+  file or in both (a train/val leak), is an error naming the file(s) and line(s).
 * npy layout: ``train_set/`` and ``val_set/``, each ``images/<id>.jpg`` with
   ``annotations/<id>_exp.npy`` (already cropped faces, so no box).
 
@@ -61,6 +62,8 @@ SKIP_NAMES: tuple[str, ...] = (
 CROPS: tuple[str, ...] = ("box", "none")
 NPY_V1 = b"\x93NUMPY\x01\x00"  # the magic string and version of a .npy file's header
 BOX_COLUMNS: tuple[str, ...] = ("face_x", "face_y", "face_width", "face_height")
+#: The values a face box may hold (it is stored as int32).
+BOX_RANGE: tuple[int, int] = (-(2**31), 2**31 - 1)
 
 
 class Labeller:
@@ -112,48 +115,90 @@ def parse_box(row: list[str], columns: dict[str, int], path: Path, line: int) ->
     """Parse the face box ``(x, y, w, h)`` of one row, as annotated (clipped when cropped).
 
     Raises:
-        DatasetFormatError: for a value that is not a number.
+        DatasetFormatError: for a value that is not a number, or one outside the int32 range
+            the index stores boxes in.
     """
     try:
-        return [int(float(row[columns[name]])) for name in BOX_COLUMNS]
+        box = [int(float(row[columns[name]])) for name in BOX_COLUMNS]
     except (ValueError, OverflowError):
+        box = None
+    if box is None or not all(BOX_RANGE[0] <= v <= BOX_RANGE[1] for v in box):
         raise DatasetFormatError(
             f"{path}:{line}: face box {[row[columns[n]] for n in BOX_COLUMNS]} is not 4 numbers "
-            f"({', '.join(BOX_COLUMNS)})"
-        ) from None
+            f"{BOX_RANGE[0]}..{BOX_RANGE[1]} ({', '.join(BOX_COLUMNS)})"
+        )
+    return box
 
 
 def check_box(box: list[int], path: Path, line: int) -> None:
-    """Check that a face box to crop has a positive size.
+    """Check that a face box to crop has a positive size and reaches into the image.
 
     The corner may lie outside the image (a face at its edge): the box is stored as annotated and
-    clipped to the image when it is cropped.
+    clipped to the image when it is cropped. A box that ends left of or above the image
+    (``x + w <= 0`` or ``y + h <= 0``) holds no pixel of it. (Whether a box starts past the
+    right or bottom edge needs the image's size, which the index does not read.)
 
     Raises:
         DatasetFormatError: naming the file and line.
     """
+    described = f"{path}:{line}: face box x={box[0]}, y={box[1]}, w={box[2]}, h={box[3]}"
     if box[2] < 1 or box[3] < 1:
+        raise DatasetFormatError(f"{described}; expected face_width and face_height >= 1")
+    if box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
         raise DatasetFormatError(
-            f"{path}:{line}: face box x={box[0]}, y={box[1]}, w={box[2]}, h={box[3]}; expected "
-            "face_width and face_height >= 1"
+            f"{described} lies entirely outside the image (left of or above it); expected "
+            "face_x + face_width > 0 and face_y + face_height > 0"
         )
 
 
-def read_csv_split(path: Path, listing: FolderListing, label: Labeller, crop: str) -> SplitIndex:
-    """Read one CSV split of the manually annotated release."""
+#: Where each image was first listed: its CSV file and 1-based line.
+FirstListed = dict[str, tuple[Path, int]]
+
+
+def check_listed_once(relpath: str, first: FirstListed, path: Path, line: int) -> None:
+    """Record where an image is listed, and check that no row (of either CSV file) listed it.
+
+    Raises:
+        DatasetFormatError: naming the file and line and where the image was first listed;
+            for an image in both files, naming both files (a train/val leak).
+    """
+    where = first.setdefault(relpath, (path, line))
+    if where == (path, line):
+        return
+    if where[0] == path:
+        raise DatasetFormatError(
+            f"{path}:{line}: {relpath} is listed again (first on line {where[1]})"
+        )
+    raise DatasetFormatError(
+        f"{path}:{line}: {relpath} is also listed in {where[0]}:{where[1]}; an image in both "
+        f"{where[0].name} and {path.name} would leak training images into validation"
+    )
+
+
+def read_csv_split(
+    path: Path, listing: FolderListing, label: Labeller, crop: str, first: FirstListed
+) -> SplitIndex:
+    """Read one CSV split of the manually annotated release.
+
+    ``first`` records the images listed so far (shared by both splits' files), so that an
+    image listed twice is an error (see :func:`check_listed_once`).
+    """
     required = ("subDirectory_filePath", *BOX_COLUMNS, "expression")
     labels, paths, boxes = [], [], []
     skipped = SkipCounts(SKIP_NAMES)
     columns, rows = csv_rows(path, required)
     for line, row in rows:
+        relpath = row[columns["subDirectory_filePath"]].strip()
+        on_disk = relpath in listing
+        if on_disk:
+            check_listed_once(relpath, first, path, line)
         index = label(parse_code(row[columns["expression"]], path, line), skipped)
         box = parse_box(row, columns, path, line)
         if index is None:
             continue
         if crop == "box":
             check_box(box, path, line)
-        relpath = row[columns["subDirectory_filePath"]].strip()
-        if relpath not in listing:
+        if not on_disk:
             skipped.count("missing_image")
             continue
         labels.append(index)
@@ -194,11 +239,27 @@ class ExpressionCodes:
         size = 10 + int.from_bytes(data[8:10], "little") if data[:8] == NPY_V1 else 0
         dtype = self._dtypes.get(data[:size]) if size else None
         if dtype is not None:
-            return int(np.frombuffer(data, dtype, count=1, offset=size)[0])
+            return integer_code(np.frombuffer(data, dtype, count=1, offset=size)[0])
         array = np.load(io.BytesIO(data))
         if size and array.shape == () and array.dtype.kind in "Uiuf":
             self._dtypes[data[:size]] = array.dtype
-        return int(array)
+        return integer_code(array)
+
+
+def integer_code(value: np.ndarray | np.generic) -> int:
+    """Return a stored code as an int: a string or integer, or a float with no fraction.
+
+    Raises:
+        ValueError: for a float with a fraction (2.7 is not the code 2), or a string that is not
+            an integer.
+        TypeError: for a boolean (True is not the code 1).
+    """
+    array = np.asarray(value)
+    if array.dtype.kind == "b":
+        raise TypeError(f"{array!r} is a boolean, not an integer")
+    if array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
+        raise ValueError(f"{array!r} is not a whole number")
+    return int(array)
 
 
 def read_npy_split(folder: Path, label: Labeller) -> SplitIndex:
@@ -254,9 +315,9 @@ def read_affectnet(root: str | Path, num_classes: int = 8, crop: str = "box") ->
         images_dir = folder / CSV_IMAGES
         if not images_dir.is_dir():
             raise FileNotFoundError(f"data.root: {images_dir} does not exist")
-        listing = FolderListing(images_dir)
+        listing, first = FolderListing(images_dir), {}
         splits = {
-            split: read_csv_split(folder / name, listing, label, crop)
+            split: read_csv_split(folder / name, listing, label, crop, first)
             for split, name in CSV_SPLITS.items()
         }
         return DatasetIndex("affectnet", label.classes, f"csv (crop={crop})", images_dir, splits)

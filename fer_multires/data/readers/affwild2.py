@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,23 +196,29 @@ def parse_annotation_text(text: str, path: Path, classes: tuple[str, ...]) -> np
     body = lines[1:]
     try:
         labels = np.array(body, dtype=np.int64)
-    except ValueError:
-        labels = None
-    if labels is None:
-        for number, line in enumerate(body, start=2):
-            try:
-                int(line)
-            except ValueError:
-                raise AnnotationError(
-                    f"{path}:{number}: {line.strip()!r} is not an integer label"
-                ) from None
+    except (ValueError, OverflowError):
+        raise first_bad_label(body, path, len(classes)) from None
     bad = np.flatnonzero((labels < UNLABELLED) | (labels >= len(classes)))
     if bad.size:
-        number = int(bad[0]) + 2
-        raise AnnotationError(
-            f"{path}:{number}: label {int(labels[bad[0]])} is outside -1..{len(classes) - 1}"
-        )
+        raise label_outside(path, int(bad[0]) + 2, int(labels[bad[0]]), len(classes))
     return labels.astype(np.int8)
+
+
+def label_outside(path: Path, number: int, label: int, num_classes: int) -> AnnotationError:
+    """The error for a label outside -1..C-1, naming the file and line."""
+    return AnnotationError(f"{path}:{number}: label {label} is outside -1..{num_classes - 1}")
+
+
+def first_bad_label(body: list[str], path: Path, num_classes: int) -> AnnotationError:
+    """The error for the first label line that is not an integer -1..C-1 (line 2 is the first)."""
+    for number, line in enumerate(body, start=2):
+        try:
+            label = int(line)
+        except ValueError:
+            return AnnotationError(f"{path}:{number}: {line.strip()!r} is not an integer label")
+        if not UNLABELLED <= label < num_classes:
+            return label_outside(path, number, label, num_classes)
+    return AnnotationError(f"{path}: the labels are not integers -1..{num_classes - 1}")
 
 
 def list_frame_numbers(video_dir: Path) -> tuple[np.ndarray, int]:
@@ -222,9 +229,13 @@ def list_frame_numbers(video_dir: Path) -> tuple[np.ndarray, int]:
     Returns:
         The sorted frame numbers (int64) and the number of ``.jpg`` files whose name is not a
         frame number >= 1.
+
+    Raises:
+        AnnotationError: for two images of one frame (``1.jpg`` and ``00001.jpg``), naming both.
     """
     with os.scandir(video_dir) as entries:
-        return frame_numbers_from_names([entry.name for entry in entries])
+        names = [entry.name for entry in entries]
+    return frame_numbers_from_names(names, lambda i: str(video_dir / names[i]))
 
 
 FrameListing = dict[str, tuple[np.ndarray, int]]
@@ -242,9 +253,10 @@ def read_frame_manifest(path: Path) -> FrameListing:
         frame number >= 1.
 
     Raises:
-        AnnotationError: for a line that is not ``<video>/<name>``, naming the line.
+        AnnotationError: for a line that is not ``<video>/<name>``, or a frame listed twice
+            (``00001.jpg`` twice, or as ``1.jpg`` too), naming the line(s).
     """
-    grouped: dict[str, list[str]] = {}
+    grouped: dict[str, tuple[list[str], list[int]]] = {}
     for number, line in enumerate(read_text(path).split("\n"), start=1):
         entry = line.strip()
         if not entry:
@@ -252,23 +264,41 @@ def read_frame_manifest(path: Path) -> FrameListing:
         video, sep, name = entry.rpartition("/")
         if not sep or not video:
             raise AnnotationError(f"{path}:{number}: {entry!r} is not <video>/<frame>.jpg")
-        grouped.setdefault(video, []).append(name)
-    return {video: frame_numbers_from_names(names) for video, names in grouped.items()}
+        names, lines = grouped.setdefault(video, ([], []))
+        names.append(name)
+        lines.append(number)
+    return {
+        video: frame_numbers_from_names(names, lambda i, lines=lines: f"{path}:{lines[i]}")
+        for video, (names, lines) in grouped.items()
+    }
 
 
-def frame_numbers_from_names(names: list[str]) -> tuple[np.ndarray, int]:
-    """Turn file names into sorted frame numbers; see :func:`list_frame_numbers`."""
-    numbers: list[int] = []
+def frame_numbers_from_names(
+    names: list[str], where: Callable[[int], str]
+) -> tuple[np.ndarray, int]:
+    """Turn file names into sorted frame numbers; see :func:`list_frame_numbers`.
+
+    Args:
+        names: the file names of one video's frames.
+        where: names the place of ``names[i]`` in an error (its file, or manifest line).
+
+    Raises:
+        AnnotationError: for two names of one frame number, naming both places.
+    """
+    first: dict[int, int] = {}
     unrecognised = 0
-    for name in names:
+    for i, name in enumerate(names):
         stem, ext = os.path.splitext(name)
         if ext.lower() != ".jpg":
             continue
-        if stem.isdigit() and int(stem) >= 1:
-            numbers.append(int(stem))
-        else:
+        if not (stem.isdigit() and int(stem) >= 1):
             unrecognised += 1
-    return np.sort(np.array(numbers, dtype=np.int64)), unrecognised
+        elif first.setdefault(int(stem), i) != i:
+            raise AnnotationError(
+                f"{where(i)}: a second image of frame {int(stem)} (the first: "
+                f"{where(first[int(stem)])}); each frame must have one image"
+            )
+    return np.sort(np.array(list(first), dtype=np.int64)), unrecognised
 
 
 def index_video(labels: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarray, SkipCounts]:

@@ -51,6 +51,8 @@ VOTE_COLUMNS: tuple[tuple[str, str | None], ...] = (
 )
 UNKNOWN, NOT_FACE = 8, 9
 SKIP_NAMES: tuple[str, ...] = ("not_face", "unknown", "contempt")
+#: The largest vote accepted (FERPlus has 10 annotators; this bound keeps the sums exact).
+MAX_VOTE = 2**31 - 1
 
 
 def majority_votes(votes: np.ndarray) -> np.ndarray:
@@ -78,14 +80,14 @@ def parse_votes(row: list[str], columns: dict[str, int], path: Path, line: int) 
     """Parse the ten vote columns of one row.
 
     Raises:
-        DatasetFormatError: for a vote that is not a non-negative integer, naming the file
-            and line.
+        DatasetFormatError: for a vote that is not an integer 0..:data:`MAX_VOTE`, naming the
+            file and line.
     """
     fields = [row[columns[name]].strip() for name, _ in VOTE_COLUMNS]
-    if not all(v.isascii() and v.isdigit() for v in fields):
+    if not all(v.isascii() and v.isdigit() and int(v) <= MAX_VOTE for v in fields):
         raise DatasetFormatError(
             f"{path}:{line}: votes {','.join(fields)} are not 10 non-negative integers "
-            f"({','.join(name for name, _ in VOTE_COLUMNS)})"
+            f"<= {MAX_VOTE} ({','.join(name for name, _ in VOTE_COLUMNS)})"
         )
     return [int(v) for v in fields]
 
@@ -94,8 +96,8 @@ def read_votes(path: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray
     """Read ``fer2013new.csv``: per row its Usage, image name, votes and line number.
 
     Raises:
-        DatasetFormatError: for a missing column, an unknown Usage or a vote that is not a
-            non-negative integer, naming the file and line.
+        DatasetFormatError: for a missing column, an unknown Usage or a vote that is not an
+            integer 0..:data:`MAX_VOTE`, naming the file and line.
     """
     columns, rows = csv_rows(path, ("Usage", "Image name", *(name for name, _ in VOTE_COLUMNS)))
     usage, names, votes, lines = [], [], [], []

@@ -18,6 +18,7 @@ What a reader leaves out is counted by name in :class:`SkipCounts`, never droppe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,10 +98,16 @@ def image_split(
     boxes: np.ndarray | None = None,
     pixels: np.ndarray | None = None,
 ) -> SplitIndex:
-    """Build a still-image split from per-image labels and names."""
+    """Build a still-image split from per-image labels and names.
+
+    Names are stored as the file system's bytes (:func:`os.fsencode`), so any name the OS
+    lists (non-ASCII, or bytes that are not UTF-8) round-trips through
+    :meth:`SplitIndex.image_relpath`.
+    """
+    encoded = [os.fsencode(path) for path in paths]
     return SplitIndex(
         label=np.asarray(labels, dtype=np.int8).reshape(-1),
-        paths=np.array(paths, dtype="S") if paths else np.zeros(0, dtype="S1"),
+        paths=np.array(encoded, dtype="S") if encoded else np.zeros(0, dtype="S1"),
         boxes=boxes,
         pixels=pixels,
         skipped=skipped,
@@ -185,8 +192,9 @@ class SplitIndex:
             datasets.
         frame: per frame, its 1-based frame number (int32), the image ``{frame:05d}.jpg``; None
             for image datasets.
-        paths: per image, its name (numpy bytes): a path relative to the images folder, or
-            ``<file>:<line>`` for an image stored in a CSV file; None for video datasets.
+        paths: per image, its name (numpy bytes, :func:`os.fsencode`): a path relative to the
+            images folder, or ``<file>:<line>`` for an image stored in a CSV file; None for video
+            datasets.
         boxes: per image, the face box ``(x, y, w, h)`` to crop after decoding (int32, ``(N,
             4)``), or None to keep whole images.
         pixels: per image, its decoded grayscale pixels (uint8, ``(N, H, W)``), for datasets
@@ -234,9 +242,13 @@ class SplitIndex:
         return 0 if self.video_id is None else int(np.unique(self.video_id).size)
 
     def image_relpath(self, i: int) -> str:
-        """Return sample ``i``'s name: its image path relative to the images folder."""
+        """Return sample ``i``'s name: its image path relative to the images folder.
+
+        The name is decoded as the file system decodes names (:func:`os.fsdecode`), so a name
+        whose bytes are not UTF-8 opens the same file it was listed as.
+        """
         if self.paths is not None:
-            return self.paths[i].decode()
+            return os.fsdecode(self.paths[i])
         return f"{self.video_names[self.video_id[i]]}/{int(self.frame[i]):05d}.jpg"
 
     def take(self, rows: np.ndarray) -> SplitIndex:

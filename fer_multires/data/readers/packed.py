@@ -22,13 +22,20 @@ import io
 import json
 import os
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from fer_multires.data.readers.index import DatasetIndex, SkipCounts, SplitIndex
+from fer_multires.data.readers.index import (
+    DatasetFormatError,
+    DatasetIndex,
+    SkipCounts,
+    SplitIndex,
+    read_text,
+)
 from fer_multires.utils.io import write_json_atomic
 
 META_NAME = "packed.json"
@@ -149,11 +156,69 @@ def pack_splits(index: DatasetIndex, out_dir: str | Path, shard_size: int = 10_0
     return meta
 
 
+#: The keys every ``packed.json`` holds, and the arrays every ``<split>.index.npz`` holds.
+META_KEYS: tuple[str, ...] = ("classes", "layout", "splits")
+INDEX_ARRAYS: tuple[str, ...] = ("label", "shard", "offset", "size")
+REPACK = "write it again with python -m fer_multires.pack"
+
+
+def damaged(where: Path | str, reason: str) -> DatasetFormatError:
+    """The error for a damaged file of a packed set: its name (``where``), ``data.packed_dir``."""
+    return DatasetFormatError(
+        f"data.packed_dir: {where}: {reason}; the packed set is damaged, {REPACK}"
+    )
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Read and check ``packed.json``.
+
+    Raises:
+        DatasetFormatError: for a file that is not UTF-8 JSON or lacks a key, naming the file
+            (and line) and ``data.packed_dir``.
+    """
+    try:
+        text = read_text(path)
+    except DatasetFormatError as err:
+        where, _, reason = str(err).rpartition(": not UTF-8")
+        raise damaged(where, f"not UTF-8{reason}") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        reason = f"not JSON: {err.msg} (column {err.colno})"
+        raise damaged(f"{path}:{err.lineno}", reason) from None
+    missing = [key for key in META_KEYS if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise damaged(path, f"no key {', '.join(repr(key) for key in missing)}")
+    return meta
+
+
+def read_split_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read one split's ``index.npz`` whole.
+
+    Raises:
+        DatasetFormatError: for a missing, truncated or not-npz file, or one without the index
+            arrays, naming the file and ``data.packed_dir``.
+    """
+    try:
+        with np.load(path) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise damaged(path, "missing") from None
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as err:
+        raise damaged(path, f"not a readable .npz index ({type(err).__name__}: {err})") from None
+    missing = [key for key in INDEX_ARRAYS if key not in arrays]
+    if missing or not ("videos" in arrays or "paths" in arrays):
+        raise damaged(path, f"no {', '.join(missing or ['paths'])} array")
+    return arrays
+
+
 def read_packed(packed_dir: str | Path) -> DatasetIndex:
     """Read the index of a packed set: the same splits, labels and skip counts as the folders.
 
     Raises:
         FileNotFoundError: naming ``data.packed_dir`` if it holds no complete packed set.
+        DatasetFormatError: naming ``data.packed_dir`` and the file, for a damaged
+            ``packed.json`` or ``<split>.index.npz``.
     """
     root = Path(packed_dir)
     meta_path = root / META_NAME
@@ -162,10 +227,10 @@ def read_packed(packed_dir: str | Path) -> DatasetIndex:
             f"data.packed_dir: {root} holds no packed set ({META_NAME} is missing; "
             "python -m fer_multires.pack writes one)"
         )
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(meta_path)
     splits = {}
     for name, info in meta["splits"].items():
-        arrays = np.load(root / f"{name}.index.npz")
+        arrays = read_split_arrays(root / f"{name}.index.npz")
         samples: dict[str, Any] = {"label": arrays["label"]}
         if "videos" in arrays:
             samples.update(
