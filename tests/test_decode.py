@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fer_multires.data.datamodule import probe_native_size
 from fer_multires.data.datasets import BadImageError, decode_pil, decode_tensor
 from fer_multires.inference.sources import read_image
 
@@ -73,3 +75,38 @@ def test_sixteen_bit_png_keeps_its_high_byte_on_both_paths(channels: int, tmp_pa
     assert np.array_equal(decode_tensor(data, "x").permute(1, 2, 0).numpy(), expected)
     (tmp_path / "deep.png").write_bytes(data)  # and predict's reader of photos
     assert np.array_equal(read_image(tmp_path / "deep.png"), expected)
+
+
+def test_decompression_bomb_is_a_bad_image_on_both_paths(monkeypatch) -> None:
+    data = encoded(noise("RGB", size=(100, 100)), "PNG")  # 10000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # refused above 2000
+    with pytest.raises(BadImageError, match=r"^frames/big.png: cannot read image: Image size"):
+        decode_pil(data, "frames/big.png")
+    with pytest.raises(BadImageError, match=r"^frames/big.png: cannot read image: 100x100"):
+        decode_tensor(data, "frames/big.png")
+    small = encoded(noise("RGB", size=(40, 40)), "PNG")  # 1600: read by both
+    assert decode_pil(small, "x").size == (40, 40)
+    assert decode_tensor(small, "x").shape == (3, 40, 40)
+
+
+class _Frames:
+    """What :func:`probe_native_size` reads of a dataset: its encoded images."""
+
+    image_size = None
+    split = SimpleNamespace(pixels=None, boxes=None)
+    images_dir = "frames"
+
+    def __init__(self, *images: bytes) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read_bytes(self, index: int) -> bytes:
+        return self.images[index]
+
+
+def test_native_size_probe_passes_over_a_decompression_bomb(monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    big, small = (encoded(noise("RGB", size=s), "PNG") for s in ((100, 100), (30, 20)))
+    assert probe_native_size(_Frames(big, small)) == (20, 30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -340,6 +341,24 @@ def test_demo_trained_on_affwild2_evaluated_on_generated_ferplus(trained, tmp_pa
     assert len(rows) == native["n"] and "Contempt" not in {row["label"] for row in rows}
     report = (out / "report.md").read_text()
     assert f"Contempt ({val['Contempt']} samples)" in report and "still images" in report
+
+
+def test_image_folder_with_non_ascii_and_non_utf8_names_is_evaluated(trained, tmp_path) -> None:
+    # names are kept as the file system's bytes; predictions.csv names them readably
+    folder = image_sets.write_folder(tmp_path / "faces", per_class=2, image_size=32)
+    happy = Path(folder["root"]) / "val" / folder["folders"]["Happiness"]
+    first, second = sorted(p for p in happy.iterdir() if p.suffix != ".txt")[:2]
+    first.rename(happy / f"été{first.suffix}")
+    with contextlib.suppress(OSError, UnicodeError):  # a file system of UTF-8 names only
+        second.rename(happy / os.fsdecode(b"caf\xe9" + os.fsencode(second.suffix)))
+    out = tmp_path / "out"
+    summary = run_eval(trained["ckpt"], out, "data=folder", f"data.root={folder['root']}",
+                       "data.num_workers=0")  # fmt: skip
+    assert summary["val_full"]["native"]["n"] == sum(folder["counts"]["val"].values())
+    images = {row["image"] for row in read_predictions(out / "predictions.csv")}
+    assert f"val/{happy.name}/été{first.suffix}" in images
+    if (happy / os.fsdecode(b"caf\xe9" + os.fsencode(second.suffix))).exists():
+        assert f"val/{happy.name}/caf\\xe9{second.suffix}" in images  # the byte, escaped
 
 
 def test_checkpoint_without_run_config_needs_the_data_config(trained, evaluated, tmp_path) -> None:

@@ -23,7 +23,7 @@ from fer_multires.inference.expected import ExpectedScore
 from fer_multires.inference.onnx_export import ParityError, compare_logits, parity_batch
 from fer_multires.inference.runner import predict
 from fer_multires.models.module import FERModule
-from fer_multires.results import load_eval_results
+from fer_multires.results import ResultsError, load_eval_results
 from fer_multires.utils.checkpoints import resolve_checkpoint
 
 CLASSES = list(EXPRESSIONS_7)
@@ -154,3 +154,51 @@ def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(
     assert read_csv(tmp_path / "onnx" / "sources.csv") == read_csv(
         tmp_path / "ckpt" / "sources.csv"
     )
+
+
+def test_corrupt_run_evaluation_stops_the_export_naming_it(trained_run, tmp_path) -> None:
+    import re
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    metrics = run / "eval" / "metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:50])
+    cfg = compose_entry("export", [f"ckpt_path={run}", f"export.out={tmp_path / 'm.onnx'}"],
+                        tmp_path)  # fmt: skip
+    with pytest.raises(ResultsError, match=rf"{re.escape(str(metrics))}: cannot read results"):
+        export(cfg)
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*.onnx"))
+
+
+#: Exports with the parity check held up, so the test can send SIGTERM while the file is written.
+SLOW_EXPORT = """
+import sys, time
+from pathlib import Path
+from fer_multires.inference import onnx_export
+from fer_multires.utils.checkpoints import resolve_checkpoint
+
+def held(*args, **kwargs):
+    print("writing", flush=True)
+    time.sleep(120)
+
+onnx_export.check_parity = held
+onnx_export.export_checkpoint(resolve_checkpoint(Path(sys.argv[1])), Path(sys.argv[2]))
+"""
+
+
+def test_sigterm_during_the_export_leaves_no_temporary_file(trained_run, tmp_path) -> None:
+    import signal
+
+    out = tmp_path / "export" / "model.onnx"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EXPORT, str(trained_run), str(out)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert [p.name for p in out.parent.iterdir()] == [f".model.{proc.pid}.tmp.onnx"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list(out.parent.iterdir()) == []

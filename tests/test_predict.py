@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +22,18 @@ from fer_multires.data.transforms_factory import create_transforms
 from fer_multires.inference.classifier import CropPreprocessor, ModelInput
 from fer_multires.inference.detect import DEFAULT_MARGIN, Box, HaarDetector, crop_square
 from fer_multires.inference.expected import ExpectedScore
-from fer_multires.inference.outputs import prediction_header
+from fer_multires.inference.outputs import annotated_paths, prediction_header
 from fer_multires.inference.runner import PredictSettings, format_summary, predict
+from fer_multires.inference.sources import Source
 from fer_multires.inference.tracks import IoUTracker
 from fer_multires.models.module import FERModule
-from fer_multires.results import load_eval_results
+from fer_multires.results import ResultsError, load_eval_results
 from fer_multires.smoothing import smooth_probabilities
-from fer_multires.utils.checkpoints import resolve_checkpoint
+from fer_multires.utils.checkpoints import (
+    CorruptCheckpointError,
+    load_intact_checkpoint,
+    resolve_checkpoint,
+)
 
 CLASSES = list(EXPRESSIONS_7)
 
@@ -356,3 +363,122 @@ def test_tracker_links_by_overlap_and_closes_lost_tracks() -> None:
     assert tracker.update([Box(8, 0, 50, 50)]) == [0]  # track 1 unseen for 1 frame
     assert tracker.update([Box(12, 0, 50, 50)]) == [0]  # track 1 unseen for 2 frames: closed
     assert tracker.update([Box(205, 2, 50, 50), Box(400, 0, 50, 50)]) == [2, 3]
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+def random_image(path: Path, side: int = 32, seed: int = 0) -> Path:
+    return save(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8), path)
+
+
+def test_non_utf8_file_name_survives_in_every_output(trained_run, tmp_path) -> None:
+    folder = tmp_path / "in"
+    random_image(folder / "a.jpg")
+    random_image(folder / os.fsdecode(b"z_caf\xe9.jpg"), seed=1)
+    out = tmp_path / "out"
+    result = run_predict(trained_run, folder, out, "predict.detector=none",
+                         "predict.annotate=true")  # fmt: skip
+    escaped = "z_caf\\xe9.jpg"
+    assert [s["source"] for s in read_csv(out / "sources.csv")] == ["a.jpg", escaped]
+    assert [r["source"] for r in read_csv(out / "predictions.csv")] == ["a.jpg", escaped]
+    assert escaped in format_summary(result).encode("utf-8").decode("utf-8")
+    assert sorted(p.name for p in (out / "annotated").iterdir()) == ["a.jpg", escaped]
+
+
+def test_decompression_bomb_is_unreadable_and_others_processed(trained_run, tmp_path,
+                                                                monkeypatch) -> None:  # fmt: skip
+    folder = tmp_path / "in"
+    random_image(folder / "a.png", side=20)
+    random_image(folder / "z_big.png", side=100)  # 10000 pixels: over twice the lowered limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    result = run_predict(trained_run, folder, tmp_path / "out", "predict.detector=none")
+    assert result.unreadable == 1  # exit status 2
+    statuses = {s["source"]: s for s in read_csv(tmp_path / "out" / "sources.csv")}
+    assert statuses["a.png"]["status"] == "ok"
+    assert statuses["z_big.png"]["status"] == "unreadable"
+    assert "z_big.png: cannot read image: Image size (10000 pixels)" in statuses["z_big.png"][
+        "reason"]  # fmt: skip
+
+
+def test_annotated_copies_of_one_stem_are_distinct(trained_run, tmp_path) -> None:
+    folder = tmp_path / "in"
+    random_image(folder / "astro.png")
+    random_image(folder / "astro.tif", seed=1)
+    write_moving_video(folder / "clip.avi", frames=2)
+    write_moving_video(folder / "clip.mp4", frames=2)
+    out = tmp_path / "out"
+    run_predict(trained_run, folder, out, "predict.detector=none", "predict.annotate=true")
+    names = sorted(p.name for p in (out / "annotated").iterdir())
+    assert names == ["astro.png", "astro.tif.png", "clip.avi.mp4", "clip.mp4"]
+    tif = np.asarray(Image.open(out / "annotated" / "astro.tif.png").convert("RGB"))
+    png = np.asarray(Image.open(out / "annotated" / "astro.png").convert("RGB"))
+    assert not np.array_equal(tif, png)  # each its own source's pixels
+
+
+def test_annotated_paths_are_unique_even_for_a_name_taken_by_the_rule(tmp_path) -> None:
+    sources = [Source(tmp_path / n, n, False) for n in ("astro.tif", "astro.tif.png", "b.JPG")]
+    paths = annotated_paths(tmp_path, sources)
+    assert [p.relative_to(tmp_path / "annotated").as_posix() for p in paths] == [
+        "astro.tif.png", "astro.tif~2.png", "b.JPG"]  # fmt: skip
+
+
+def test_corrupt_run_evaluation_is_an_error_naming_it(trained_run, tmp_path, photo) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    metrics = run / "eval" / "metrics.json"
+    metrics.write_bytes(metrics.read_bytes()[:50])
+    with pytest.raises(ResultsError, match=rf"{re.escape(str(metrics))}: cannot read results"):
+        run_predict(run, photo, tmp_path / "out")
+
+
+def test_damaged_checkpoint_is_named_whatever_lies_beside_it(trained_run, tmp_path) -> None:
+    good = resolve_checkpoint(trained_run)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    trunc = folder / "epoch=0.ckpt"
+    trunc.write_bytes(good.read_bytes()[:100_000])
+    (folder / "last.ckpt").symlink_to(folder / "gone.ckpt")
+    (folder / "dir.ckpt").mkdir()
+    with pytest.raises(CorruptCheckpointError, match=r"epoch=0\.ckpt is corrupt.*no other"):
+        load_intact_checkpoint(trunc)
+    (folder / "intact.ckpt").write_bytes(good.read_bytes())
+    with pytest.raises(CorruptCheckpointError, match=r"beside it is .*intact\.ckpt"):
+        load_intact_checkpoint(trunc)
+
+
+def test_every_folder_entry_not_read_is_counted(trained_run, tmp_path) -> None:
+    folder = tmp_path / "in"
+    random_image(folder / "a.jpg")
+    (folder / "b_link.jpg").symlink_to(folder / "gone.jpg")
+    os.mkfifo(folder / "c_pipe.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "d_link.txt").symlink_to(folder / "gone.txt")
+    result = run_predict(trained_run, folder, tmp_path / "out", "predict.detector=none")
+    rows = read_csv(tmp_path / "out" / "sources.csv")
+    assert list(rows[0]) == ["source", "status", "frames", "faces", "reason"]
+    assert [(r["source"], r["status"]) for r in rows] == [
+        ("a.jpg", "ok"), ("b_link.jpg", "unreadable"), ("c_pipe.jpg", "unreadable")]  # fmt: skip
+    assert "b_link.jpg: cannot read: a broken symbolic link" in rows[1]["reason"]
+    assert "c_pipe.jpg: cannot read: a FIFO" in rows[2]["reason"]
+    assert (result.unreadable, result.not_read) == (2, 2)
+    assert "2 entries of the input folder are neither images nor videos" in format_summary(result)
+
+
+def test_video_shorter_than_its_container_says_is_noted(trained_run, tmp_path) -> None:
+    full = tmp_path / "full.avi"
+    write_moving_video(full, frames=17)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = full.read_bytes()
+    (folder / "cut.avi").write_bytes(data[: len(data) // 2])
+    full.rename(folder / "full.avi")
+    result = run_predict(trained_run, folder, tmp_path / "out", "predict.detector=none")
+    rows = {r["source"]: r for r in read_csv(tmp_path / "out" / "sources.csv")}
+    assert rows["cut.avi"]["status"] == "ok" and 0 < int(rows["cut.avi"]["frames"]) < 17
+    assert f"{rows['cut.avi']['frames']} of the 17 frames" in rows["cut.avi"]["reason"]
+    assert rows["full.avi"]["frames"] == "17" and rows["full.avi"]["reason"] == ""
+    assert result.short_videos == 1 and result.unreadable == 0
+    assert "1 videos ended before the frame count their container gives" in format_summary(result)

@@ -510,7 +510,8 @@ class FERDataModule(LightningDataModule):
 def probe_native_size(dataset: FrameDataset) -> tuple[int, int]:
     """Return ``(height, width)`` of the first readable image (112x112 on Aff-Wild2).
 
-    Only the image header is decoded, unless the image is cropped or resized when read.
+    Only the image header is decoded, unless the image is cropped or resized when read. An
+    image that cannot be read, or is over PIL's decompression-bomb limit, is passed over.
     """
     if dataset.image_size is not None:
         return dataset.image_size, dataset.image_size
@@ -522,7 +523,7 @@ def probe_native_size(dataset: FrameDataset) -> tuple[int, int]:
                 return measure_size(dataset.load_image(i))
             with Image.open(io.BytesIO(dataset.read_bytes(i))) as img:
                 return img.height, img.width
-        except (OSError, BadImageError):
+        except (OSError, BadImageError, Image.DecompressionBombError):
             continue
     raise ValueError(f"data.root: none of the first images in {dataset.images_dir} reads")
 

@@ -64,14 +64,33 @@ def decode_pil(data: bytes, name: str) -> Image.Image:
     """Decode image bytes fully to a PIL RGB image (:func:`rgb_image`).
 
     Raises:
-        BadImageError: naming the image, if it is truncated or not an image.
+        BadImageError: naming the image, if it is truncated, not an image, or over PIL's
+            decompression-bomb limit (:func:`check_pixel_count`).
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return rgb_image(img)
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise BadImageError(f"{name}: cannot read image: {err}") from err
+
+
+def check_pixel_count(height: int, width: int, name: str) -> None:
+    """Refuse an image over PIL's decompression-bomb limit, as :func:`decode_pil` does.
+
+    PIL refuses to open an image of more than twice ``Image.MAX_IMAGE_PIXELS`` pixels; OpenCV's
+    own limit is higher (2**30), so the OpenCV path checks this too, and both paths read or
+    refuse the same images.
+
+    Raises:
+        BadImageError: naming the image and its size, if it is over the limit.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and height * width > 2 * limit:
+        raise BadImageError(
+            f"{name}: cannot read image: {width}x{height} = {height * width} pixels is over the "
+            f"limit of {2 * limit} (PIL's decompression-bomb limit, twice Image.MAX_IMAGE_PIXELS)"
+        )
 
 
 #: OpenCV's decode: 8-bit, three channels (BGR), EXIF orientation not applied (as with PIL).
@@ -85,7 +104,8 @@ def decode_bgr(data: bytes, name: str) -> np.ndarray:
     becomes 8-bit, three channels, alpha dropped, EXIF orientation ignored.
 
     Raises:
-        BadImageError: naming the image, if it is truncated or not an image.
+        BadImageError: naming the image, if it is truncated, not an image, or over PIL's
+            decompression-bomb limit (:func:`check_pixel_count`).
     """
     if not data:
         raise BadImageError(f"{name}: cannot read image: the file is empty")
@@ -95,6 +115,7 @@ def decode_bgr(data: bytes, name: str) -> np.ndarray:
         raise BadImageError(f"{name}: cannot read image: {str(err).strip()}") from err
     if pixels is None:
         raise BadImageError(f"{name}: cannot read image: not a complete JPEG or PNG")
+    check_pixel_count(*pixels.shape[:2], name)
     return pixels
 
 

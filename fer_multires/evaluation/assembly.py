@@ -30,6 +30,7 @@ from fer_multires.results import (
     SplitMetrics,
 )
 from fer_multires.smoothing import GAUSSIAN_WINDOW_SIGMAS, choose_window, smooth_probabilities
+from fer_multires.utils.io import printable_name
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def build_predictions(
             videos.append(np.asarray(index.video_names, dtype=object)[index.video_id[rows]])
             frames.append(index.frame[rows].astype(np.int64))
         else:
-            videos.append(np.char.decode(index.paths[rows]).astype(object))
+            names_read = [printable_name(index.image_relpath(i)) for i in rows]
+            videos.append(np.array(names_read, dtype=object))
             frames.append(np.zeros(len(rows), dtype=np.int64))
         labels.append(match.label_map[index.label[rows].astype(np.int64)])
     if not sum(map(len, names)):

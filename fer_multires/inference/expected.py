@@ -37,10 +37,9 @@ from fer_multires.results import (
     REPORT_SPLIT,
     EvalResults,
     ResultsError,
-    is_eval_results,
     load_eval_results,
+    load_results,
 )
-from fer_multires.utils.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +110,16 @@ class ExpectedScore:
 def find_evaluation(run_dir: Path) -> Path | None:
     """Return the evaluation ``metrics.json`` a training run holds, or None.
 
-    Looked for in ``<run>/eval/`` (``eval_after_fit``), then in the run directory itself.
+    Looked for in ``<run>/eval/`` (``eval_after_fit``), then in the run directory itself (whose
+    ``metrics.json`` is usually the training's, passed over).
+
+    Raises:
+        ResultsError: naming the file, for a ``metrics.json`` that exists but cannot be read or
+            parsed (a missing one is not an error).
     """
     for candidate in (run_dir / EVAL_DIR / METRICS_FILE, run_dir / METRICS_FILE):
-        if candidate.is_file():
-            try:
-                if is_eval_results(read_json(candidate)):
-                    return candidate
-            except (OSError, ValueError):
-                continue
+        if candidate.exists() and isinstance(load_results(candidate), EvalResults):
+            return candidate
     return None
 
 
@@ -129,7 +129,8 @@ def load_expected_score(
     """Return the expected scores of an evaluation: ``metrics`` if given, else the run's.
 
     Raises:
-        ResultsError: naming the file, if ``metrics`` is given but is not an evaluation.
+        ResultsError: naming the file, if ``metrics`` is given but is not an evaluation, or if a
+            ``metrics.json`` of the run cannot be read or parsed.
     """
     if metrics is not None:
         path = Path(metrics)

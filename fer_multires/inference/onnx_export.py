@@ -32,6 +32,7 @@ from fer_multires.inference.classifier import (
 )
 from fer_multires.inference.expected import load_expected_score
 from fer_multires.utils.checkpoints import checkpoint_class_names, run_config_of
+from fer_multires.utils.io import sigterm_as_exit
 
 log = logging.getLogger(__name__)
 
@@ -193,23 +194,24 @@ def export_checkpoint(
     batch = parity_batch(model_input, batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")
-    try:
-        torch.onnx.export(
-            model, (batch[:2],), str(tmp), dynamo=True, external_data=False,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: "batch"},), opset_version=opset, verbose=False,
-        )  # fmt: skip
-        add_metadata(tmp, {
-            "class_names": class_names,
-            "model_input": model_input.to_json(),
-            "expected_scores": None if expected is None else expected.to_json(),
-            "checkpoint": os.path.abspath(ckpt_path),
-            "backbone": str(module.hparams.get("backbone", "")),
-        })  # fmt: skip
-        parity = check_parity(model, tmp, batch, atol, rtol)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with sigterm_as_exit():  # SIGTERM, like Ctrl-C, runs the finally that removes tmp
+        try:
+            torch.onnx.export(
+                model, (batch[:2],), str(tmp), dynamo=True, external_data=False,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: "batch"},), opset_version=opset, verbose=False,
+            )  # fmt: skip
+            add_metadata(tmp, {
+                "class_names": class_names,
+                "model_input": model_input.to_json(),
+                "expected_scores": None if expected is None else expected.to_json(),
+                "checkpoint": os.path.abspath(ckpt_path),
+                "backbone": str(module.hparams.get("backbone", "")),
+            })  # fmt: skip
+            parity = check_parity(model, tmp, batch, atol, rtol)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return ExportResult(out, out.stat().st_size, parity)
 
 

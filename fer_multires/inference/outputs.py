@@ -1,4 +1,4 @@
-"""What ``predict`` writes: ``predictions.csv``, ``sources.csv``, annotated copies, the summary.
+r"""What ``predict`` writes: ``predictions.csv``, ``sources.csv``, annotated copies, the summary.
 
 ``predictions.csv`` has one row per face: ``source``, ``frame`` (0 for images), ``track``, the box
 ``x``, ``y``, ``w``, ``h`` in the original pixels, ``face_px`` (the box's shorter side),
@@ -6,7 +6,16 @@
 probability), ``p_<Class>`` for each class and ``expected_score`` (empty without an evaluation,
 or for a face smaller than the smallest evaluated resolution). ``sources.csv`` has one row per
 input: ``source``, ``status`` (``ok``, ``no_face``, ``unreadable``), ``frames`` (frames
-classified), ``faces`` and ``reason`` (why it was unreadable). Files are written atomically.
+classified), ``faces`` and ``reason`` (why it was unreadable; for a video that ended before the
+frame count its container gives, a note saying so). Files are written atomically, as UTF-8; a
+file name that is not UTF-8 is written with each such byte escaped as ``\xNN``
+(:func:`~fer_multires.utils.io.printable_name`), as everywhere in the outputs.
+
+An annotated copy is ``annotated/<source>`` when the source's format is written as it is (JPEG,
+PNG, BMP images; ``.mp4`` videos), else ``annotated/<source>.png`` for an image and
+``annotated/<source>.mp4`` for a video (``astro.tif`` -> ``astro.tif.png``, ``clip.avi`` ->
+``clip.avi.mp4``), so no two sources share a copy; a name still taken by an earlier source (in
+sorted order) gets ``~2``, ``~3``, ... before its suffix.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import cv2
 import numpy as np
 
 from fer_multires.inference.sources import Source, iter_frames, open_video
-from fer_multires.utils.io import atomic_output
+from fer_multires.utils.io import atomic_output, printable_name
 from fer_multires.utils.tables import markdown_table
 
 PREDICTIONS_FILE = "predictions.csv"
@@ -34,13 +43,23 @@ STATUSES: tuple[str, ...] = ("ok", "no_face", "unreadable")
 
 @dataclass
 class SourceStatus:
-    """One input's line of ``sources.csv``."""
+    """One input's line of ``sources.csv``.
+
+    Attributes:
+        source: the source's name.
+        status: ``ok``, ``no_face`` or ``unreadable``.
+        frames: frames classified.
+        faces: faces found.
+        reason: why it was unreadable, or a note (a video shorter than its container says).
+        short: whether the video ended before its container's frame count (not a column).
+    """
 
     source: str
     status: str = "ok"
     frames: int = 0
     faces: int = 0
     reason: str = ""
+    short: bool = False
 
 
 @dataclass
@@ -91,7 +110,7 @@ def prediction_header(class_names: Sequence[str]) -> list[str]:
 
 
 def write_predictions(path: Path, table: FaceTable) -> None:
-    """Write ``predictions.csv`` atomically."""
+    """Write ``predictions.csv`` atomically, source names in :func:`printable_name`'s form."""
     predicted = table.predicted
     face_px = table.face_px
     with atomic_output(path) as f:
@@ -100,7 +119,7 @@ def write_predictions(path: Path, table: FaceTable) -> None:
         for i in range(len(table)):
             expected = table.expected[i]
             writer.writerow([
-                table.source[i], int(table.frame[i]), int(table.track[i]),
+                printable_name(table.source[i]), int(table.frame[i]), int(table.track[i]),
                 *(int(v) for v in table.boxes[i]), int(face_px[i]), int(table.crop_px[i]),
                 table.class_names[predicted[i]], f"{table.probs[i, predicted[i]]:.6f}",
                 *(f"{p:.6f}" for p in table.probs[i]),
@@ -109,12 +128,13 @@ def write_predictions(path: Path, table: FaceTable) -> None:
 
 
 def write_sources(path: Path, statuses: Sequence[SourceStatus]) -> None:
-    """Write ``sources.csv`` atomically."""
+    """Write ``sources.csv`` atomically, names and reasons in :func:`printable_name`'s form."""
     with atomic_output(path) as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["source", "status", "frames", "faces", "reason"])
         for s in statuses:
-            writer.writerow([s.source, s.status, s.frames, s.faces, s.reason])
+            writer.writerow([printable_name(s.source), s.status, s.frames, s.faces,
+                             printable_name(s.reason)])  # fmt: skip
 
 
 def summary_table(
@@ -181,14 +201,31 @@ def draw_faces(frame: np.ndarray, table: FaceTable, rows: np.ndarray, smallest: 
     return out
 
 
-def annotated_path(output_dir: Path, source: Source) -> Path:
-    """Return where a source's annotated copy goes (videos as ``.mp4``, images as themselves)."""
+def annotated_name(source: Source) -> Path:
+    """Return a source's annotated copy, relative to ``annotated/`` (see the module's doc)."""
     name = Path(source.name)
     if source.is_video:
-        name = name.with_suffix(".mp4")
-    elif name.suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp"):
-        name = name.with_suffix(".png")
-    return output_dir / ANNOTATED_DIR / name
+        written = ".mp4"
+    elif name.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"):
+        written = name.suffix
+    else:
+        written = ".png"
+    return name if name.suffix.lower() == written.lower() else Path(f"{name}{written}")
+
+
+def annotated_paths(output_dir: Path, sources: Sequence[Source]) -> list[Path]:
+    """Return where each source's annotated copy goes, one distinct path per source."""
+    taken: set[Path] = set()
+    paths = []
+    for source in sources:
+        name = base = annotated_name(source)
+        number = 1
+        while name in taken:
+            number += 1
+            name = base.with_name(f"{base.stem}~{number}{base.suffix}")
+        taken.add(name)
+        paths.append(output_dir / ANNOTATED_DIR / name)
+    return paths
 
 
 def annotate_image(path: Path, source: Source, table: FaceTable, smallest: int | None) -> None:
@@ -238,12 +275,9 @@ def annotate_video(path: Path, source: Source, table: FaceTable, smallest: int |
         tmp.unlink(missing_ok=True)
 
 
-def annotate_source(output_dir: Path, source: Source, table: FaceTable,
-                    smallest: int | None) -> Path:  # fmt: skip
-    """Write a source's annotated copy under ``<output>/annotated/`` and return its path."""
-    path = annotated_path(output_dir, source)
+def annotate_source(path: Path, source: Source, table: FaceTable, smallest: int | None) -> None:
+    """Write a source's annotated copy to ``path`` (one of :func:`annotated_paths`)."""
     if source.is_video:
         annotate_video(path, source, table, smallest)
     else:
         annotate_image(path, source, table, smallest)
-    return path

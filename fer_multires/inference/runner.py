@@ -34,11 +34,13 @@ from fer_multires.inference.outputs import (
     FaceTable,
     SourceStatus,
     annotate_source,
+    annotated_paths,
     summary_table,
     write_predictions,
     write_sources,
 )
 from fer_multires.inference.sources import (
+    FrameTally,
     Source,
     UnreadableSourceError,
     collect_sources,
@@ -47,6 +49,7 @@ from fer_multires.inference.sources import (
 from fer_multires.inference.tracks import IoUTracker
 from fer_multires.smoothing import SMOOTHING_KINDS, smooth_probabilities
 from fer_multires.utils.checkpoints import require_checkpoint, resolve_checkpoint, run_config_of
+from fer_multires.utils.io import printable_name
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +192,24 @@ class PredictResult:
         table: every classified face.
         statuses: every source's status.
         expected: the expected scores used, or None.
+        not_read: entries of the input folder that are neither images nor videos.
     """
 
     output_dir: Path
     table: FaceTable
     statuses: list[SourceStatus]
     expected: ExpectedScore | None
+    not_read: int = 0
 
     @property
     def unreadable(self) -> int:
         """How many inputs were unreadable."""
         return sum(s.status == "unreadable" for s in self.statuses)
+
+    @property
+    def short_videos(self) -> int:
+        """How many videos ended before their container's frame count."""
+        return sum(s.short for s in self.statuses)
 
 
 def process_source(
@@ -209,8 +219,9 @@ def process_source(
     status = SourceStatus(source.name)
     margin = 0.0 if settings.detector == "none" else settings.margin  # already a face crop
     tracker = IoUTracker(settings.track_min_iou, settings.track_max_gap)
+    tally = FrameTally()
     try:
-        for frame_number, frame in iter_frames(source, settings.every_n_frames):
+        for frame_number, frame in iter_frames(source, settings.every_n_frames, tally):
             boxes = detector(frame)
             tracks = tracker.update(boxes) if source.is_video else list(range(len(boxes)))
             for box, track in zip(boxes, tracks, strict=True):
@@ -219,9 +230,12 @@ def process_source(
             status.frames += 1
             status.faces += len(boxes)
     except UnreadableSourceError as err:
-        status.status, status.reason = "unreadable", str(err)
-        log.error("%s: unreadable: %s", source.name, err)
+        status.status, status.reason = "unreadable", printable_name(str(err))
+        log.error("%s: unreadable: %s", source.name, status.reason)
         return status
+    if tally.short:
+        status.short, status.reason = True, tally.note()
+        log.warning("%s: %s", source.name, status.reason)
     if status.faces == 0:
         status.status = "no_face"
         log.warning("%s: no face found in %d frames", source.name, status.frames)
@@ -266,7 +280,8 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     input_value = cfg.get("input")
     if input_value is None or input_value == "???":
         raise ValueError("input is required: an image, a folder or a video (input=PATH)")
-    sources = collect_sources(str(input_value))
+    inputs = collect_sources(str(input_value))
+    sources = inputs.sources
     settings = check_predict_node(cfg.predict)
     device = resolve_device(settings.device)
     detector = build_detector(settings.detector, settings.haar_scale_factor,
@@ -289,14 +304,15 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     write_sources(output_dir / SOURCES_FILE, statuses)
     smallest = expected.smallest if expected is not None else None
     if settings.annotate:
-        for source, status in zip(sources, statuses, strict=True):
+        paths = annotated_paths(output_dir, sources)
+        for source, status, path in zip(sources, statuses, paths, strict=True):
             if status.status != "unreadable":
-                annotate_source(output_dir, source, table, smallest)
+                annotate_source(path, source, table, smallest)
     frames = sum(s.frames for s in statuses)
     log.info("%d faces in %d frames of %d sources in %.1f s (classification %.1f s) on %s",
              len(table), frames, len(sources), seconds, collector.classify_seconds,
              device)  # fmt: skip
-    return PredictResult(output_dir, table, statuses, expected)
+    return PredictResult(output_dir, table, statuses, expected, inputs.not_read)
 
 
 def format_summary(result: PredictResult) -> str:
@@ -315,5 +331,11 @@ def format_summary(result: PredictResult) -> str:
         lines.append("\nno evaluation of this model: no expected_score")
     if result.unreadable:
         lines.append(f"{result.unreadable} inputs were unreadable (see {SOURCES_FILE} and the log)")
+    if result.short_videos:
+        lines.append(f"{result.short_videos} videos ended before the frame count their container "
+                     f"gives: cut off? (see the reason column of {SOURCES_FILE})")  # fmt: skip
+    if result.not_read:
+        lines.append(f"{result.not_read} entries of the input folder are neither images nor "
+                     "videos: not read")  # fmt: skip
     lines.append(f"output directory: {result.output_dir}")
     return "\n".join(lines)

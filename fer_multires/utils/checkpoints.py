@@ -135,12 +135,24 @@ def load_intact_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
 
 
 def newest_intact_checkpoint(folder: Path, exclude: Path | None = None) -> Path | None:
-    """Return the most recently written ``*.ckpt`` in ``folder`` that loads, or None."""
-    candidates = [p for p in Path(folder).glob("*.ckpt") if exclude is None or p != exclude]
-    for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+    """Return the most recently written ``*.ckpt`` in ``folder`` that loads, or None.
+
+    A candidate that is not a readable file (a broken link, a folder named ``*.ckpt``, one
+    without read permission) is passed over like a damaged one.
+    """
+    candidates = []
+    for path in Path(folder).glob("*.ckpt"):
+        if exclude is not None and path == exclude:
+            continue
+        try:
+            if path.is_file():
+                candidates.append((path.stat().st_mtime, path))
+        except OSError:  # gone, or not stat-able, since it was listed
+            continue
+    for _, candidate in sorted(candidates, key=lambda c: c[0], reverse=True):
         try:
             torch.load(candidate, map_location="cpu", weights_only=False, mmap=True)
-        except _DAMAGED:
+        except (*_DAMAGED, OSError):
             continue
         return candidate
     return None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +40,44 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit(143)`` inside the block, so its cleanup runs.
+
+    SIGTERM's default action ends the process at once, leaving what a ``finally`` would remove
+    (a temporary file); inside the block it raises instead, as SIGINT raises
+    ``KeyboardInterrupt``. The previous handler is restored after. Outside the main thread
+    (where no handler can be set) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def printable_name(text: str) -> str:
+    r"""Return ``text`` as valid UTF-8, each byte of a non-UTF-8 file name escaped as ``\xNN``.
+
+    A file name that is not UTF-8 reaches Python with each such byte as a lone surrogate
+    (:func:`os.fsdecode`), which no UTF-8 file or terminal takes; the byte is written as the
+    escape ``\xNN`` instead (``b"caf\xe9.jpg"`` becomes ``caf\xe9.jpg``), so the name stays
+    readable and tells which bytes it had. Valid text is returned as it is.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
