@@ -82,3 +82,17 @@ def test_stats_of_a_set_without_usable_training_frames_print_why(tmp_path: Path)
     assert stats["skipped"]["videos_without_frames"] == 1
     assert "none: the training split has no usable sample (see Skipped)" in result.stdout
     assert "train videos without frames: a" in result.stdout
+
+
+def test_synthetic_class_proportions_is_a_config_key(tmp_path: Path) -> None:
+    out = tmp_path / "stats.json"
+    result = run_stats("data=synthetic", f"data.root={tmp_path / 'synth'}",
+                       "data.synthetic.class_proportions=[0.4,0.1,0.1,0.1,0.1,0.1,0.1]",
+                       "data.synthetic.num_train_videos=3", "data.synthetic.num_val_videos=2",
+                       "data.synthetic.frames_per_video=40", f"stats.json={out}",
+                       cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "synth" / "SYNTHETIC.json").read_text())
+    assert manifest["spec"]["class_proportions"] == [0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    train = json.loads(out.read_text())["splits"]["train"]["per_class"]
+    assert train[0] < 0.6 * sum(train)  # fewer Neutral frames than the default 60%
