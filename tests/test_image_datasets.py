@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -190,10 +191,14 @@ def test_folder_names_are_matched_by_alias_or_listed(tmp_path) -> None:
     ):
         READERS["folder"](tmp_path / "f")
     names = ["neutral", "happy", "bored"]
+    with pytest.raises(DatasetFormatError, match=r"train/bored: class 'bored' has no training"):
+        READERS["folder"](tmp_path / "f", classes=names)  # an empty folder
+    train_images = (tmp_path / "f" / "train").rglob("img*")
+    shutil.copyfile(next(train_images), tmp_path / "f" / "train" / "bored" / "b.jpg")
     index = READERS["folder"](tmp_path / "f", classes=names)
     assert index.classes == ("Neutral", "Happiness", "bored")
     train = index.splits["train"]
-    assert train.class_counts(3).tolist() == [1, 1, 0]
+    assert train.class_counts(3).tolist() == [1, 1, 1]
     assert train.skipped["unlisted_class"] == 5 and train.skipped["not_image"] == 1
     (tmp_path / "f" / "val").rename(tmp_path / "f" / "validation")
     with pytest.raises(FileNotFoundError, match="has no val/ folder"):

@@ -457,6 +457,22 @@ def test_data_classes_override(trees, tmp_path) -> None:
         read_folder(root, classes=[])
 
 
+def test_class_folder_only_in_val_is_an_error(trees, tmp_path) -> None:
+    root = copy_tree(trees["folder"], tmp_path)
+    (root / "val" / "contempt").mkdir()
+    shutil.copyfile(next((root / "val").rglob("*.jpg")), root / "val" / "contempt" / "x.jpg")
+    message = r"train/contempt: class 'Contempt' has no training images .*data.classes"
+    with pytest.raises(DatasetFormatError, match=message):
+        read_folder(root)
+
+
+def test_data_classes_entry_without_training_images_is_an_error(trees, tmp_path) -> None:
+    root = copy_tree(trees["folder"], tmp_path)
+    message = r"train/hapy: class 'hapy' has no training images \(data.classes=\['hapy', 'sad'\]"
+    with pytest.raises(DatasetFormatError, match=message):
+        read_folder(root, classes=["hapy", "sad"])
+
+
 def test_folder_without_val_is_an_error(tmp_path) -> None:
     (tmp_path / "train" / "happy").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="data.root: .* has no val/ folder"):

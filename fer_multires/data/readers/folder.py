@@ -7,7 +7,8 @@ fearful, disgusted, ...); a folder whose name is none of them is an error, unles
 canonicalised where they are known names (folders match them case-insensitively). Entries
 that are not images (other files, sub-folders of a class folder, files beside the class
 folders) are counted (``not_image``), and so are the images of class folders that
-``data.classes`` does not list (``unlisted_class``).
+``data.classes`` does not list (``unlisted_class``). A class without training images (its folder
+only in ``val/``, or a name in ``data.classes`` that no ``train/`` folder has) is an error.
 """
 
 from __future__ import annotations
@@ -127,4 +128,33 @@ def read_folder(root: str | Path, classes: Sequence[str] | None = None) -> Datas
         mapping = explicit_classes(classes)
         names = tuple(mapping.values())
     index_splits = {s: read_split(folder / s, *entries[s], mapping, names) for s in splits}
+    check_training_images(folder / "train", index_splits["train"], mapping, names, classes)
     return DatasetIndex("folder", names, "<split>/<class>/", folder, index_splits)
+
+
+def check_training_images(
+    train_dir: Path,
+    train: SplitIndex,
+    mapping: dict[str, str],
+    names: tuple[str, ...],
+    classes: Sequence[str] | None,
+) -> None:
+    """Check that every class has training images.
+
+    A class folder only in ``val/``, or a typo in ``data.classes``, would otherwise make a class
+    that the model never sees in training.
+
+    Raises:
+        DatasetFormatError: naming the class, the training folder it needs and ``data.classes``.
+    """
+    counts = train.class_counts(len(names)).tolist()
+    empty = [name for name, count in zip(names, counts, strict=True) if count == 0]
+    if not empty:
+        return
+    folders = [str(train_dir / key) for key, name in mapping.items() if name == empty[0]]
+    listed = f"data.classes={list(classes)} lists it" if classes else "a class folder names it"
+    raise DatasetFormatError(
+        f"{' or '.join(folders)}: class {empty[0]!r} has no training images ({listed}; "
+        f"{len(empty)} class(es) without any: {', '.join(empty)}); add training images, or "
+        "list only the classes to train in data.classes"
+    )
