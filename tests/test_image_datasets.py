@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import default_collate
 
 from fer_multires.data.datamodule import FERDataModule
-from fer_multires.data.datasets import collate_samples
+from fer_multires.data.datasets import BadImageError, collate_samples
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_CONTEMPT
 from fer_multires.data.readers import READERS
 from fer_multires.data.readers.ferplus import majority_vote
@@ -165,6 +165,27 @@ def test_affectnet_crop_box_or_whole_image(generated) -> None:
                           **SMALL)  # fmt: skip
     whole.setup()
     assert whole.native_size == (140, 160)
+
+
+@pytest.mark.parametrize("on_bad_image", ["error", "skip"])
+def test_affectnet_face_box_beyond_the_image_is_a_bad_image(tmp_path, generated, on_bad_image):
+    # wholly right of the image: the reader cannot tell (it opens no image); reading it can
+    root = tmp_path / "an"
+    shutil.copytree(generated["affectnet"]["root"], root)
+    rows = list(csv.reader((root / "training.csv").open()))
+    rows[1][1] = "5000"  # face_x, beyond the 160 px wide image
+    with (root / "training.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    dm = FERDataModule(root=str(root), dataset="affectnet", on_bad_image=on_bad_image, **SMALL)
+    dm.setup()
+    train = dm.dataset("train")
+    index = next(i for i in range(len(train.split)) if train.split.image_relpath(i) == rows[1][0])
+    if on_bad_image == "error":
+        with pytest.raises(BadImageError, match=rf"{rows[1][0]}: face box x=5000, .* outside"):
+            train[index]
+    else:
+        other = 1 if index == 0 else 0
+        assert not train[index]["valid"] and train[other]["valid"]  # skipped, and counted
 
 
 def test_affectnet_bad_code_names_file_and_line(tmp_path, generated) -> None:

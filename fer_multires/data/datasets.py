@@ -146,10 +146,14 @@ def decode_tensor(data: bytes, name: str) -> torch.Tensor:
     return torch.from_numpy(rgb_planes(decode_bgr(data, name)))
 
 
-def crop_box(image: Image.Image | torch.Tensor, box: np.ndarray) -> Image.Image | torch.Tensor:
+def crop_box(
+    image: Image.Image | torch.Tensor, box: np.ndarray, name: str
+) -> Image.Image | torch.Tensor:
     """Crop the face box ``(x, y, w, h)``, clipped to the image (AffectNet's annotated boxes).
 
-    A box entirely outside the image leaves the whole image.
+    Raises:
+        BadImageError: naming the image ``name``, for a box that lies wholly outside it (so
+            ``data.on_bad_image`` stops on it or skips and counts it).
     """
     if isinstance(image, Image.Image):
         height, width = image.height, image.width
@@ -159,7 +163,9 @@ def crop_box(image: Image.Image | torch.Tensor, box: np.ndarray) -> Image.Image 
     left, top = max(0, x), max(0, y)
     right, bottom = min(width, x + w), min(height, y + h)
     if right <= left or bottom <= top:
-        return image
+        raise BadImageError(
+            f"{name}: face box x={x}, y={y}, w={w}, h={h} lies outside the {width}x{height} image"
+        )
     if isinstance(image, Image.Image):
         return image.crop((left, top, right, bottom))
     return image[..., top:bottom, left:right]
@@ -287,7 +293,7 @@ class FrameDataset(Dataset):
             name = self.image_file(index)
             image = self.decode_bytes(self.read_bytes(index, name), name)
         if self.split.boxes is not None:
-            image = crop_box(image, self.split.boxes[index])
+            image = crop_box(image, self.split.boxes[index], self.image_file(index))
         if self.image_size is not None:
             image = resize(image, self.image_size, self.image_size)
         return image
