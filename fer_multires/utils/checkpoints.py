@@ -6,6 +6,7 @@ gives the same error, naming the key and the file, wherever it is passed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import pickle
 import zipfile
@@ -122,7 +123,9 @@ def load_intact_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except _DAMAGED as err:
+    except (*_DAMAGED, OSError) as err:
+        if isinstance(err, OSError) and not is_truncation(err):
+            raise  # a missing or unreadable file, not a damaged one
         alternative = newest_intact_checkpoint(path.parent, exclude=path)
         advice = (
             f"the newest intact checkpoint beside it is {alternative}: pass ckpt_path={alternative}"
@@ -132,6 +135,14 @@ def load_intact_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
         raise CorruptCheckpointError(
             f"{key}: {path} is corrupt or truncated ({type(err).__name__}: {err}); {advice}"
         ) from err
+
+
+def is_truncation(err: OSError) -> bool:
+    """Whether ``torch.load``'s ``OSError`` means a damaged file.
+
+    A file cut short makes the zip reader seek before the file's start (``EINVAL``).
+    """
+    return err.errno in (errno.EINVAL, None)
 
 
 def newest_intact_checkpoint(folder: Path, exclude: Path | None = None) -> Path | None:
