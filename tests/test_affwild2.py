@@ -23,6 +23,13 @@ def test_reads_each_official_layout(tmp_path: Path, layout: str, classes: tuple)
     assert index.skipped().as_dict() == dict.fromkeys(index.skipped().as_dict(), 0)
 
 
+def test_annotation_file_with_an_upper_case_suffix_is_read(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "d", layout="abaw2", videos_per_split=2, frames=5)
+    (path,) = [p for p in root.rglob("*.txt") if "Training_Set" in str(p)][:1]
+    path.rename(path.with_suffix(".TXT"))
+    assert len(read_affwild2(root).splits["train"]) == 10
+
+
 def test_every_quirk_is_counted(tmp_path: Path) -> None:
     root = tmp_path / "d"
     # frame 2 labelled -1 (invalid), frame 4 labelled but missing, frames 6-7 beyond labels

@@ -169,6 +169,17 @@ def test_fer2013_both_files_decode_every_row(tmp_path, variant) -> None:
             assert index.classes[split.label[i]] == fer_labels[int(row["emotion"])]
 
 
+def test_fer2013_with_both_files_says_which_it_reads(tmp_path, caplog) -> None:
+    written = image_sets.write_fer2013(tmp_path / "fer", per_class=2, variant="fer2013")
+    shutil.copyfile(
+        Path(written["root"]) / "fer2013.csv", Path(written["root"]) / "icml_face_data.csv"
+    )
+    with caplog.at_level("WARNING"):
+        index = read_fer2013(written["root"])
+    assert index.layout == "fer2013.csv"
+    assert "holds both fer2013.csv and icml_face_data.csv: reading" in caplog.text
+
+
 def test_fer2013_without_its_file_names_both(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="fer2013.csv nor icml_face_data.csv"):
         read_fer2013(tmp_path)

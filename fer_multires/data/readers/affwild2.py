@@ -337,7 +337,8 @@ def read_split(
     Raises:
         AnnotationError: for a malformed annotation file, or a split folder with no files.
     """
-    files = sorted(p for p in split_dir.iterdir() if p.suffix == ".txt" and p.is_file())
+    # any case of the suffix: a copy through some file systems upper-cases it (<video>.TXT)
+    files = sorted(p for p in split_dir.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
     if not files:
         raise AnnotationError(f"{split_dir}: no annotation files (<video>.txt)")
     videos: list[str] = []

@@ -13,6 +13,7 @@ shared with the FERPlus and AffectNet readers.
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from fer_multires.data.readers.index import (
     require_root,
     text_lines,
 )
+
+log = logging.getLogger(__name__)
 
 CSV_NAMES: tuple[str, ...] = ("fer2013.csv", "icml_face_data.csv")
 #: FER2013's labels 0..6, as canonical names.
@@ -69,14 +72,16 @@ class PixelRows:
 
 
 def find_csv(root: Path) -> Path:
-    """Return ``fer2013.csv`` or ``icml_face_data.csv`` in ``root``.
+    """Return ``fer2013.csv`` or ``icml_face_data.csv`` in ``root`` (the first, if both are).
 
     Raises:
         FileNotFoundError: naming both.
     """
-    for name in CSV_NAMES:
-        if (root / name).is_file():
-            return root / name
+    present = [root / name for name in CSV_NAMES if (root / name).is_file()]
+    if len(present) > 1:
+        log.warning("%s holds both %s: reading %s", root, " and ".join(CSV_NAMES), present[0])
+    if present:
+        return present[0]
     hint = ""
     if (root / "train.csv").is_file():
         hint = (
