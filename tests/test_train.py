@@ -301,4 +301,3 @@ def test_fresh_start_in_the_run_directory_of_an_earlier_run_is_an_error(data_roo
     ):
         run_train(data_root, tmp_path, run)
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == before  # its resume point kept
-    run_train(data_root, tmp_path, run, "trainer.max_epochs=2", "ckpt_path=last")  # resumes
