@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from fer_multires.inference.sources import Source, iter_frames, open_video
-from fer_multires.utils.io import atomic_output, printable_name
+from fer_multires.utils.io import atomic_output
 from fer_multires.utils.tables import markdown_table
 
 PREDICTIONS_FILE = "predictions.csv"
@@ -110,7 +110,7 @@ def prediction_header(class_names: Sequence[str]) -> list[str]:
 
 
 def write_predictions(path: Path, table: FaceTable) -> None:
-    """Write ``predictions.csv`` atomically, source names in :func:`printable_name`'s form."""
+    """Write ``predictions.csv`` atomically (source names are :attr:`Source.name`, printable)."""
     predicted = table.predicted
     face_px = table.face_px
     with atomic_output(path) as f:
@@ -119,7 +119,7 @@ def write_predictions(path: Path, table: FaceTable) -> None:
         for i in range(len(table)):
             expected = table.expected[i]
             writer.writerow([
-                printable_name(table.source[i]), int(table.frame[i]), int(table.track[i]),
+                table.source[i], int(table.frame[i]), int(table.track[i]),
                 *(int(v) for v in table.boxes[i]), int(face_px[i]), int(table.crop_px[i]),
                 table.class_names[predicted[i]], f"{table.probs[i, predicted[i]]:.6f}",
                 *(f"{p:.6f}" for p in table.probs[i]),
@@ -128,13 +128,12 @@ def write_predictions(path: Path, table: FaceTable) -> None:
 
 
 def write_sources(path: Path, statuses: Sequence[SourceStatus]) -> None:
-    """Write ``sources.csv`` atomically, names and reasons in :func:`printable_name`'s form."""
+    """Write ``sources.csv`` atomically (names and reasons are made printable where set)."""
     with atomic_output(path) as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["source", "status", "frames", "faces", "reason"])
         for s in statuses:
-            writer.writerow([printable_name(s.source), s.status, s.frames, s.faces,
-                             printable_name(s.reason)])  # fmt: skip
+            writer.writerow([s.source, s.status, s.frames, s.faces, s.reason])
 
 
 def summary_table(
