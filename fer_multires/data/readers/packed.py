@@ -162,11 +162,9 @@ INDEX_ARRAYS: tuple[str, ...] = ("label", "shard", "offset", "size")
 REPACK = "write it again with python -m fer_multires.pack"
 
 
-def damaged(where: Path | str, reason: str) -> DatasetFormatError:
-    """The error for a damaged file of a packed set: its name (``where``), ``data.packed_dir``."""
-    return DatasetFormatError(
-        f"data.packed_dir: {where}: {reason}; the packed set is damaged, {REPACK}"
-    )
+def damaged(problem: str) -> DatasetFormatError:
+    """The error for a damaged packed set: ``problem`` is ``<file>: <what is wrong>``."""
+    return DatasetFormatError(f"data.packed_dir: {problem}; the packed set is damaged, {REPACK}")
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -178,17 +176,16 @@ def read_meta(path: Path) -> dict[str, Any]:
     """
     try:
         text = read_text(path)
-    except DatasetFormatError as err:
-        where, _, reason = str(err).rpartition(": not UTF-8")
-        raise damaged(where, f"not UTF-8{reason}") from None
+    except DatasetFormatError as err:  # not UTF-8, naming the file and line
+        raise damaged(str(err)) from None
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as err:
         reason = f"not JSON: {err.msg} (column {err.colno})"
-        raise damaged(f"{path}:{err.lineno}", reason) from None
+        raise damaged(f"{path}:{err.lineno}: {reason}") from None
     missing = [key for key in META_KEYS if not isinstance(meta, dict) or key not in meta]
     if missing:
-        raise damaged(path, f"no key {', '.join(repr(key) for key in missing)}")
+        raise damaged(f"{path}: no key {', '.join(repr(key) for key in missing)}")
     return meta
 
 
@@ -203,12 +200,12 @@ def read_split_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except FileNotFoundError:
-        raise damaged(path, "missing") from None
+        raise damaged(f"{path}: missing") from None
     except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as err:
-        raise damaged(path, f"not a readable .npz index ({type(err).__name__}: {err})") from None
+        raise damaged(f"{path}: not a readable .npz index ({type(err).__name__}: {err})") from None
     missing = [key for key in INDEX_ARRAYS if key not in arrays]
     if missing or not ("videos" in arrays or "paths" in arrays):
-        raise damaged(path, f"no {', '.join(missing or ['paths'])} array")
+        raise damaged(f"{path}: no {', '.join(missing or ['paths'])} array")
     return arrays
 
 
