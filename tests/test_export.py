@@ -145,8 +145,8 @@ def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(
         [[float(r[f"p_{c}"]) for c in CLASSES] for r in by_onnx], probs, atol=1e-5
     )
     # and on pre-cropped faces, whose predictions vary
-    run_predict(trained_run, folder, tmp_path / "ckpt_none", "predict.detector=none")
-    run_predict(exported["path"], folder, tmp_path / "onnx_none", "predict.detector=none")
+    run_predict(trained_run, folder, tmp_path / "ckpt_none", "detector=none")
+    run_predict(exported["path"], folder, tmp_path / "onnx_none", "detector=none")
     a = read_csv(tmp_path / "ckpt_none" / "predictions.csv")
     b = read_csv(tmp_path / "onnx_none" / "predictions.csv")
     assert len(a) == 1 + 6 + 6

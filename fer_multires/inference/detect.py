@@ -1,40 +1,55 @@
-"""Face detection, offline, and the square crops the classifier sees.
+"""Face detection, offline, and the square crops the classifier sees when faces are not aligned.
 
-The detector is OpenCV's frontal-face Haar cascade, whose XML ships inside the
-``opencv-python-headless`` wheel (4.x; 5.0 no longer ships it), run on the full-resolution frame.
-``predict.detector=none`` takes each image as one face already cropped (e.g. Aff-Wild2's
-``cropped_aligned`` frames).
+Three detectors, chosen by the Hydra group ``detector`` (``conf/detector/``):
 
-A face is cropped square around the detector's box, ``(1 + 2 * margin)`` times its side, from
-the full-resolution frame; the parts of the square outside the frame are black, as in aligned
-face crops. The default margin, 0.2, makes a crop frame a face about as the training frames do:
-Aff-Wild2's ``cropped_aligned`` frames are 112 x 112 five-point aligned crops (taken here to be
-the ArcFace template: eyes at (38.3, 51.7) and (73.5, 51.5)). ``python benchmarks/predict.py
---only margin`` aligns each real face photo shipped in a wheel (scikit-image's astronaut,
-matplotlib's Grace Hopper) to that template by its eyes (OpenCV's eye cascade) and measures the
-aligned crop's side in Haar box sides, two ways: the photo's Haar box mapped into the crop
-(astronaut 1.54, Grace Hopper 1.20) and the cascade run again on the aligned crop (1.43, 1.25).
-That is a margin of 0.10 to 0.27, median 0.17; 0.2 is that, rounded towards the loose side,
-since a crop tighter than the training frames cuts off chin and brows while a looser one only
-adds background. (The cascade on the synthetic Aff-Wild2-style frames gives 1.21, a margin of
-0.11: drawn faces, a check, not the reference.) Haar boxes vary by face and pose by about as
-much as the spread above, so a per-face alignment would frame better than any one margin.
+* ``mtcnn`` (the default): the MTCNN cascade (:mod:`fer_multires.inference.mtcnn`), which finds
+  faces down to about 12 px and gives each a score and five landmarks, so the face can be aligned
+  (:mod:`fer_multires.inference.align`).
+* ``haar``: OpenCV's frontal-face Haar cascade, whose XML ships inside the
+  ``opencv-python-headless`` wheel (4.x; 5.0 no longer ships it), run on the full-resolution
+  frame. No score, no landmarks: its faces are cropped square.
+* ``none`` takes each image as one face already cropped (e.g. Aff-Wild2's ``cropped_aligned``
+  frames).
+
+A face that is not aligned (``haar``, ``none``, or ``align=false``) is cropped square around the
+detector's box, ``(1 + 2 * margin)`` times its side, from the full-resolution frame; the parts of
+the square outside the frame are black, as in aligned face crops. The default margin, 0.2, makes
+a crop frame a face about as the training frames do: Aff-Wild2's ``cropped_aligned`` frames are
+112 x 112 five-point aligned crops (taken here to be the ArcFace template: eyes at (38.3, 51.7)
+and (73.5, 51.5)). ``python benchmarks/predict.py --only margin`` aligns each real face photo
+shipped in a wheel (scikit-image's astronaut, matplotlib's Grace Hopper) to that template by its
+eyes (OpenCV's eye cascade) and measures the aligned crop's side in Haar box sides, two ways: the
+photo's Haar box mapped into the crop (astronaut 1.54, Grace Hopper 1.20) and the cascade run again
+on the aligned crop (1.43, 1.25). That is a margin of 0.10 to 0.27, median 0.17; 0.2 is that,
+rounded towards the loose side, since a crop tighter than the training frames cuts off chin and
+brows while a looser one only adds background. (The cascade on the synthetic Aff-Wild2-style
+frames gives 1.21, a margin of 0.11: drawn faces, a check, not the reference.) Haar boxes vary by
+face and pose by about as much as the spread above, which is why faces with landmarks are aligned
+instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-#: ``predict.detector`` values.
-DETECTORS: tuple[str, ...] = ("haar", "none")
+from fer_multires.inference.align import align_face
+from fer_multires.inference.mtcnn import Mtcnn, MtcnnSettings
+
+#: ``detector`` group options (``conf/detector/<name>.yaml``).
+DETECTORS: tuple[str, ...] = ("mtcnn", "haar", "none")
 #: The cascade used by ``haar``: OpenCV's frontal-face detector.
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 #: The default ``predict.margin`` (see the module's docstring for how it was chosen).
 DEFAULT_MARGIN = 0.2
+#: The five landmarks' names, in order (left and right as seen in the image).
+LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
 @dataclass(frozen=True)
@@ -46,10 +61,26 @@ class Box:
     w: int
     h: int
 
+    @classmethod
+    def from_corners(cls, x1: float, y1: float, x2: float, y2: float) -> Box:
+        """Return the integer box of float corners (each rounded; at least one pixel a side)."""
+        left, top = round(x1), round(y1)
+        return cls(left, top, max(1, round(x2) - left), max(1, round(y2) - top))
+
     @property
     def face_px(self) -> int:
         """The box's shorter side, in the original pixels."""
         return min(self.w, self.h)
+
+    @property
+    def side(self) -> int:
+        """The box's longer side."""
+        return max(self.w, self.h)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """The box's centre, ``x, y``."""
+        return self.x + self.w / 2, self.y + self.h / 2
 
     def iou(self, other: Box) -> float:
         """Intersection over union with another box (0 when they do not overlap)."""
@@ -60,6 +91,43 @@ class Box:
         union = self.w * self.h + other.w * other.h - inter
         return inter / union if union > 0 else 0.0
 
+    def shifted(self, dx: int, dy: int) -> Box:
+        """Return the box moved by ``dx, dy``."""
+        return Box(self.x + dx, self.y + dy, self.w, self.h)
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One detected face.
+
+    Attributes:
+        box: its box in the frame.
+        score: the detector's confidence (NaN for a detector that gives none).
+        landmarks: ``(5, 2)`` ``x, y`` of :data:`LANDMARK_NAMES` in the frame, or None.
+    """
+
+    box: Box
+    score: float = math.nan
+    landmarks: np.ndarray | None = None
+
+    def shifted(self, dx: int, dy: int) -> Face:
+        """Return the face moved by ``dx, dy`` (from a region's pixels to the frame's)."""
+        marks = None if self.landmarks is None else self.landmarks + np.array([dx, dy])
+        return Face(self.box.shifted(dx, dy), self.score, marks)
+
+
+class Detector(Protocol):
+    """Finds the faces of an ``(H, W, 3)`` uint8 RGB frame, left to right."""
+
+    def __call__(self, frame: np.ndarray, min_face_px: float | None = None) -> list[Face]:
+        """Return the faces; ``min_face_px``: the smallest looked for, if not the configured."""
+        ...
+
+
+def left_to_right(faces: list[Face]) -> list[Face]:
+    """Return the faces sorted by their boxes' left, then top, edges."""
+    return sorted(faces, key=lambda f: (f.box.x, f.box.y))
+
 
 def haar_cascade_path() -> Path:
     """Return where the ``opencv-python-headless`` wheel keeps :data:`HAAR_CASCADE`."""
@@ -67,84 +135,143 @@ def haar_cascade_path() -> Path:
     return Path(folder) / HAAR_CASCADE
 
 
+@dataclass(frozen=True)
+class HaarSettings:
+    """The ``detector`` node of ``detector=haar`` (see ``conf/detector/haar.yaml``)."""
+
+    min_face_size: int = 24
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+
+    def __post_init__(self) -> None:
+        """Check every value's range.
+
+        Raises:
+            ValueError: naming the ``detector.*`` key.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"detector.{f.name}={value!r} must be a number")
+        if not self.scale_factor > 1.0:
+            raise ValueError(f"detector.scale_factor={self.scale_factor} must be > 1")
+        if int(self.min_neighbors) != self.min_neighbors or self.min_neighbors < 0:
+            raise ValueError(f"detector.min_neighbors={self.min_neighbors} must be an integer >= 0")
+        if not self.min_face_size >= 1:
+            raise ValueError(f"detector.min_face_size={self.min_face_size} must be >= 1")
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade on the full-resolution frame.
 
     Args:
-        scale_factor: the image pyramid's step (``detectMultiScale``'s ``scaleFactor``).
-        min_neighbors: detections a face needs to be kept (higher: fewer false faces).
-        min_face_px: the smallest face searched for, in pixels (the cascade's window is 24).
+        settings: the pyramid's step (``detectMultiScale``'s ``scaleFactor``), the detections a
+            face needs to be kept, the smallest face (the cascade's window is 24 px).
 
     Raises:
-        ValueError: for an invalid setting, named by its ``predict.*`` key.
         FileNotFoundError: if OpenCV's wheel ships no cascade (OpenCV 5).
     """
 
-    def __init__(
-        self, scale_factor: float = 1.1, min_neighbors: int = 5, min_face_px: int = 24
-    ) -> None:
-        if not scale_factor > 1.0:
-            raise ValueError(f"predict.haar_scale_factor={scale_factor} must be > 1")
-        if min_neighbors < 0:
-            raise ValueError(f"predict.haar_min_neighbors={min_neighbors} must be >= 0")
-        if min_face_px < 1:
-            raise ValueError(f"predict.min_face_px={min_face_px} must be >= 1")
+    def __init__(self, settings: HaarSettings | None = None) -> None:
+        self.settings = settings or HaarSettings()
         path = haar_cascade_path()
         if not path.is_file():
             raise FileNotFoundError(
-                f"predict.detector=haar: {path} not found; install opencv-python-headless>=4.8,<5 "
+                f"detector=haar: {path} not found; install opencv-python-headless>=4.8,<5 "
                 "(OpenCV 5 ships no Haar cascades)"
             )
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
-            raise FileNotFoundError(f"predict.detector=haar: OpenCV cannot load {path}")
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_face_px = min_face_px
+            raise FileNotFoundError(f"detector=haar: OpenCV cannot load {path}")
 
-    def __call__(self, frame: np.ndarray) -> list[Box]:
+    def __call__(self, frame: np.ndarray, min_face_px: float | None = None) -> list[Face]:
         """Return the faces of an ``(H, W, 3)`` uint8 RGB frame, left to right."""
+        side = max(1, round(min_face_px or self.settings.min_face_size))
         gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
         found = self.cascade.detectMultiScale(
             gray,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_face_px, self.min_face_px),
+            scaleFactor=self.settings.scale_factor,
+            minNeighbors=int(self.settings.min_neighbors),
+            minSize=(side, side),
         )
-        boxes = [Box(int(x), int(y), int(w), int(h)) for x, y, w, h in np.reshape(found, (-1, 4))]
-        return sorted(boxes, key=lambda b: (b.x, b.y))
+        return left_to_right(
+            [Face(Box(int(x), int(y), int(w), int(h))) for x, y, w, h in np.reshape(found, (-1, 4))]
+        )
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(scale_factor={self.scale_factor}, "
-            f"min_neighbors={self.min_neighbors}, min_face_px={self.min_face_px})"
-        )
+        return f"{type(self).__name__}({self.settings})"
+
+
+class MtcnnDetector:
+    """The MTCNN cascade: faces with a score and five landmarks.
+
+    Raises:
+        MtcnnWeightsError: if its networks cannot be found or loaded.
+    """
+
+    def __init__(self, settings: MtcnnSettings | None = None) -> None:
+        self.mtcnn = Mtcnn(settings)
+
+    def __call__(self, frame: np.ndarray, min_face_px: float | None = None) -> list[Face]:
+        """Return the faces of an ``(H, W, 3)`` uint8 RGB frame, left to right."""
+        found = self.mtcnn.detect(frame, min_face_px)
+        return left_to_right([
+            Face(Box.from_corners(*box), float(score), marks.copy())
+            for box, score, marks in zip(found.boxes, found.scores, found.landmarks, strict=True)
+        ])  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.mtcnn.settings})"
 
 
 class WholeImage:
-    """``predict.detector=none``: each image is one face, already cropped."""
+    """``detector=none``: each image is one face, already cropped."""
 
-    def __call__(self, frame: np.ndarray) -> list[Box]:
+    def __call__(self, frame: np.ndarray, min_face_px: float | None = None) -> list[Face]:
         """Return the whole frame as the one face."""
-        return [Box(0, 0, int(frame.shape[1]), int(frame.shape[0]))]
+        return [Face(Box(0, 0, int(frame.shape[1]), int(frame.shape[0])))]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-def build_detector(
-    name: str, scale_factor: float = 1.1, min_neighbors: int = 5, min_face_px: int = 24
-) -> HaarDetector | WholeImage:
-    """Return the detector ``predict.detector`` names.
+def detector_settings(node: DictConfig | dict[str, Any], kind: type) -> Any:
+    """Return a detector's settings dataclass from its ``detector`` node (less ``name``).
 
     Raises:
-        ValueError: naming ``predict.detector`` for an unknown detector.
+        ValueError: naming ``detector.<key>`` for an unknown key or a bad value.
     """
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    values = {k: v for k, v in dict(values).items() if k != "name"}  # type: ignore[arg-type]
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"detector: unknown keys {', '.join(f'detector.{k}' for k in unknown)} "
+                         f"(known: {', '.join(sorted(known))})")  # fmt: skip
+    return kind(**values)
+
+
+@dataclass(frozen=True)
+class _NoSettings:
+    """``detector=none`` has no settings."""
+
+
+def build_detector(node: DictConfig | dict[str, Any]) -> Detector:
+    """Return the detector a ``detector`` node names (``detector.name``), checked.
+
+    Raises:
+        ValueError: naming ``detector.name`` for an unknown detector, or the key of a bad value.
+    """
+    name = node.get("name")
+    if name == "mtcnn":
+        return MtcnnDetector(detector_settings(node, MtcnnSettings))
     if name == "haar":
-        return HaarDetector(scale_factor, min_neighbors, min_face_px)
+        return HaarDetector(detector_settings(node, HaarSettings))
     if name == "none":
+        detector_settings(node, _NoSettings)
         return WholeImage()
-    raise ValueError(f"predict.detector={name!r} is not one of {', '.join(DETECTORS)}")
+    raise ValueError(f"detector.name={name!r} is not one of {', '.join(DETECTORS)} "
+                     "(choose one with detector=NAME)")  # fmt: skip
 
 
 def check_margin(margin: float) -> float:
@@ -182,3 +309,17 @@ def crop_square(frame: np.ndarray, box: Box, margin: float) -> np.ndarray:
             src_top:src_bottom, src_left:src_right
         ]
     return crop
+
+
+def face_crop(frame: np.ndarray, face: Face, align: bool, margin: float) -> np.ndarray:
+    """Return what the classifier sees of a face.
+
+    Args:
+        frame: the frame.
+        face: the face.
+        align: align a face that has landmarks to the template (:func:`align_face`).
+        margin: for a face not aligned, the square crop's margin (:func:`crop_square`).
+    """
+    if align and face.landmarks is not None:
+        return align_face(frame, face.landmarks)
+    return crop_square(frame, face.box, margin)

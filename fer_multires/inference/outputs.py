@@ -2,7 +2,10 @@ r"""What ``predict`` writes: ``predictions.csv``, ``sources.csv``, annotated cop
 
 ``predictions.csv`` has one row per face: ``source``, ``frame`` (0 for images), ``track``, the box
 ``x``, ``y``, ``w``, ``h`` in the original pixels, ``face_px`` (the box's shorter side),
-``crop_px`` (the side of the square crop classified), ``predicted``, ``confidence`` (its
+``crop_px`` (the side, in the original pixels, of the crop classified: the aligned crop, or the
+square crop with its margin), ``score`` (the detector's confidence; empty for ``haar`` and
+``none``), the five landmarks ``left_eye_x``, ``left_eye_y``, ``right_eye_x``, ... ``mouth_right_y``
+in the original pixels (empty without landmarks), ``predicted``, ``confidence`` (its
 probability), ``p_<Class>`` for each class and ``expected_score`` (empty without an evaluation,
 or for a face smaller than the smallest evaluated resolution). ``sources.csv`` has one row per
 input: ``source``, ``status`` (``ok``, ``no_face``, ``unreadable``), ``frames`` (frames
@@ -30,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_multires.inference.detect import LANDMARK_NAMES
 from fer_multires.inference.sources import Source, iter_frames, open_video
 from fer_multires.utils.io import atomic_output
 from fer_multires.utils.tables import markdown_table
@@ -72,6 +76,8 @@ class FaceTable:
         track: per row, the track id within its source.
         boxes: ``(N, 4)`` ``x, y, w, h``.
         crop_px: per row, the crop's side in the original pixels.
+        scores: per row, the detector's score (NaN where it gives none).
+        landmarks: ``(N, 5, 2)`` landmarks (NaN where there are none).
         probs: ``(N, C)`` class probabilities (smoothed along each track if asked).
         expected: per row, the expected score, NaN where there is none.
     """
@@ -82,6 +88,8 @@ class FaceTable:
     track: np.ndarray
     boxes: np.ndarray
     crop_px: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray
     probs: np.ndarray
     expected: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
@@ -105,8 +113,15 @@ class FaceTable:
 
 def prediction_header(class_names: Sequence[str]) -> list[str]:
     """Return the columns of ``predictions.csv``."""
-    return ["source", "frame", "track", "x", "y", "w", "h", "face_px", "crop_px", "predicted",
-            "confidence", *(f"p_{c}" for c in class_names), "expected_score"]  # fmt: skip
+    landmarks = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"]
+    return ["source", "frame", "track", "x", "y", "w", "h", "face_px", "crop_px", "score",
+            *landmarks, "predicted", "confidence", *(f"p_{c}" for c in class_names),
+            "expected_score"]  # fmt: skip
+
+
+def optional(value: float, digits: int) -> str:
+    """Return a number with ``digits`` decimals, or an empty cell for NaN."""
+    return "" if np.isnan(value) else f"{value:.{digits}f}"
 
 
 def write_predictions(path: Path, table: FaceTable) -> None:
@@ -117,13 +132,12 @@ def write_predictions(path: Path, table: FaceTable) -> None:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(prediction_header(table.class_names))
         for i in range(len(table)):
-            expected = table.expected[i]
             writer.writerow([
                 table.source[i], int(table.frame[i]), int(table.track[i]),
                 *(int(v) for v in table.boxes[i]), int(face_px[i]), int(table.crop_px[i]),
+                optional(table.scores[i], 6), *(optional(v, 1) for v in table.landmarks[i].ravel()),
                 table.class_names[predicted[i]], f"{table.probs[i, predicted[i]]:.6f}",
-                *(f"{p:.6f}" for p in table.probs[i]),
-                "" if np.isnan(expected) else f"{expected:.6f}",
+                *(f"{p:.6f}" for p in table.probs[i]), optional(table.expected[i], 6),
             ])  # fmt: skip
 
 
@@ -189,6 +203,9 @@ def draw_faces(frame: np.ndarray, table: FaceTable, rows: np.ndarray, smallest: 
         small = smallest is not None and table.crop_px[i] < smallest
         color = COLOR_SMALL if small else COLOR_OK
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thickness)
+        for mark_x, mark_y in table.landmarks[i]:
+            if not np.isnan(mark_x):
+                cv2.circle(out, (round(mark_x), round(mark_y)), thickness + 1, color, cv2.FILLED)
         label = f"{table.class_names[predicted[i]]} {table.probs[i, predicted[i]]:.2f}"
         if tracks:
             label = f"#{int(table.track[i])} {label}"

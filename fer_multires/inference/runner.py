@@ -1,9 +1,13 @@
-"""Running ``predict``: sources -> faces -> batched classification -> tracks, smoothing, outputs.
+"""Running ``predict``: sources -> faces -> alignment -> batched classification -> outputs.
 
 Frames are read one at a time; their face crops wait in one batch of ``predict.batch_size`` crops
 until it is full, so memory holds at most one frame and one batch of crops, whatever the video's
-length. A video's faces are linked into tracks as the frames come (:class:`IoUTracker`), and
-with ``predict.smoothing`` > 1 each track's probabilities are smoothed over that many frames
+length, and a batch gathers faces across frames. Each face with landmarks is aligned to the
+training crops' template (``align``, :mod:`fer_multires.inference.align`), the others cropped
+square with ``predict.margin``. In a video the detector runs on every ``predict.detect_every``-th
+processed frame and the faces are followed between, linked into one track per person
+(:mod:`fer_multires.inference.tracks`); with ``predict.smoothing`` > 1 each track's probabilities
+are smoothed over that many frames
 (:func:`fer_multires.smoothing.smooth_probabilities`, the evaluation's smoothing, in frame
 numbers, so ``every_n_frames`` does not change what the window spans).
 """
@@ -22,10 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from fer_multires.inference.classifier import Classifier, load_classifier, resolve_device
 from fer_multires.inference.detect import (
     DEFAULT_MARGIN,
-    Box,
+    Detector,
+    Face,
+    WholeImage,
     build_detector,
     check_margin,
-    crop_square,
+    face_crop,
 )
 from fer_multires.inference.expected import ExpectedScore, load_expected_score
 from fer_multires.inference.outputs import (
@@ -46,7 +52,7 @@ from fer_multires.inference.sources import (
     collect_sources,
     iter_frames,
 )
-from fer_multires.inference.tracks import IoUTracker
+from fer_multires.inference.tracks import FaceFollower, FaceTracker
 from fer_multires.smoothing import SMOOTHING_KINDS, smooth_probabilities
 from fer_multires.utils.checkpoints import require_checkpoint, resolve_checkpoint, run_config_of
 from fer_multires.utils.io import printable_name
@@ -58,19 +64,17 @@ log = logging.getLogger(__name__)
 class PredictSettings:
     """The checked ``predict`` node (see ``conf/predict.yaml`` for each key)."""
 
-    detector: str = "haar"
     margin: float = DEFAULT_MARGIN
     batch_size: int = 32
     device: str = "auto"
     every_n_frames: int = 1
+    detect_every: int = 5
     smoothing: int = 1
     smoothing_kind: str = "mean"
     annotate: bool = False
-    min_face_px: int = 24
-    haar_scale_factor: float = 1.1
-    haar_min_neighbors: int = 5
     track_min_iou: float = 0.3
-    track_max_gap: int = 5
+    track_max_shift: float = 0.5
+    track_max_gap: int = 25
     metrics: str | None = None
 
 
@@ -97,7 +101,7 @@ def check_predict_node(node: DictConfig) -> PredictSettings:
     if unknown:
         raise ValueError(f"predict: unknown keys {', '.join(map(str, unknown))}")
     values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
-    for key in ("batch_size", "every_n_frames", "smoothing", "min_face_px"):
+    for key in ("batch_size", "every_n_frames", "detect_every", "smoothing"):
         values[key] = positive_int(node, key)
     if values["smoothing"] % 2 == 0:
         raise ValueError(
@@ -107,7 +111,20 @@ def check_predict_node(node: DictConfig) -> PredictSettings:
         raise ValueError(f"predict.smoothing_kind={values['smoothing_kind']!r} is not one of "
                          f"{', '.join(SMOOTHING_KINDS[1:])}")  # fmt: skip
     values["margin"] = check_margin(values["margin"])
-    return PredictSettings(**values)
+    settings = PredictSettings(**values)
+    FaceTracker(settings.track_min_iou, settings.track_max_shift, settings.track_max_gap)
+    return settings
+
+
+def check_align(value: Any) -> bool:
+    """Validate ``align``: true or false.
+
+    Raises:
+        ValueError: naming ``align``.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"align={value!r} must be true or false")
+    return value
 
 
 def resolve_model_path(value: Any, key: str = "ckpt_path") -> Path:
@@ -126,6 +143,10 @@ def resolve_model_path(value: Any, key: str = "ckpt_path") -> Path:
     return resolve_checkpoint(path, key)
 
 
+#: The landmarks of a face without any.
+NO_LANDMARKS = np.full((5, 2), np.nan)
+
+
 @dataclass
 class _Pending:
     """Face crops waiting to be classified, and where their probabilities go."""
@@ -141,15 +162,20 @@ class FaceCollector:
         self.classifier = classifier
         self.batch_size = batch_size
         self.meta: list[tuple[str, int, int, int, int, int, int, int]] = []
+        self.scores: list[float] = []
+        self.landmarks: list[np.ndarray] = []
         self.probs: list[np.ndarray | None] = []
         self.pending = _Pending()
         self.classify_seconds = 0.0
 
-    def add(self, source: str, frame: int, track: int, box: Box, crop: np.ndarray) -> None:
+    def add(self, source: str, frame: int, track: int, face: Face, crop: np.ndarray) -> None:
         """Queue one face; classify the batch when it is full."""
+        box = face.box
         self.meta.append(
             (source, frame, track, box.x, box.y, box.w, box.h, int(min(crop.shape[:2])))
         )
+        self.scores.append(face.score)
+        self.landmarks.append(NO_LANDMARKS if face.landmarks is None else face.landmarks)
         self.probs.append(None)
         self.pending.crops.append(crop)
         self.pending.rows.append(len(self.meta) - 1)
@@ -179,6 +205,8 @@ class FaceCollector:
             track=np.array([m[2] for m in meta], dtype=np.int64),
             boxes=np.array([m[3:7] for m in meta], dtype=np.int64).reshape(-1, 4),
             crop_px=np.array([m[7] for m in meta], dtype=np.int64),
+            scores=np.array(self.scores, dtype=np.float64),
+            landmarks=np.array(self.landmarks, dtype=np.float64).reshape(-1, 5, 2),
             probs=np.array(self.probs, dtype=np.float64).reshape(-1, len(classes)),
         )
 
@@ -212,23 +240,50 @@ class PredictResult:
         return sum(s.short for s in self.statuses)
 
 
-def process_source(
-    source: Source, detector: Any, collector: FaceCollector, settings: PredictSettings
-) -> SourceStatus:
+@dataclass(frozen=True)
+class FaceFinding:
+    """How faces are found and prepared: the detector, alignment and video following.
+
+    Attributes:
+        detector: the face detector.
+        align: align faces with landmarks to the template.
+        settings: the checked ``predict`` node (margin, detection interval, tracker).
+    """
+
+    detector: Detector
+    align: bool
+    settings: PredictSettings
+
+    @property
+    def margin(self) -> float:
+        """The square crop's margin (0 for ``detector=none``: already a face crop)."""
+        return 0.0 if isinstance(self.detector, WholeImage) else self.settings.margin
+
+    def follower(self) -> FaceFollower:
+        """Return a new follower for one video."""
+        s = self.settings
+        tracker = FaceTracker(s.track_min_iou, s.track_max_shift, s.track_max_gap)
+        # detector=none takes the whole frame: nothing to gain by following it
+        every = 1 if isinstance(self.detector, WholeImage) else s.detect_every
+        return FaceFollower(self.detector, tracker, every)
+
+
+def process_source(source: Source, finding: FaceFinding, collector: FaceCollector) -> SourceStatus:
     """Detect, crop, track and queue the faces of one source; return its status."""
     status = SourceStatus(source.name)
-    margin = 0.0 if settings.detector == "none" else settings.margin  # already a face crop
-    tracker = IoUTracker(settings.track_min_iou, settings.track_max_gap)
+    follower = finding.follower()
     tally = FrameTally()
     try:
-        for frame_number, frame in iter_frames(source, settings.every_n_frames, tally):
-            boxes = detector(frame)
-            tracks = tracker.update(boxes) if source.is_video else list(range(len(boxes)))
-            for box, track in zip(boxes, tracks, strict=True):
-                collector.add(source.name, frame_number, track, box,
-                              crop_square(frame, box, margin))  # fmt: skip
+        for frame_number, frame in iter_frames(source, finding.settings.every_n_frames, tally):
+            if source.is_video:
+                faces = follower(frame)
+            else:
+                faces = list(enumerate(finding.detector(frame)))
+            for track, face in faces:
+                crop = face_crop(frame, face, finding.align, finding.margin)
+                collector.add(source.name, frame_number, track, face, crop)
             status.frames += 1
-            status.faces += len(boxes)
+            status.faces += len(faces)
     except UnreadableSourceError as err:
         status.status, status.reason = "unreadable", printable_name(str(err))
         log.error("%s: unreadable: %s", source.name, status.reason)
@@ -283,18 +338,19 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     inputs = collect_sources(str(input_value))
     sources = inputs.sources
     settings = check_predict_node(cfg.predict)
+    align = check_align(cfg.get("align"))
     device = resolve_device(settings.device)
-    detector = build_detector(settings.detector, settings.haar_scale_factor,
-                              settings.haar_min_neighbors, settings.min_face_px)  # fmt: skip
+    finding = FaceFinding(build_detector(cfg.detector), align, settings)
     classifier = load_classifier(model_path, device)
     expected = expected_scores_for(classifier, model_path, settings)
     log.info(
-        "model %s (%s) on %s; %d sources; detector %r, margin %g",
-        model_path, type(classifier).__name__, device, len(sources), detector, settings.margin,
+        "model %s (%s) on %s; %d sources; detector %r, align %s, margin %g, detect every %d",
+        model_path, type(classifier).__name__, device, len(sources), finding.detector, align,
+        finding.margin, settings.detect_every,
     )  # fmt: skip
     collector = FaceCollector(classifier, settings.batch_size)
     start = time.perf_counter()
-    statuses = [process_source(s, detector, collector, settings) for s in sources]
+    statuses = [process_source(s, finding, collector) for s in sources]
     table = collector.table()
     seconds = time.perf_counter() - start
     smooth_tracks(table, settings.smoothing, settings.smoothing_kind)

@@ -1,35 +1,70 @@
-"""Faces linked across video frames into tracks, by box overlap.
+"""Faces followed through a video: detection every k-th frame, one track per person.
 
-Each classified frame's faces are matched to the tracks seen in the last ``max_gap`` classified
-frames, greedily by intersection over union (the best-overlapping pair first), a pair counting
-only when its IoU is at least ``min_iou``. A face left unmatched starts a new track. Track ids
-count from 0 within a source, in order of appearance.
+:class:`FaceFollower` runs the detector on every ``detect_every``-th processed frame. On the
+frames between, it looks for each face tracked in the previous frame near where it was: the
+same detector on a region three face sides wide around the last box, for faces at least
+:data:`FOLLOW_MIN_SIZE` of its size (for MTCNN, a few small pyramid levels instead of the whole
+frame's). A face it does not find there is missed in that frame; a face the detector misses
+on a detection frame is looked for the same way, so one missed detection does not break a track.
+A followed face that overlaps a detected one by more than :data:`DUPLICATE_IOU` is dropped.
+
+:class:`FaceTracker` links the faces of each frame to the tracks seen in the last ``max_gap``
+processed frames (the patience window). A face and a track can be linked when their sizes
+differ by at most :data:`MAX_SIZE_RATIO` and their boxes overlap by at least ``min_iou`` or the
+face moved at most ``max_shift`` face sides (measured on the five landmarks when both have them,
+else on the boxes' centres). Pairs are linked greedily, the least displacement first; a face
+left unlinked starts a new track. Track ids count from 0 within a source, in order of appearance.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from fer_multires.inference.detect import Box
+import numpy as np
+
+from fer_multires.inference.detect import Detector, Face
+
+#: A face is looked for near its last box in a region this many face sides wide.
+FOLLOW_REGION_SIDES = 3.0
+#: ... among faces at least this fraction of its last size.
+FOLLOW_MIN_SIZE = 0.6
+#: A followed face overlapping a detected one by more than this is the detected one.
+DUPLICATE_IOU = 0.5
+#: The most two sides of one face may differ between two frames, as a ratio.
+MAX_SIZE_RATIO = 1.5
+
+
+def displacement(face: Face, other: Face) -> float:
+    """Return how far a face moved from ``other``, in face sides (landmarks if both have them)."""
+    side = (face.box.side + other.box.side) / 2
+    if face.landmarks is not None and other.landmarks is not None:
+        moved = float(np.linalg.norm(face.landmarks - other.landmarks, axis=1).mean())
+    else:
+        (x, y), (ox, oy) = face.box.centre, other.box.centre
+        moved = math.hypot(x - ox, y - oy)
+    return moved / side
 
 
 @dataclass
 class _Track:
-    box: Box
+    face: Face
     last_seen: int
 
 
 @dataclass
-class IoUTracker:
-    """Link boxes across frames (see the module's docstring).
+class FaceTracker:
+    """Link faces across frames (see the module's docstring).
 
     Args:
-        min_iou: the least overlap that links a face to a track.
-        max_gap: a track unseen for more than this many classified frames is closed.
+        min_iou: boxes overlapping at least this much can be linked.
+        max_shift: faces that moved at most this many face sides can be linked.
+        max_gap: a track unseen for more than this many processed frames is closed.
     """
 
     min_iou: float = 0.3
-    max_gap: int = 5
+    max_shift: float = 0.5
+    max_gap: int = 25
     _tracks: dict[int, _Track] = field(default_factory=dict, repr=False)
     _step: int = field(default=0, repr=False)
     _next_id: int = field(default=0, repr=False)
@@ -37,40 +72,103 @@ class IoUTracker:
     def __post_init__(self) -> None:
         if not 0.0 < self.min_iou <= 1.0:
             raise ValueError(f"predict.track_min_iou={self.min_iou} must be in (0, 1]")
+        if not self.max_shift >= 0:
+            raise ValueError(f"predict.track_max_shift={self.max_shift} must be >= 0")
         if self.max_gap < 0:
             raise ValueError(f"predict.track_max_gap={self.max_gap} must be >= 0")
 
-    def update(self, boxes: list[Box]) -> list[int]:
-        """Assign a track id to each box of the next classified frame.
+    def next_frame(self) -> None:
+        """Start the next processed frame: close the tracks unseen for longer than ``max_gap``."""
+        self._step += 1
+        self._tracks = {tid: t for tid, t in self._tracks.items()
+                        if self._step - t.last_seen <= self.max_gap + 1}  # fmt: skip
+
+    def linkable(self, face: Face, track: Face) -> bool:
+        """Whether a face may be the tracked one (see the module's docstring)."""
+        ratio = face.box.side / track.box.side
+        if not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
+            return False
+        return face.box.iou(track.box) >= self.min_iou or displacement(face, track) <= self.max_shift
+
+    def assign(self, faces: list[Face]) -> list[int]:
+        """Link the detected faces of this frame to tracks, or start new ones.
 
         Returns:
-            One track id per box, in the boxes' order.
+            One track id per face, in the faces' order.
         """
-        self._step += 1
-        self._tracks = {
-            tid: t
-            for tid, t in self._tracks.items()
-            if self._step - t.last_seen <= self.max_gap + 1
-        }
+        open_tracks = {tid: t for tid, t in self._tracks.items() if t.last_seen < self._step}
         pairs = sorted(
-            (
-                (box.iou(track.box), i, tid)
-                for i, box in enumerate(boxes)
-                for tid, track in self._tracks.items()
-            ),
-            key=lambda p: (-p[0], p[1], p[2]),
+            (displacement(face, track.face), i, tid)
+            for i, face in enumerate(faces)
+            for tid, track in open_tracks.items()
+            if self.linkable(face, track.face)
         )
-        ids: list[int | None] = [None] * len(boxes)
-        used: set[int] = set()
-        for overlap, i, tid in pairs:
-            if overlap < self.min_iou:
-                break
-            if ids[i] is None and tid not in used:
+        ids: list[int | None] = [None] * len(faces)
+        for _, i, tid in pairs:
+            if ids[i] is None and tid not in ids:
                 ids[i] = tid
-                used.add(tid)
-        for i, box in enumerate(boxes):
+        for i, face in enumerate(faces):
             if ids[i] is None:
                 ids[i] = self._next_id
                 self._next_id += 1
-            self._tracks[ids[i]] = _Track(box, self._step)
+            self.keep(int(ids[i]), face)  # type: ignore[arg-type]
         return [int(i) for i in ids]  # type: ignore[arg-type]
+
+    def keep(self, track_id: int, face: Face) -> None:
+        """Record a track's face in this frame (a followed face keeps its track)."""
+        self._tracks[track_id] = _Track(face, self._step)
+
+    def seen_last_frame(self) -> list[tuple[int, Face]]:
+        """Return the tracks seen in the previous processed frame, with their faces there."""
+        return [(tid, t.face) for tid, t in self._tracks.items() if t.last_seen == self._step - 1]
+
+
+class FaceFollower:
+    """A video's faces frame by frame: detection every ``detect_every`` frames, following between.
+
+    Args:
+        detector: the face detector.
+        tracker: links the faces into tracks.
+        detect_every: run the full detector on processed frames 0, k, 2k, ...
+    """
+
+    def __init__(self, detector: Detector, tracker: FaceTracker, detect_every: int = 1) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.detect_every = detect_every
+        self._frames = 0
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[int, Face]]:
+        """Return the ``(track id, face)`` pairs of the next processed frame, left to right."""
+        self.tracker.next_frame()
+        previous = self.tracker.seen_last_frame()
+        found: list[tuple[int, Face]] = []
+        if self._frames % self.detect_every == 0:
+            faces = self.detector(frame)
+            found = list(zip(self.tracker.assign(faces), faces, strict=True))
+        self._frames += 1
+        linked = {tid for tid, _ in found}
+        for tid, face in previous:
+            if tid in linked:
+                continue
+            again = self.look_near(frame, face)
+            if again is not None and all(again.box.iou(f.box) <= DUPLICATE_IOU for _, f in found):
+                self.tracker.keep(tid, again)
+                found.append((tid, again))
+        return sorted(found, key=lambda pair: (pair[1].box.x, pair[1].box.y))
+
+    def look_near(self, frame: np.ndarray, face: Face) -> Face | None:
+        """Return the face found near where ``face`` was, the one that moved least, or None."""
+        height, width = frame.shape[:2]
+        side = face.box.side
+        centre_x, centre_y = face.box.centre
+        half = side * FOLLOW_REGION_SIDES / 2
+        left, top = max(0, math.floor(centre_x - half)), max(0, math.floor(centre_y - half))
+        right = min(width, math.ceil(centre_x + half))
+        bottom = min(height, math.ceil(centre_y + half))
+        if right - left < 2 or bottom - top < 2:
+            return None
+        region = np.ascontiguousarray(frame[top:bottom, left:right])
+        near = [f.shifted(left, top) for f in self.detector(region, side * FOLLOW_MIN_SIZE)]
+        near = [f for f in near if self.tracker.linkable(f, face)]
+        return min(near, key=lambda f: displacement(f, face), default=None)
