@@ -19,8 +19,8 @@ from PIL import Image
 
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.transforms_factory import create_transforms
-from fer_multires.inference.classifier import CropPreprocessor, ModelInput
 from fer_multires.inference.align import aligned_crop_side
+from fer_multires.inference.classifier import CropPreprocessor, ModelInput
 from fer_multires.inference.detect import (
     DEFAULT_MARGIN,
     LANDMARK_NAMES,
@@ -428,11 +428,13 @@ def test_tracker_links_small_faces_by_landmarks_when_boxes_barely_overlap() -> N
     tracker = FaceTracker(min_iou=0.5, max_shift=0.5, max_gap=2)
     tracker.next_frame()
     assert tracker.assign([Face(Box(0, 0, 12, 12), 0.9, marks)]) == [0]
-    moved = Face(Box(5, 0, 12, 12), 0.9, marks + [5, 0])
+    moved = Face(Box(5, 0, 12, 12), 0.9, marks + np.array([5, 0]))
     assert moved.box.iou(Box(0, 0, 12, 12)) < 0.5
     tracker.next_frame()
     assert tracker.assign([moved]) == [0]
-    far = Face(Box(14, 0, 12, 12), 0.9, marks + [14, 0])  # moved 9 px = 0.75 sides: another face
+    far = Face(
+        Box(14, 0, 12, 12), 0.9, marks + np.array([14, 0])
+    )  # moved 9 px = 0.75 sides: another face
     tracker.next_frame()
     assert tracker.assign([far]) == [1]
 

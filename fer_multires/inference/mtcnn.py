@@ -74,8 +74,10 @@ class MtcnnSettings:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"detector.{f.name}={value!r} must be a number")
         if not self.min_face_size >= 4:
-            raise ValueError(f"detector.min_face_size={self.min_face_size} must be >= 4 "
-                             "(pixels; the P-Net window is 12, smaller faces are upsampled)")  # fmt: skip
+            raise ValueError(
+                f"detector.min_face_size={self.min_face_size} must be >= 4 "
+                "(pixels; the P-Net window is 12, smaller faces are upsampled)"
+            )
         if not 0.1 <= self.scale_factor < 1:
             raise ValueError(f"detector.scale_factor={self.scale_factor} must be in [0.1, 1)")
         for name in ("pnet_threshold", "rnet_threshold", "onet_threshold",
@@ -129,7 +131,9 @@ def network_path(name: str) -> Path:
     return path
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_min: bool = False) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, by_min: bool = False
+) -> np.ndarray:
     """Greedy non-maximum suppression.
 
     Args:
@@ -211,7 +215,8 @@ class _Network:
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as err:  # ONNX Runtime raises its own Fail/InvalidGraph types
-            raise MtcnnWeightsError(f"{MTCNN_PACKAGE}: ONNX Runtime cannot load {path}: {err}") from err
+            message = f"{MTCNN_PACKAGE}: ONNX Runtime cannot load {path}: {err}"
+            raise MtcnnWeightsError(message) from err
         self.input = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
 
@@ -272,9 +277,9 @@ class Mtcnn:
             min_face_size: the smallest face looked for, if not the settings' one.
         """
         s = self.settings
-        boxes, scores = self.proposals(frame, min_face_size)
+        boxes = self.proposals(frame, min_face_size)
         if len(boxes):
-            boxes, scores = self.refine(frame, boxes)
+            boxes = self.refine(frame, boxes)
         if not len(boxes):
             return Detections.empty()
         result = self.output(frame, boxes)
@@ -283,19 +288,16 @@ class Mtcnn:
         kept = nms(result.boxes, result.scores, s.onet_nms, by_min=True)
         return Detections(result.boxes[kept], result.scores[kept], result.landmarks[kept])
 
-    def proposals(
-        self, frame: np.ndarray, min_face_size: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 1: the P-Net's square boxes over the image pyramid, and their scores."""
+    def proposals(self, frame: np.ndarray, min_face_size: float | None = None) -> np.ndarray:
+        """Stage 1: the P-Net's square boxes over the image pyramid, best first."""
         s = self.settings
-        height, width = frame.shape[:2]
-        found = [self.pnet_level(frame, scale) for scale in self.pyramid(height, width,
-                                                                          min_face_size)]  # fmt: skip
+        scales = self.pyramid(frame.shape[0], frame.shape[1], min_face_size)
+        found = [self.pnet_level(frame, scale) for scale in scales]
         boxes = np.concatenate([f[0] for f in found]) if found else np.zeros((0, 4))
         scores = np.concatenate([f[1] for f in found]) if found else np.zeros(0)
         offsets = np.concatenate([f[2] for f in found]) if found else np.zeros((0, 4))
         keep = nms(boxes, scores, s.pnet_nms)[: int(s.max_proposals)]
-        return squared(regressed(boxes[keep], offsets[keep])), scores[keep]
+        return squared(regressed(boxes[keep], offsets[keep]))
 
     def pnet_level(
         self, frame: np.ndarray, scale: float
@@ -317,8 +319,8 @@ class Mtcnn:
         keep = nms(boxes, scores, self.settings.pnet_nms_level)
         return boxes[keep], scores[keep], offsets[rows, cols][keep]
 
-    def refine(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 2: the R-Net's rescored, regressed, squared boxes."""
+    def refine(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Stage 2: the boxes the R-Net keeps, regressed and squared, best first."""
         s = self.settings
         boxes = np.round(boxes)
         out = self.rnet(transposed(crops(frame, boxes, 24)))
@@ -326,7 +328,7 @@ class Mtcnn:
         keep = scores >= s.rnet_threshold
         boxes, scores, offsets = boxes[keep], scores[keep], out["dense_2"][keep]
         kept = nms(boxes, scores, s.rnet_nms)
-        return squared(regressed(boxes[kept], offsets[kept])), scores[kept]
+        return squared(regressed(boxes[kept], offsets[kept]))
 
     def output(self, frame: np.ndarray, boxes: np.ndarray) -> Detections:
         """Stage 3: the O-Net's scores, regressed boxes and landmarks (no threshold, no NMS)."""

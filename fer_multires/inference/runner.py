@@ -275,15 +275,14 @@ def process_source(source: Source, finding: FaceFinding, collector: FaceCollecto
     tally = FrameTally()
     try:
         for frame_number, frame in iter_frames(source, finding.settings.every_n_frames, tally):
-            if source.is_video:
-                faces = follower(frame)
-            else:
-                faces = list(enumerate(finding.detector(frame)))
+            faces = follower(frame) if source.is_video else enumerate(finding.detector(frame))
+            found = 0
             for track, face in faces:
                 crop = face_crop(frame, face, finding.align, finding.margin)
                 collector.add(source.name, frame_number, track, face, crop)
+                found += 1
             status.frames += 1
-            status.faces += len(faces)
+            status.faces += found
     except UnreadableSourceError as err:
         status.status, status.reason = "unreadable", printable_name(str(err))
         log.error("%s: unreadable: %s", source.name, status.reason)

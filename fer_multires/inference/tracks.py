@@ -88,7 +88,8 @@ class FaceTracker:
         ratio = face.box.side / track.box.side
         if not 1 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
             return False
-        return face.box.iou(track.box) >= self.min_iou or displacement(face, track) <= self.max_shift
+        overlaps = face.box.iou(track.box) >= self.min_iou
+        return overlaps or displacement(face, track) <= self.max_shift
 
     def assign(self, faces: list[Face]) -> list[int]:
         """Link the detected faces of this frame to tracks, or start new ones.
