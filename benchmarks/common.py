@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 import torch
+
+#: The seven expression classes of the random-init models the benchmarks run.
+CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
 
 
 def machine() -> dict[str, Any]:
@@ -36,3 +40,22 @@ def machine() -> dict[str, Any]:
 def emit(record: dict[str, Any]) -> None:
     """Print one JSON line, with the machine it was measured on."""
     print(json.dumps({**record, "machine": machine()}), flush=True)
+
+
+def write_random_run(run_dir: Path, backbone: str, resize_size: int, crop_size: int) -> Path:
+    """Write a training run directory of a random model; return its ``checkpoints/last.ckpt``."""
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from fer_multires.models.module import FERModule
+
+    torch.manual_seed(0)
+    module = FERModule(backbone, len(CLASSES), CLASSES)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    config = {"data": {"resize_size": resize_size, "crop_size": crop_size,
+                       "normalization": "imagenet"}, "model": {"backbone": backbone}}  # fmt: skip
+    OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": pl.__version__}, ckpt)  # fmt: skip
+    return ckpt

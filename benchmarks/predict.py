@@ -1,6 +1,6 @@
 """``predict``'s costs: face detection, classification (PyTorch eager vs ONNX Runtime), memory.
 
-    python benchmarks/predict.py [--only margin detect classify memory] [--device cpu|cuda]
+    python benchmarks/predict.py [--only margin classify memory] [--device cpu|cuda]
 
 Sections (each prints JSON lines naming the machine):
 
@@ -11,8 +11,6 @@ Sections (each prints JSON lines naming the machine):
   the aligned crop, and the cascade run again on the aligned crop itself. Each gives the crop's
   side in box sides, ``1 + 2 * margin``. The cascade on the synthetic Aff-Wild2-style frames is
   reported too (drawn faces: a check, not the reference).
-* ``detect``: milliseconds per frame of :class:`~fer_multires.inference.detect.HaarDetector`
-  at 640x480 and 1280x720 (the astronaut's face in the frame), median of ``--repeats``.
 * ``classify``: classified faces per second of seresnet18 and seresnet50 (random init) at the
   evaluation size (``data.crop_size``, 224), batch 1 and 32: the network's forward pass on a
   prepared batch, PyTorch eager (inference mode) against ONNX Runtime on the same exported
@@ -41,17 +39,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from common import emit
+from common import CLASSES, emit, write_random_run
 
+from fer_multires.inference.align import ARCFACE_TEMPLATE, TEMPLATE_SIDE
 from fer_multires.inference.detect import Box, HaarDetector
 from fer_multires.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from fer_multires.models.module import FERModule
 
-SECTIONS = ("margin", "detect", "classify", "memory")
-CLASSES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
+SECTIONS = ("margin", "classify", "memory")
+#: Detection (MTCNN and Haar, recall and speed): benchmarks/detection.py.
+
 #: The ArcFace 112 x 112 template's eye centres (insightface's ``arcface_dst``), x right, y down.
-TEMPLATE_EYES = np.array([[38.2946, 51.6963], [73.5318, 51.5014]], dtype=np.float32)
-TEMPLATE_SIDE = 112
+TEMPLATE_EYES = ARCFACE_TEMPLATE[:2].astype(np.float32)
 #: OpenCV's eye cascades, tried in turn (the second also finds eyes behind glasses).
 EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
 
@@ -113,7 +112,7 @@ def eye_centres(image: np.ndarray, box: Box) -> np.ndarray | None:
 
 def frame_per_box(image: np.ndarray, detector: HaarDetector) -> dict[str, float] | None:
     """Measure an aligned crop's side in Haar box sides, two ways, on one photo's largest face."""
-    boxes = detector(image)
+    boxes = [face.box for face in detector(image)]
     if not boxes:
         return None
     box = max(boxes, key=lambda b: b.w)
@@ -124,7 +123,7 @@ def frame_per_box(image: np.ndarray, detector: HaarDetector) -> dict[str, float]
     scale = math.hypot(matrix[0, 0], matrix[0, 1])
     aligned = cv2.warpAffine(image, matrix, (TEMPLATE_SIDE, TEMPLATE_SIDE))
     upscaled = cv2.resize(aligned, (4 * TEMPLATE_SIDE,) * 2, interpolation=cv2.INTER_CUBIC)
-    again = detector(upscaled)
+    again = [face.box for face in detector(upscaled)]
     return {
         "box_px": box.w,
         "eye_distance_over_box": float(np.linalg.norm(eyes[1] - eyes[0]) / box.w),
@@ -162,7 +161,7 @@ def synthetic_box_share(detector: HaarDetector, count: int = 40) -> dict[str, fl
     shares = []
     for seed in range(count):
         frame = np.asarray(render_face(seed, seed % len(CLASSES), image_size=448))
-        boxes = detector(frame)
+        boxes = [face.box for face in detector(frame)]
         if boxes:
             shares.append(max(b.w for b in boxes) / 448)
     if not shares:
@@ -170,30 +169,6 @@ def synthetic_box_share(detector: HaarDetector, count: int = 40) -> dict[str, fl
     ratio = 1 / statistics.median(shares)
     return {"found": len(shares), "frames": count, "crop_over_box": ratio,
             "margin": (ratio - 1) / 2}  # fmt: skip
-
-
-# ------------------------------------------------------------------------------- detect
-
-
-def frame_with_face(width: int, height: int) -> np.ndarray:
-    """Return a ``height x width`` frame holding the astronaut photo at 80 % of its height."""
-    side = int(height * 0.8)
-    photo = cv2.resize(astronaut(), (side, side), interpolation=cv2.INTER_AREA)
-    frame = np.full((height, width, 3), 90, dtype=np.uint8)
-    top, left = (height - side) // 2, (width - side) // 2
-    frame[top : top + side, left : left + side] = photo
-    return frame
-
-
-def bench_detect(args: argparse.Namespace) -> None:
-    """Time the Haar cascade per frame at 640x480 and 1280x720."""
-    detector = HaarDetector()
-    for width, height in ((640, 480), (1280, 720)):
-        frame = frame_with_face(width, height)
-        seconds = median_seconds(lambda f=frame: detector(f), args.repeats)
-        emit({"bench": "detect", "frame": f"{width}x{height}", "faces": len(detector(frame)),
-              "ms_per_frame": 1000 * seconds, "repeats": args.repeats,
-              "cv2_threads": cv2.getNumThreads()})  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- classify
@@ -310,23 +285,6 @@ def write_video(path: Path, seconds: float, fps: int = 25, size: tuple[int, int]
     return frames
 
 
-def write_random_run(run_dir: Path, backbone: str, resize_size: int, crop_size: int) -> Path:
-    """Write a training run directory of a random model; return its ``checkpoints/last.ckpt``."""
-    import pytorch_lightning as pl
-    from omegaconf import OmegaConf
-
-    torch.manual_seed(0)
-    module = FERModule(backbone, len(CLASSES), CLASSES)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    config = {"data": {"resize_size": resize_size, "crop_size": crop_size,
-                       "normalization": "imagenet"}, "model": {"backbone": backbone}}  # fmt: skip
-    OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": pl.__version__}, ckpt)  # fmt: skip
-    return ckpt
-
-
 def peak_rss_of_predict(ckpt: Path, video: Path, out: Path, device: str,
                         every_n_frames: int = 1) -> dict[str, float]:  # fmt: skip
     """Run ``python -m fer_multires.predict`` on a video; return its peak RSS and wall time."""
@@ -392,8 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    benches = {"margin": bench_margin, "detect": bench_detect, "classify": bench_classify,
-               "memory": bench_memory}  # fmt: skip
+    benches = {"margin": bench_margin, "classify": bench_classify, "memory": bench_memory}
     for section in args.only:
         benches[section](args)
 

@@ -1,12 +1,12 @@
 """Faces followed through a video: detection every k-th frame, one track per person.
 
 :class:`FaceFollower` runs the detector on every ``detect_every``-th processed frame. On the
-frames between, it looks for each face tracked in the previous frame near where it was: the
-same detector on a region three face sides wide around the last box, for faces at least
-:data:`FOLLOW_MIN_SIZE` of its size (for MTCNN, a few small pyramid levels instead of the whole
-frame's). A face it does not find there is missed in that frame; a face the detector misses
-on a detection frame is looked for the same way, so one missed detection does not break a track.
-A followed face that overlaps a detected one by more than :data:`DUPLICATE_IOU` is dropped.
+frames between, it follows each face tracked in the previous frame (the detector's ``follow``:
+for MTCNN, the O-Net re-run on the last boxes in one batch, the whole cascade around a box it
+loses; for Haar, the cascade around each last box). A face it does not find is missed in that
+frame; a face the detector misses on a detection frame is followed the same way, so one missed
+detection does not break a track. A followed face that is not linkable to its track (see below),
+or that overlaps a detected one by more than :data:`DUPLICATE_IOU`, is dropped.
 
 :class:`FaceTracker` links the faces of each frame to the tracks seen in the last ``max_gap``
 processed frames (the patience window). A face and a track can be linked when their sizes
@@ -25,10 +25,6 @@ import numpy as np
 
 from fer_multires.inference.detect import Detector, Face
 
-#: A face is looked for near its last box in a region this many face sides wide.
-FOLLOW_REGION_SIDES = 3.0
-#: ... among faces at least this fraction of its last size.
-FOLLOW_MIN_SIZE = 0.6
 #: A followed face overlapping a detected one by more than this is the detected one.
 DUPLICATE_IOU = 0.5
 #: The most two sides of one face may differ between two frames, as a ratio.
@@ -149,27 +145,11 @@ class FaceFollower:
             found = list(zip(self.tracker.assign(faces), faces, strict=True))
         self._frames += 1
         linked = {tid for tid, _ in found}
-        for tid, face in previous:
-            if tid in linked:
-                continue
-            again = self.look_near(frame, face)
-            if again is not None and all(again.box.iou(f.box) <= DUPLICATE_IOU for _, f in found):
-                self.tracker.keep(tid, again)
-                found.append((tid, again))
+        lost = [(tid, face) for tid, face in previous if tid not in linked]
+        again = self.detector.follow(frame, [face for _, face in lost])
+        for (tid, face), now in zip(lost, again, strict=True):
+            if (now is not None and self.tracker.linkable(now, face)
+                    and all(now.box.iou(f.box) <= DUPLICATE_IOU for _, f in found)):  # fmt: skip
+                self.tracker.keep(tid, now)
+                found.append((tid, now))
         return sorted(found, key=lambda pair: (pair[1].box.x, pair[1].box.y))
-
-    def look_near(self, frame: np.ndarray, face: Face) -> Face | None:
-        """Return the face found near where ``face`` was, the one that moved least, or None."""
-        height, width = frame.shape[:2]
-        side = face.box.side
-        centre_x, centre_y = face.box.centre
-        half = side * FOLLOW_REGION_SIDES / 2
-        left, top = max(0, math.floor(centre_x - half)), max(0, math.floor(centre_y - half))
-        right = min(width, math.ceil(centre_x + half))
-        bottom = min(height, math.ceil(centre_y + half))
-        if right - left < 2 or bottom - top < 2:
-            return None
-        region = np.ascontiguousarray(frame[top:bottom, left:right])
-        near = [f.shifted(left, top) for f in self.detector(region, side * FOLLOW_MIN_SIZE)]
-        near = [f for f in near if self.tracker.linkable(f, face)]
-        return min(near, key=lambda f: displacement(f, face), default=None)
