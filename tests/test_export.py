@@ -16,6 +16,7 @@ from conftest import astronaut, compose_entry, write_moving_video
 from PIL import Image
 
 from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.data.synthetic.real_faces import composite, write_clip
 from fer_multires.export import export
 from fer_multires.inference import onnx_export
 from fer_multires.inference.classifier import ModelInput, onnx_metadata
@@ -126,17 +127,28 @@ def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(
     folder.mkdir()
     Image.fromarray(astronaut()).save(folder / "astronaut.jpg")
     write_moving_video(folder / "clip.avi", frames=6)
+    write_clip(folder / "six.mp4", [16, 24, 32, 40, 56, 72], frames=8, speed=0.5, seed=1)
+    crowd, _ = composite([14, 20, 30, 45, 60], 640, 480, seed=2)
+    Image.fromarray(crowd).save(folder / "crowd.png")
     rng = np.random.default_rng(5)
     for i in range(6):  # random faces: predictions that differ from one another
         Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(
             folder / f"n{i}.png"
         )
     run_predict(trained_run, folder, tmp_path / "ckpt")
-    run_predict(exported["path"], folder, tmp_path / "onnx")
+    proc = subprocess.run(  # the ONNX model through the CLI, as the README writes it
+        [sys.executable, "-m", "fer_multires.predict", f"ckpt_path={exported['path']}",
+         f"input={folder}", f"run_dir={tmp_path / 'onnx'}", "predict.device=cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
     by_ckpt = read_csv(tmp_path / "ckpt" / "predictions.csv")
     by_onnx = read_csv(tmp_path / "onnx" / "predictions.csv")
-    assert {r["source"] for r in by_ckpt} >= {"astronaut.jpg", "clip.avi"}
-    key = ("source", "frame", "track", "x", "y", "w", "h", "predicted", "expected_score")
+    assert {r["source"] for r in by_ckpt} >= {"astronaut.jpg", "clip.avi", "crowd.png", "six.mp4"}
+    assert sum(r["source"] == "crowd.png" for r in by_onnx) == 5  # 14 to 60 px wide
+    assert len({r["track"] for r in by_onnx if r["source"] == "six.mp4"}) == 6
+    key = ("source", "frame", "track", "x", "y", "w", "h", "score", "left_eye_x", "predicted",
+           "expected_score")  # fmt: skip
     assert [tuple(r[k] for k in key) for r in by_onnx] == [
         tuple(r[k] for k in key) for r in by_ckpt
     ]
@@ -149,7 +161,7 @@ def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(
     run_predict(exported["path"], folder, tmp_path / "onnx_none", "detector=none")
     a = read_csv(tmp_path / "ckpt_none" / "predictions.csv")
     b = read_csv(tmp_path / "onnx_none" / "predictions.csv")
-    assert len(a) == 1 + 6 + 6
+    assert len(a) == 1 + 6 + 6 + 1 + 8
     assert [r["predicted"] for r in a] == [r["predicted"] for r in b]
     assert read_csv(tmp_path / "onnx" / "sources.csv") == read_csv(
         tmp_path / "ckpt" / "sources.csv"

@@ -18,6 +18,7 @@ from conftest import astronaut, compose_entry, write_moving_video
 from PIL import Image
 
 from fer_multires.data.labels import EXPRESSIONS_7
+from fer_multires.data.synthetic.real_faces import match, write_clip
 from fer_multires.data.transforms_factory import create_transforms
 from fer_multires.inference.align import aligned_crop_side
 from fer_multires.inference.classifier import CropPreprocessor, ModelInput
@@ -107,7 +108,14 @@ def test_astronaut_photo_one_face_where_the_face_is(trained_run, photo, tmp_path
     native = load_eval_results(trained_run / "eval").scores("val_rest")["native"]
     assert float(row["expected_score"]) == pytest.approx(native, abs=1e-4)
     assert read_csv(tmp_path / "out" / "sources.csv") == [
-        {"source": "astronaut.jpg", "status": "ok", "frames": "1", "faces": "1", "reason": ""}
+        {
+            "source": "astronaut.jpg",
+            "status": "ok",
+            "frames": "1",
+            "faces": "1",
+            "short_tracks": "0",
+            "reason": "",
+        }
     ]
     assert "astronaut.jpg" in format_summary(result)
 
@@ -266,8 +274,37 @@ def test_video_is_one_track_over_all_frames(trained_run, video, tmp_path) -> Non
     # the photo moves 4 px left per frame, so the face does too
     assert xs[0] - xs[-1] == pytest.approx(36, abs=10)
     assert read_csv(tmp_path / "out" / "sources.csv")[0] == {
-        "source": "moving.mp4", "status": "ok", "frames": "10", "faces": "10", "reason": ""
-    }  # fmt: skip
+        "source": "moving.mp4", "status": "ok", "frames": "10", "faces": "10", "short_tracks": "0",
+        "reason": ""}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def six_faces(tmp_path_factory) -> tuple[Path, list]:
+    """A 20-frame clip of six real faces, 16 to 64 px wide, drifting 0.5 px a frame."""
+    path = tmp_path_factory.mktemp("six") / "six.mp4"
+    return path, write_clip(path, [16, 20, 28, 36, 48, 64], frames=20, speed=0.5, seed=3)
+
+
+def test_six_person_clip_gives_six_tracks_where_the_faces_are(trained_run, six_faces,
+                                                              tmp_path) -> None:  # fmt: skip
+    path, truth = six_faces
+    run_predict(trained_run, path, tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert len(rows) == 6 * 20
+    assert {r["track"] for r in rows} == {str(t) for t in range(6)}
+    track_of: dict[int, str] = {}  # true face (its index) -> its track
+    by_frame: dict[int, list[dict[str, str]]] = {}
+    for r in rows:
+        by_frame.setdefault(int(r["frame"]), []).append(r)
+    for number, faces in enumerate(truth):
+        found = by_frame[number]
+        boxes = [(int(r["x"]), int(r["y"]), int(r["x"]) + int(r["w"]), int(r["y"]) + int(r["h"]))
+                 for r in found]  # fmt: skip
+        assert match(faces, boxes) == ([True] * 6, 0), number
+        for i, face in enumerate(faces):  # each face keeps its one track over the clip
+            (row,) = [r for r, b in zip(found, boxes, strict=True) if match([face], [b])[0][0]]
+            assert track_of.setdefault(i, row["track"]) == row["track"], (number, i)
+    assert read_csv(tmp_path / "out" / "sources.csv")[0]["faces"] == "120"
 
 
 def test_video_every_n_frames_and_smoothing(trained_run, video, tmp_path) -> None:
@@ -532,7 +569,7 @@ def test_every_folder_entry_not_read_is_counted(trained_run, tmp_path) -> None:
     (folder / "d_link.txt").symlink_to(folder / "gone.txt")
     result = run_predict(trained_run, folder, tmp_path / "out", "detector=none")
     rows = read_csv(tmp_path / "out" / "sources.csv")
-    assert list(rows[0]) == ["source", "status", "frames", "faces", "reason"]
+    assert list(rows[0]) == ["source", "status", "frames", "faces", "short_tracks", "reason"]
     assert [(r["source"], r["status"]) for r in rows] == [
         ("a.jpg", "ok"), ("b_link.jpg", "unreadable"), ("c_pipe.jpg", "unreadable")]  # fmt: skip
     assert "b_link.jpg: cannot read: a broken symbolic link" in rows[1]["reason"]

@@ -9,7 +9,9 @@ in the original pixels (empty without landmarks), ``predicted``, ``confidence`` 
 probability), ``p_<Class>`` for each class and ``expected_score`` (empty without an evaluation,
 or for a face smaller than the smallest evaluated resolution). ``sources.csv`` has one row per
 input: ``source``, ``status`` (``ok``, ``no_face``, ``unreadable``), ``frames`` (frames
-classified), ``faces`` and ``reason`` (why it was unreadable; for a video that ended before the
+classified), ``faces``, ``short_tracks`` (a video's tracks seen in fewer than
+``predict.track_min_frames`` processed frames, whose faces were dropped as detections that did
+not persist) and ``reason`` (why it was unreadable; for a video that ended before the
 frame count its container gives, a note saying so). Files are written atomically, as UTF-8; a
 file name that is not UTF-8 is written with each such byte escaped as ``\xNN``
 (:func:`~fer_multires.utils.io.printable_name`), as everywhere in the outputs.
@@ -53,7 +55,8 @@ class SourceStatus:
         source: the source's name.
         status: ``ok``, ``no_face`` or ``unreadable``.
         frames: frames classified.
-        faces: faces found.
+        faces: faces found (and kept).
+        short_tracks: tracks dropped for being seen in fewer than ``track_min_frames`` frames.
         reason: why it was unreadable, or a note (a video shorter than its container says).
         short: whether the video ended before its container's frame count (not a column).
     """
@@ -62,6 +65,7 @@ class SourceStatus:
     status: str = "ok"
     frames: int = 0
     faces: int = 0
+    short_tracks: int = 0
     reason: str = ""
     short: bool = False
 
@@ -110,6 +114,13 @@ class FaceTable:
         """Return the row numbers of one source."""
         return np.flatnonzero(self.source == source)
 
+    def subset(self, rows: np.ndarray) -> FaceTable:
+        """Return the table of the given rows only, in their order."""
+        expected = self.expected[rows] if len(self.expected) == len(self) else self.expected
+        return FaceTable(self.class_names, self.source[rows], self.frame[rows], self.track[rows],
+                         self.boxes[rows], self.crop_px[rows], self.scores[rows],
+                         self.landmarks[rows], self.probs[rows], expected)  # fmt: skip
+
 
 def prediction_header(class_names: Sequence[str]) -> list[str]:
     """Return the columns of ``predictions.csv``."""
@@ -145,9 +156,9 @@ def write_sources(path: Path, statuses: Sequence[SourceStatus]) -> None:
     """Write ``sources.csv`` atomically (names and reasons are made printable where set)."""
     with atomic_output(path) as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["source", "status", "frames", "faces", "reason"])
+        writer.writerow(["source", "status", "frames", "faces", "short_tracks", "reason"])
         for s in statuses:
-            writer.writerow([s.source, s.status, s.frames, s.faces, s.reason])
+            writer.writerow([s.source, s.status, s.frames, s.faces, s.short_tracks, s.reason])
 
 
 def summary_table(

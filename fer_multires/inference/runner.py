@@ -68,13 +68,14 @@ class PredictSettings:
     batch_size: int = 32
     device: str = "auto"
     every_n_frames: int = 1
-    detect_every: int = 5
+    detect_every: int = 10
     smoothing: int = 1
     smoothing_kind: str = "mean"
     annotate: bool = False
     track_min_iou: float = 0.3
     track_max_shift: float = 0.5
     track_max_gap: int = 25
+    track_min_frames: int = 3
     metrics: str | None = None
 
 
@@ -101,7 +102,7 @@ def check_predict_node(node: DictConfig) -> PredictSettings:
     if unknown:
         raise ValueError(f"predict: unknown keys {', '.join(map(str, unknown))}")
     values: dict[str, Any] = OmegaConf.to_container(node, resolve=True)  # type: ignore[assignment]
-    for key in ("batch_size", "every_n_frames", "detect_every", "smoothing"):
+    for key in ("batch_size", "every_n_frames", "detect_every", "smoothing", "track_min_frames"):
         values[key] = positive_int(node, key)
     if values["smoothing"] % 2 == 0:
         raise ValueError(
@@ -296,6 +297,33 @@ def process_source(source: Source, finding: FaceFinding, collector: FaceCollecto
     return status
 
 
+def drop_short_tracks(
+    table: FaceTable, sources: list[Source], statuses: list[SourceStatus], min_frames: int
+) -> FaceTable:
+    """Drop the faces of video tracks seen in fewer than ``min_frames`` frames; count them.
+
+    A detection that does not persist over a few frames is most often no face at all (a
+    pattern the detector takes for one for a moment); images are never filtered. Each source's
+    ``faces`` and ``short_tracks`` are updated, and its status is ``no_face`` if none is left.
+    """
+    keep = np.ones(len(table), dtype=bool)
+    for source, status in zip(sources, statuses, strict=True):
+        rows = table.rows_of(source.name)
+        if not source.is_video or min_frames <= 1 or not len(rows):
+            continue
+        tracks, counts = np.unique(table.track[rows], return_counts=True)
+        short = set(tracks[counts < min_frames].tolist())
+        dropped = rows[np.isin(table.track[rows], list(short))]
+        keep[dropped] = False
+        status.short_tracks, status.faces = len(short), status.faces - len(dropped)
+        if short:
+            log.info("%s: %d tracks seen in fewer than %d frames dropped (%d faces)",
+                     source.name, len(short), min_frames, len(dropped))  # fmt: skip
+        if status.faces == 0 and status.status == "ok":
+            status.status = "no_face"
+    return table.subset(np.flatnonzero(keep))
+
+
 def smooth_tracks(table: FaceTable, window: int, kind: str) -> None:
     """Smooth each track's probabilities over ``window`` frames, in place."""
     if window <= 1 or not len(table):
@@ -350,7 +378,7 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     collector = FaceCollector(classifier, settings.batch_size)
     start = time.perf_counter()
     statuses = [process_source(s, finding, collector) for s in sources]
-    table = collector.table()
+    table = drop_short_tracks(collector.table(), sources, statuses, settings.track_min_frames)
     seconds = time.perf_counter() - start
     smooth_tracks(table, settings.smoothing, settings.smoothing_kind)
     table.expected = expected_column(expected, table.crop_px)
@@ -386,6 +414,11 @@ def format_summary(result: PredictResult) -> str:
         lines.append("\nno evaluation of this model: no expected_score")
     if result.unreadable:
         lines.append(f"{result.unreadable} inputs were unreadable (see {SOURCES_FILE} and the log)")
+    short_tracks = sum(s.short_tracks for s in result.statuses)
+    if short_tracks:
+        lines.append(f"{short_tracks} tracks seen in too few frames were dropped as passing "
+                     f"false detections (predict.track_min_frames; short_tracks in "
+                     f"{SOURCES_FILE})")  # fmt: skip
     if result.short_videos:
         lines.append(f"{result.short_videos} videos ended before the frame count their container "
                      f"gives: cut off? (see the reason column of {SOURCES_FILE})")  # fmt: skip
