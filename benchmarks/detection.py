@@ -14,6 +14,10 @@ Sections (each prints JSON lines naming the machine):
   ``detector`` group's defaults.
 * ``speed``: milliseconds per frame of each detector on composites of six faces (16 to 64 px)
   at 640 x 480 and 1280 x 720, the two interleaved, median of ``--repeats``.
+* ``backend``: the P-Net, which takes most of MTCNN's time, on the first pyramid level of a
+  1280 x 720 and a 640 x 480 frame: the shipped ONNX file with ONNX Runtime (what ``predict``
+  runs) against the same weights converted to a torch module (eager, inference mode, torch's
+  threads), the two interleaved, median of ``--repeats``; their outputs must agree.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import argparse
 import statistics
 import time
 
+import torch
 from common import emit
 
 from fer_multires.data.synthetic.real_faces import composite, match
+from fer_multires.inference import mtcnn
 from fer_multires.inference.detect import Detector, Face, HaarDetector, MtcnnDetector
 
-SECTIONS = ("recall", "speed")
+SECTIONS = ("recall", "speed", "backend")
 #: Six faces of mixed sizes, for the speed section.
 SPEED_SIZES = [16, 20, 28, 36, 48, 64]
 
@@ -81,6 +87,75 @@ def bench_speed(args: argparse.Namespace, detectors: dict[str, Detector]) -> Non
               "repeats": args.repeats})  # fmt: skip
 
 
+def torch_pnet() -> torch.nn.Module:
+    """Return the shipped P-Net's weights in a torch module (NCHW in, both outputs NCHW)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(mtcnn.network_path("pnet.onnx")))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+               for i in model.graph.initializer}  # fmt: skip
+
+    def conv(name: str) -> torch.nn.Conv2d:
+        kernel, bias = weights[f"{name}/kernel:0"], weights[f"{name}/bias:0"]
+        layer = torch.nn.Conv2d(kernel.shape[1], kernel.shape[0], kernel.shape[2])
+        layer.weight.data, layer.bias.data = kernel, bias
+        return layer
+
+    def prelu(name: str) -> torch.nn.PReLU:
+        slope = weights[name].flatten()
+        layer = torch.nn.PReLU(len(slope))
+        layer.weight.data = slope
+        return layer
+
+    class PNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(
+                conv("conv2d"), prelu("p_re_lu_initializer_8"),
+                torch.nn.MaxPool2d(2, 2, ceil_mode=True),  # ONNX: SAME_UPPER
+                conv("conv2d_1"), prelu("p_re_lu_1_initializer_6"),
+                conv("conv2d_2"), prelu("p_re_lu_2_initializer_3"),
+            )  # fmt: skip
+            self.boxes, self.faces = conv("conv2d_4"), conv("conv2d_3")
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            features = self.body(x)
+            return self.boxes(features), torch.softmax(self.faces(features), dim=1)
+
+    return PNet().eval()
+
+
+def bench_backend(args: argparse.Namespace, detectors: dict[str, Detector]) -> None:
+    """The P-Net on a frame's first pyramid level: ONNX Runtime against torch."""
+    network = detectors["mtcnn"].mtcnn.pnet  # type: ignore[attr-defined]
+    module = torch_pnet()
+    for width, height in ((640, 480), (1280, 720)):
+        frame = composite(SPEED_SIZES, width, height, seed=0)[0]
+        level = mtcnn.transposed(mtcnn.normalised(frame)[None])  # scale 1: min_face_size 12
+        nchw = torch.from_numpy(level).permute(0, 3, 1, 2).contiguous()
+
+        def run_torch(nchw: torch.Tensor = nchw) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.inference_mode():
+                return module(nchw)
+
+        calls = {"onnxruntime": lambda level=level: network(level), "torch": run_torch}
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for call in calls.values():
+            call()
+        for _ in range(args.repeats):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+        ours = network(level)["softmax"]
+        theirs = run_torch()[1].permute(0, 2, 3, 1).numpy()
+        emit({"bench": "backend", "network": "pnet", "level": f"{width}x{height}",
+              **{f"{n}_ms": 1000 * statistics.median(t) for n, t in times.items()},
+              "max_abs_difference": float(abs(ours - theirs).max()),
+              "torch_threads": torch.get_num_threads(), "repeats": args.repeats})  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -96,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the chosen sections."""
     args = parse_args(argv)
     detectors: dict[str, Detector] = {"mtcnn": MtcnnDetector(), "haar": HaarDetector()}
-    benches = {"recall": bench_recall, "speed": bench_speed}
+    benches = {"recall": bench_recall, "speed": bench_speed, "backend": bench_backend}
     for section in args.only:
         benches[section](args, detectors)
 

@@ -17,11 +17,14 @@ included, as a user waits for it):
 * ``mtcnn_every_<k>``: this code's default path (MTCNN, aligned) with
   ``predict.detect_every=k`` for each ``--detect-every`` (the default k marked).
 
-For each: wall seconds, frames per second, its speed-up over ``baseline``, the faces found per
-frame, tracks, recall (the share of the true faces of every frame that a row of
-``predictions.csv`` finds: its box's centre in the true box, its shorter side within a factor
-of 2 of the face's) and the rows that match no face. The model is a random-init
-``--backbone`` at ``--size`` px (the demo's size by default): speed does not depend on the weights.
+For each: wall seconds, frames per second, its speed-up over ``baseline``; the same command on
+the clip's first frame alone (``start_s``: interpreter, imports, model and detector load, one
+frame), and from the two the time per further frame (``ms_per_frame``, what a longer video costs
+per frame) and its speed-up; the faces found per frame, tracks, recall (the share of the true
+faces of every frame that a row of ``predictions.csv`` finds: its box's centre in the true box,
+its shorter side within a factor of 2 of the face's) and the rows that match no face. The model
+is a random-init ``--backbone`` at ``--size`` px (the demo's size by default): speed does not
+depend on the weights.
 """
 
 from __future__ import annotations
@@ -92,22 +95,27 @@ def bench_clip(args: argparse.Namespace, seed: int, tmp: Path, ckpt: Path, basel
     """Time every path on one clip, one after the other."""
     clip = tmp / f"clip{seed}.mp4"
     truth = write_clip(clip, CLIP_FACES, args.frames, 1280, 720, speed=0.3, seed=seed)
+    first = tmp / f"clip{seed}_first_frame.mp4"
+    write_clip(first, CLIP_FACES, 1, 1280, 720, speed=0.3, seed=seed)
     paths: dict[str, tuple[Path, list[str]]] = {
         "baseline": (baseline, []),
         "haar_every_frame": (REPO, ["detector=haar", "align=false", "predict.detect_every=1"]),
     }
     for k in args.detect_every:
         paths[f"mtcnn_every_{k}"] = (REPO, [f"predict.detect_every={k}"])
-    baseline_fps = None
+    baseline: tuple[float, float] | None = None
     for name, (code, overrides) in paths.items():
         out = tmp / f"out{seed}_{name}"
         seconds = run_predict(code, ckpt, clip, out, *overrides)
-        fps = args.frames / seconds
-        baseline_fps = baseline_fps or fps
+        start = run_predict(code, ckpt, first, tmp / f"out{seed}_{name}_first", *overrides)
+        fps, per_frame = args.frames / seconds, (seconds - start) / (args.frames - 1)
+        baseline = baseline or (fps, per_frame)
         emit({"bench": "predict_video", "clip": seed, "frames": args.frames, "frame": "1280x720",
               "path": name, "overrides": " ".join(overrides),
               "default": name == f"mtcnn_every_{PredictSettings().detect_every}",
-              "wall_s": seconds, "frames_per_s": fps, "speedup": fps / baseline_fps,
+              "wall_s": seconds, "frames_per_s": fps, "speedup": fps / baseline[0],
+              "start_s": start, "ms_per_frame": 1000 * per_frame,
+              "speedup_per_frame": baseline[1] / per_frame,
               **quality(out / "predictions.csv", truth), "backbone": args.backbone,
               "size": args.size})  # fmt: skip
 

@@ -6,8 +6,9 @@ named by ``predict.metrics``), each face gets ``expected_score``: the ``val_rest
 the evaluation measured at that face's resolution, interpolated linearly in log2(resolution)
 between the evaluated resolutions (the native one included, at the frames' shorter side).
 
-The resolution compared is the crop's side in the original pixels, ``crop_px`` (=
-``face_px * (1 + 2 * predict.margin)`` for a detected face, the image's shorter side with
+The resolution compared is the crop's side in the original pixels, ``crop_px`` (the aligned
+crop's side, the template's 112 px measured in the source, for an aligned face;
+``face_px * (1 + 2 * predict.margin)`` for a square crop; the image's shorter side with
 ``detector=none``), not ``face_px`` itself: an evaluated resolution ``r`` is the shorter side of a
 whole training frame degraded to ``r`` pixels (:meth:`BatchTransform.degrade
 <fer_multires.data.batch_transforms.BatchTransform.degrade>`), and a training frame frames the
