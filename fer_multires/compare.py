@@ -18,12 +18,12 @@ from typing import Any
 
 from fer_multires.plots import plot_comparison
 from fer_multires.results import (
-    METRICS_FILE,
     NATIVE,
     REPORT_SPLIT,
     ResultsError,
     load_eval_results,
 )
+from fer_multires.runs import metrics_file
 from fer_multires.utils.io import write_text_atomic
 from fer_multires.utils.tables import markdown_table
 
@@ -38,7 +38,7 @@ def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, dict[str
     """
     results = load_eval_results(eval_dir)
     if split not in results.splits:
-        raise ResultsError(f"{eval_dir / METRICS_FILE}: no {split!r} results")
+        raise ResultsError(f"{metrics_file(eval_dir)}: no {split!r} results")
     return {kernel: results.scores(split, kernel) for kernel in results.kernels()}
 
 

@@ -15,11 +15,11 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fer_multires.inference.onnx_export import ExportResult, default_output, export_checkpoint
-from fer_multires.utils.checkpoints import resolve_checkpoint
-from fer_multires.utils.config import CONFIG_DIR
+from fer_multires.runs import resolve_checkpoint
+from fer_multires.utils.config import CONFIG_DIR, required
 
 __all__ = ["export", "main"]
 
@@ -34,9 +34,8 @@ def export(cfg: DictConfig) -> ExportResult:
         FileNotFoundError: if the checkpoint does not exist.
         ParityError: if the exported model does not match PyTorch's.
     """
-    if OmegaConf.is_missing(cfg, "ckpt_path") or cfg.get("ckpt_path") is None:
-        raise ValueError("ckpt_path is required: python -m fer_multires.export ckpt_path=RUN_DIR")
-    ckpt_path = resolve_checkpoint(str(cfg.ckpt_path))
+    usage = "python -m fer_multires.export ckpt_path=RUN_DIR"
+    ckpt_path = resolve_checkpoint(str(required(cfg, "ckpt_path", usage)))
     node = cfg.export
     for key in ("atol", "rtol"):
         if not isinstance(node[key], int | float) or node[key] < 0:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fer_multires.metrics import metrics_from_confusion
+from fer_multires.runs import METRICS_FILE, metrics_file
 
 #: The loaders of one validation epoch, in ``dataloader_idx`` order.
 VAL_LOADERS: tuple[str, ...] = ("val_select", "val_rest")
@@ -29,12 +30,6 @@ EVAL_SPLITS: tuple[str, ...] = ("val_select", "val_rest", "val_full")
 REPORT_SPLIT = "val_rest"
 #: Key of the undegraded input among the resolutions.
 NATIVE = "native"
-#: File name of the results in a run's (or an evaluation's) directory.
-METRICS_FILE = "metrics.json"
-#: Folder of a training run that holds its end-of-training evaluation (``eval_after_fit``).
-EVAL_DIR = "eval"
-#: File in an evaluation folder that says why the end-of-training evaluation failed.
-EVAL_ERROR_FILE = "error.txt"
 
 
 class ResultsError(ValueError):
@@ -266,19 +261,13 @@ def is_training_results(data: Any) -> bool:
     return isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping)
 
 
-def results_path(path: str | Path) -> Path:
-    """Return the ``metrics.json`` of a directory, or ``path`` itself if it is a file."""
-    path = Path(path)
-    return path / METRICS_FILE if path.is_dir() else path
-
-
 def load_results(path: str | Path) -> EvalResults | TrainingResults:
     """Load a ``metrics.json`` (or the one in a directory) of either kind.
 
     Raises:
         ResultsError: naming the file, if it is missing, not JSON, or of neither shape.
     """
-    file = results_path(path)
+    file = metrics_file(path)
     if not file.is_file():
         raise ResultsError(f"{path}: no {METRICS_FILE} (not an evaluation's or a run's directory)")
     try:
@@ -307,7 +296,7 @@ def load_eval_results(path: str | Path) -> EvalResults:
     results = load_results(path)
     if not isinstance(results, EvalResults):
         raise ResultsError(
-            f"{results_path(path)} is a training run's metrics.json, not an evaluation's: "
+            f"{metrics_file(path)} is a training run's metrics.json, not an evaluation's: "
             "evaluate it with python -m fer_multires.evaluate ckpt_path=<run dir>"
         )
     return results
@@ -321,5 +310,5 @@ def load_training_results(path: str | Path) -> TrainingResults:
     """
     results = load_results(path)
     if not isinstance(results, TrainingResults):
-        raise ResultsError(f"{results_path(path)} is an evaluation's metrics.json, not a run's")
+        raise ResultsError(f"{metrics_file(path)} is an evaluation's metrics.json, not a run's")
     return results

@@ -34,22 +34,18 @@ from fer_multires.evaluation.outputs import format_compact_table
 from fer_multires.evaluation.runner import evaluate_checkpoint
 from fer_multires.models.backbone import detect_weights_format
 from fer_multires.models.module import FERModule
-from fer_multires.results import (
-    EVAL_DIR,
-    EVAL_ERROR_FILE,
+from fer_multires.results import EvalResults, TrainingResults, load_training_results
+from fer_multires.runs import (
     METRICS_FILE,
-    EvalResults,
-    TrainingResults,
-    load_training_results,
+    checkpoints_dir,
+    config_file,
+    error_file,
+    eval_dir,
+    last_checkpoint,
 )
 from fer_multires.utils import slurm
 from fer_multires.utils.checkpoint_io import AtomicCheckpointIO, require_writable_dir
-from fer_multires.utils.checkpoints import (
-    CHECKPOINTS_DIR,
-    check_checkpoint_classes,
-    last_checkpoint,
-    require_checkpoint,
-)
+from fer_multires.utils.checkpoints import check_checkpoint_classes, require_checkpoint
 from fer_multires.utils.config import CONFIG_DIR, instantiate, rewrite_deprecated_overrides
 from fer_multires.utils.io import write_json_atomic, write_text_atomic
 from fer_multires.utils.tables import format_split_table
@@ -87,7 +83,7 @@ def require_no_earlier_run(run_dir: Path) -> None:
     Raises:
         FileExistsError: naming the directory, and what to do instead.
     """
-    folder = run_dir / CHECKPOINTS_DIR
+    folder = checkpoints_dir(run_dir)
     if folder.is_dir() and any(folder.glob("*.ckpt")):
         raise FileExistsError(
             f"run_dir={run_dir} already holds a run ({folder} has checkpoints): resume it with "
@@ -163,7 +159,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         EvaluationAfterFitError: if training finished but its end-of-training evaluation failed.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    require_writable_dir(run_dir / CHECKPOINTS_DIR, "run_dir")
+    require_writable_dir(checkpoints_dir(run_dir), "run_dir")
     eval_settings = check_eval_after_fit(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -187,7 +183,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=checkpoint_plugins(cfg.trainer)
     )
     if trainer.is_global_zero:
-        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_text_atomic(config_file(run_dir), OmegaConf.to_yaml(cfg, resolve=True))
         log.info("run directory: %s", run_dir)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     train_skipped = int(trainer.callback_metrics.get("train/skipped_images", 0))
@@ -196,7 +192,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {key: float(value) for key, value in results[0].items()} if results else {}
     if trainer.is_global_zero:
         results = TrainingResults(best, list(datamodule.classes), metrics)
-        write_json_atomic(run_dir / METRICS_FILE, results.to_json())
+        write_json_atomic(Path(run_dir) / METRICS_FILE, results.to_json())
         print(format_split_table(results.split_metrics("val_full"), datamodule.classes))
         val_skipped = int(metrics.get("val_full/skipped_images", 0))
         if skipped := skipped_images_line(val_skipped, train_skipped):
@@ -252,7 +248,7 @@ def evaluate_after_fit(
     Returns:
         The results on global rank 0; None elsewhere, or when no checkpoint was saved.
     """
-    out = run_dir / EVAL_DIR
+    out = eval_dir(run_dir)
     if best is None:
         log.warning("eval_after_fit: no best checkpoint was saved, so nothing is evaluated")
         return None
@@ -262,11 +258,11 @@ def evaluate_after_fit(
             datamodule,
             trainer,
             out,
-            run_dir / "config.yaml",
+            config_file(run_dir),
         )
     except Exception as err:
         message = f"{type(err).__name__}: {err}"
-        write_text_atomic(out / EVAL_ERROR_FILE, message + "\n")
+        write_text_atomic(error_file(out), message + "\n")
         raise EvaluationAfterFitError(
             f"eval_after_fit: the evaluation of {best} failed ({message}); the checkpoint is "
             f"kept: rerun it with python -m fer_multires.evaluate ckpt_path={run_dir} "
@@ -316,7 +312,7 @@ def run_sweep_job(cfg: DictConfig) -> float | None:
     except Exception as err:
         overrides = " ".join(HydraConfig.get().overrides.task)
         log.error("sweep job failed (%s): %s: %s", overrides, type(err).__name__, err)
-        write_text_atomic(run_dir / "error.txt", f"{overrides}\n{type(err).__name__}: {err}\n")
+        write_text_atomic(error_file(run_dir), f"{overrides}\n{type(err).__name__}: {err}\n")
         return None
     return optimized_value(cfg, metrics)
 

@@ -19,13 +19,13 @@ from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.synthetic.real_faces import composite, write_clip
 from fer_multires.export import export
 from fer_multires.inference import onnx_export
-from fer_multires.inference.classifier import ModelInput, onnx_metadata
+from fer_multires.inference.classifier import onnx_metadata
 from fer_multires.inference.expected import ExpectedScore
 from fer_multires.inference.onnx_export import ParityError, compare_logits, parity_batch
 from fer_multires.inference.runner import predict
 from fer_multires.models.module import FERModule
 from fer_multires.results import ResultsError, load_eval_results
-from fer_multires.utils.checkpoints import resolve_checkpoint
+from fer_multires.runs import ModelInput, resolve_checkpoint
 
 CLASSES = list(EXPRESSIONS_7)
 
@@ -188,7 +188,7 @@ SLOW_EXPORT = """
 import sys, time
 from pathlib import Path
 from fer_multires.inference import onnx_export
-from fer_multires.utils.checkpoints import resolve_checkpoint
+from fer_multires.runs import resolve_checkpoint
 
 def held(*args, **kwargs):
     print("writing", flush=True)

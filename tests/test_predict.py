@@ -21,7 +21,7 @@ from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.synthetic.real_faces import match, write_clip
 from fer_multires.data.transforms_factory import create_transforms
 from fer_multires.inference.align import aligned_crop_side
-from fer_multires.inference.classifier import CropPreprocessor, ModelInput
+from fer_multires.inference.classifier import CropPreprocessor
 from fer_multires.inference.detect import (
     DEFAULT_MARGIN,
     LANDMARK_NAMES,
@@ -37,12 +37,9 @@ from fer_multires.inference.sources import Source
 from fer_multires.inference.tracks import FaceTracker
 from fer_multires.models.module import FERModule
 from fer_multires.results import ResultsError, load_eval_results
+from fer_multires.runs import ModelInput, resolve_checkpoint
 from fer_multires.smoothing import smooth_probabilities
-from fer_multires.utils.checkpoints import (
-    CorruptCheckpointError,
-    load_intact_checkpoint,
-    resolve_checkpoint,
-)
+from fer_multires.utils.checkpoints import CorruptCheckpointError, load_intact_checkpoint
 
 CLASSES = list(EXPRESSIONS_7)
 

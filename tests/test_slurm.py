@@ -23,7 +23,7 @@ import torch
 from conftest import make_image_tree, train_overrides
 
 from fer_multires.results import load_training_results
-from fer_multires.utils.config import hydra_record
+from fer_multires.runs import hydra_record
 
 pytestmark = pytest.mark.slurm
 

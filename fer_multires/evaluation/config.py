@@ -23,9 +23,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from fer_multires.data.batch_transforms import DEGRADATIONS, TRAINING_KERNEL
+from fer_multires.runs import hydra_record, missing_run_config, resolve_checkpoint, run_config_of
 from fer_multires.smoothing import check_smoothing
-from fer_multires.utils.checkpoints import resolve_checkpoint, run_config_of
-from fer_multires.utils.config import hydra_record
+from fer_multires.utils.config import required
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +168,8 @@ def check_settings(cfg: DictConfig) -> EvalSettings:
         ValueError: for a missing ``ckpt_path`` or an invalid ``eval.*`` value, naming the key.
         FileNotFoundError: if the checkpoint does not exist.
     """
-    if OmegaConf.is_missing(cfg, "ckpt_path") or cfg.get("ckpt_path") is None:
-        raise ValueError("ckpt_path is required: python -m fer_multires.evaluate ckpt_path=PATH")
-    ckpt_path = resolve_checkpoint(str(cfg.ckpt_path))
+    usage = "python -m fer_multires.evaluate ckpt_path=PATH"
+    ckpt_path = resolve_checkpoint(str(required(cfg, "ckpt_path", usage)))
     check_trainer_node(cfg.trainer)
     return check_eval_node(cfg.eval, ckpt_path)
 
@@ -272,10 +271,9 @@ def resolve_data_config(
     run_config = run_config_of(ckpt_path)
     if run_config is None:
         if OmegaConf.is_missing(cfg.data, "root"):
-            folder = ckpt_path.resolve().parent
             raise ValueError(
-                f"data.root: no config.yaml next to the checkpoint (looked in {folder.parent} "
-                f"and {folder}), so the data config must come from the command line: "
+                f"data.root: {missing_run_config(ckpt_path)}, so the data config must come from "
+                "the command line: "
                 "data.root=PATH (data=affwild2 by default) and the training's data.resize_size, "
                 "data.crop_size and data.normalization"
             )

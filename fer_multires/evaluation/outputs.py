@@ -15,7 +15,8 @@ import numpy as np
 
 from fer_multires.evaluation.assembly import Predictions, RawResults
 from fer_multires.plots import plot_confusion_matrix, plot_resolution_robustness
-from fer_multires.results import EVAL_SPLITS, METRICS_FILE, NATIVE, EvalResults
+from fer_multires.results import EVAL_SPLITS, NATIVE, EvalResults
+from fer_multires.runs import METRICS_FILE
 from fer_multires.utils.io import write_json_atomic, write_text_atomic
 from fer_multires.utils.tables import markdown_table
 

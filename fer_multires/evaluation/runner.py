@@ -25,7 +25,8 @@ from fer_multires.evaluation.config import EvalSettings, check_settings, resolve
 from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
 from fer_multires.evaluation.outputs import format_compact_table, write_outputs
 from fer_multires.models.module import FERModule
-from fer_multires.results import EVAL_ERROR_FILE, EvalResults
+from fer_multires.results import EvalResults
+from fer_multires.runs import error_file
 from fer_multires.utils.checkpoint_io import require_writable_dir
 from fer_multires.utils.checkpoints import checkpoint_class_names
 from fer_multires.utils.config import instantiate
@@ -90,7 +91,7 @@ def evaluate_checkpoint(
         write_outputs(output_dir, results, raw, settings.plots)
     finally:
         raw_path.unlink(missing_ok=True)  # the hand-over file, never an output
-    (output_dir / EVAL_ERROR_FILE).unlink(missing_ok=True)  # an earlier failure, now outdated
+    error_file(output_dir).unlink(missing_ok=True)  # an earlier failure, now outdated
     return results
 
 

@@ -13,17 +13,16 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from fer_multires.data.batch_transforms import BatchTransform
-from fer_multires.data.transforms import Normalize, check_sizes, resize
-from fer_multires.utils.checkpoints import checkpoint_class_names, run_config_of
+from fer_multires.data.transforms import Normalize, resize
+from fer_multires.runs import ModelInput, model_input_of_run
+from fer_multires.utils.checkpoints import checkpoint_class_names
 
 log = logging.getLogger(__name__)
 
@@ -37,67 +36,6 @@ METADATA_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 #: Distinct crop sizes whose preprocessing operators are kept (bounded memory on long videos).
 OPERATOR_CACHE_SIZES = 32
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """How the training run prepared its images, hence how a crop must be prepared.
-
-    Attributes:
-        resize_size: ``data.resize_size``, the shorter side after resizing.
-        crop_size: ``data.crop_size``, the side of the centre crop the model sees.
-        normalization: ``data.normalization`` (``imagenet`` or ``vggface2``).
-        image_size: ``data.image_size``: images resized to this square when read, or None.
-    """
-
-    resize_size: int
-    crop_size: int
-    normalization: str
-    image_size: int | None = None
-
-    def __post_init__(self) -> None:
-        check_sizes(self.resize_size, self.crop_size)
-        Normalize(self.normalization)  # raises for an unknown preset
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the settings as a JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ModelInput:
-        """Read :meth:`to_json`'s dict."""
-        size = data.get("image_size")
-        return cls(int(data["resize_size"]), int(data["crop_size"]), str(data["normalization"]),
-                   None if size is None else int(size))  # fmt: skip
-
-
-def model_input_of_run(ckpt_path: Path, key: str = "ckpt_path") -> tuple[ModelInput, Path]:
-    """Read the :class:`ModelInput` of a checkpoint's training run (``<run>/config.yaml``).
-
-    Returns:
-        The settings and the run config they came from.
-
-    Raises:
-        ValueError: naming ``key``, if the checkpoint has no run config or it has no data node.
-    """
-    run_config = run_config_of(ckpt_path)
-    if run_config is None:
-        folder = Path(ckpt_path).resolve().parent
-        raise ValueError(
-            f"{key}: no config.yaml next to {ckpt_path} (looked in {folder.parent} and {folder}): "
-            "the training's image sizes and normalisation are unknown; pass the run directory "
-            "or a checkpoint inside it, or an ONNX file exported from the run"
-        )
-    data = OmegaConf.load(run_config).get("data")
-    if data is None:
-        raise ValueError(f"{key}: {run_config} has no data node")
-    settings = ModelInput(
-        resize_size=int(data.get("resize_size", 256)),
-        crop_size=int(data.get("crop_size", 224)),
-        normalization=str(data.get("normalization", "imagenet")),
-        image_size=None if data.get("image_size") is None else int(data.get("image_size")),
-    )
-    return settings, run_config
 
 
 class CropPreprocessor:

@@ -32,15 +32,13 @@ from typing import Any
 import numpy as np
 
 from fer_multires.results import (
-    EVAL_DIR,
-    METRICS_FILE,
     NATIVE,
     REPORT_SPLIT,
     EvalResults,
     ResultsError,
     load_eval_results,
-    load_results,
 )
+from fer_multires.runs import find_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +104,6 @@ class ExpectedScore:
         ordered = sorted(points.items())
         return cls(tuple(r for r, _ in ordered), tuple(s for _, s in ordered), REPORT_SPLIT,
                    origin)  # fmt: skip
-
-
-def find_evaluation(run_dir: Path) -> Path | None:
-    """Return the evaluation ``metrics.json`` a training run holds, or None.
-
-    Looked for in ``<run>/eval/`` (``eval_after_fit``), then in the run directory itself (whose
-    ``metrics.json`` is usually the training's, passed over).
-
-    Raises:
-        ResultsError: naming the file, for a ``metrics.json`` that exists but cannot be read or
-            parsed (a missing one is not an error).
-    """
-    for candidate in (run_dir / EVAL_DIR / METRICS_FILE, run_dir / METRICS_FILE):
-        if candidate.exists() and isinstance(load_results(candidate), EvalResults):
-            return candidate
-    return None
 
 
 def load_expected_score(

@@ -26,12 +26,11 @@ import torch
 from fer_multires.inference.classifier import (
     METADATA_PREFIX,
     CropPreprocessor,
-    ModelInput,
-    model_input_of_run,
     onnx_providers,
 )
 from fer_multires.inference.expected import load_expected_score
-from fer_multires.utils.checkpoints import checkpoint_class_names, run_config_of
+from fer_multires.runs import ModelInput, model_input_of_run, run_config_of
+from fer_multires.utils.checkpoints import checkpoint_class_names
 from fer_multires.utils.io import sigterm_as_exit
 
 log = logging.getLogger(__name__)

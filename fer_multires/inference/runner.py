@@ -53,8 +53,10 @@ from fer_multires.inference.sources import (
     iter_frames,
 )
 from fer_multires.inference.tracks import FaceFollower, FaceTracker
+from fer_multires.runs import resolve_checkpoint, run_config_of
 from fer_multires.smoothing import SMOOTHING_KINDS, smooth_probabilities
-from fer_multires.utils.checkpoints import require_checkpoint, resolve_checkpoint, run_config_of
+from fer_multires.utils.checkpoints import require_checkpoint
+from fer_multires.utils.config import required
 from fer_multires.utils.io import printable_name
 
 log = logging.getLogger(__name__)
@@ -128,17 +130,15 @@ def check_align(value: Any) -> bool:
     return value
 
 
-def resolve_model_path(value: Any, key: str = "ckpt_path") -> Path:
+def resolve_model_path(cfg: DictConfig, key: str = "ckpt_path") -> Path:
     """Return the checkpoint or ONNX file ``ckpt_path`` names (a run directory: its best).
 
     Raises:
         ValueError: if ``ckpt_path`` is not set.
         FileNotFoundError: naming the key and the path, if it does not exist.
     """
-    if value is None or value == "???":
-        raise ValueError(f"{key} is required: python -m fer_multires.predict "
-                         f"{key}=RUN_DIR|FILE.ckpt|FILE.onnx input=PATH")  # fmt: skip
-    path = Path(str(value))
+    usage = f"python -m fer_multires.predict {key}=RUN_DIR|FILE.ckpt|FILE.onnx input=PATH"
+    path = Path(str(required(cfg, key, usage)))
     if path.suffix.lower() == ".onnx":
         return require_checkpoint(path, key)
     return resolve_checkpoint(path, key)
@@ -358,11 +358,10 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
         ValueError: for a bad setting (naming its key) or an input folder without images or
             videos, before any work.
     """
-    model_path = resolve_model_path(cfg.get("ckpt_path"))
-    input_value = cfg.get("input")
-    if input_value is None or input_value == "???":
-        raise ValueError("input is required: an image, a folder or a video (input=PATH)")
-    inputs = collect_sources(str(input_value))
+    model_path = resolve_model_path(cfg)
+    inputs = collect_sources(
+        str(required(cfg, "input", "an image, a folder or a video (input=PATH)"))
+    )
     sources = inputs.sources
     settings = check_predict_node(cfg.predict)
     align = check_align(cfg.get("align"))

@@ -21,23 +21,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fer_multires.results import (
-    METRICS_FILE,
-    ResultsError,
-    is_eval_results,
-    load_eval_results,
+from fer_multires.results import ResultsError, is_eval_results, load_eval_results
+from fer_multires.runs import (
+    CHECKPOINTS_DIR,
+    HYDRA_DIR,
+    HYDRA_OVERRIDES,
+    config_files,
+    hydra_file,
+    hydra_record,
+    is_run_dir,
+    metrics_file,
 )
 from fer_multires.sweeps.files import parse_overrides
-from fer_multires.utils.checkpoints import CHECKPOINTS_DIR
-from fer_multires.utils.config import hydra_record
 from fer_multires.utils.io import read_json, read_yaml
 
-RUN_MARKERS = (".hydra", "config.yaml", METRICS_FILE, CHECKPOINTS_DIR, "error.txt")
 #: Hydra job names of entry points whose output directories are not training runs.
 NON_TRAINING_JOBS = frozenset({"evaluate", "stats"})
 MAX_RUN_DEPTH = 5
 MAX_EVAL_DEPTH = 3
-EVAL_SKIP_DIRS = frozenset({".hydra", CHECKPOINTS_DIR, "csv"})
+EVAL_SKIP_DIRS = frozenset({HYDRA_DIR, CHECKPOINTS_DIR, "csv"})
 
 
 class ReportError(Exception):
@@ -46,12 +48,12 @@ class ReportError(Exception):
 
 def is_eval_output(path: Path) -> bool:
     """Tell whether the directory's ``metrics.json`` has the evaluate shape."""
-    return is_eval_results(read_json(path / METRICS_FILE))
+    return is_eval_results(read_json(metrics_file(path)))
 
 
 def is_training_run(path: Path) -> bool:
     """Tell whether ``path`` is a training run directory (see the module docstring)."""
-    if not path.is_dir() or not any((path / marker).exists() for marker in RUN_MARKERS):
+    if not is_run_dir(path):
         return False
     if hydra_record(path, "job", "name") in NON_TRAINING_JOBS:
         return False
@@ -71,7 +73,7 @@ def subdirectories(path: Path) -> list[Path]:
 
 def newest_first(eval_dirs: Sequence[Path]) -> list[Path]:
     """Order evaluate outputs by the age of their ``metrics.json``, newest first."""
-    return sorted(eval_dirs, key=lambda p: (p / METRICS_FILE).stat().st_mtime, reverse=True)
+    return sorted(eval_dirs, key=lambda p: metrics_file(p).stat().st_mtime, reverse=True)
 
 
 def find_runs(root: Path, max_depth: int = MAX_RUN_DEPTH) -> list[Path]:
@@ -114,10 +116,10 @@ def recorded_checkpoints(eval_dir: Path) -> list[Any]:
         candidates: list[Any] = [load_eval_results(eval_dir).checkpoint]
     except ResultsError:
         candidates = []
-    for config in (eval_dir / "config.yaml", eval_dir / ".hydra" / "config.yaml"):
+    for config in config_files(eval_dir):
         data = read_yaml(config)
         candidates.append(data.get("ckpt_path") if isinstance(data, dict) else None)
-    overrides = read_yaml(eval_dir / ".hydra" / "overrides.yaml")
+    overrides = read_yaml(hydra_file(eval_dir, HYDRA_OVERRIDES))
     lines = [str(line) for line in overrides] if isinstance(overrides, list) else []
     parsed = [o.value() for o in parse_overrides(lines) if o.key_or_group == "ckpt_path"]
     candidates += [value for value in parsed if isinstance(value, str)]

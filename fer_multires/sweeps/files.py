@@ -9,6 +9,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
+from fer_multires.runs import HYDRA_OVERRIDES, error_file, hydra_file
 from fer_multires.utils.io import read_yaml
 
 
@@ -22,10 +23,10 @@ def read_lines(path: Path) -> list[str]:
 
 def read_overrides(run_dir: Path) -> list[str]:
     """Return the job's command-line overrides (``.hydra/overrides.yaml``, else ``error.txt``)."""
-    data = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    data = read_yaml(hydra_file(run_dir, HYDRA_OVERRIDES))
     if isinstance(data, list):
         return [str(item) for item in data]
-    lines = read_lines(run_dir / "error.txt")
+    lines = read_lines(error_file(run_dir))
     return lines[0].split() if lines else []
 
 

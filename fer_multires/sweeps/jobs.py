@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from fer_multires.results import (
-    EVAL_DIR,
-    EVAL_ERROR_FILE,
     EVAL_SPLITS,
     REPORT_SPLIT,
     ResultsError,
@@ -19,9 +17,17 @@ from fer_multires.results import (
     load_eval_results,
     load_training_results,
 )
+from fer_multires.runs import (
+    EVAL_DIR,
+    RUN_MARKERS,
+    checkpoints_dir,
+    config_files,
+    error_file,
+    eval_dir,
+    last_checkpoint_path,
+)
 from fer_multires.sweeps.discovery import (
     MAX_RUN_DEPTH,
-    RUN_MARKERS,
     ReportError,
     evals_of_run,
     find_runs,
@@ -29,7 +35,6 @@ from fer_multires.sweeps.discovery import (
     natural_key,
 )
 from fer_multires.sweeps.files import parse_overrides, read_lines, read_overrides
-from fer_multires.utils.checkpoints import CHECKPOINTS_DIR, LAST_CHECKPOINT
 from fer_multires.utils.io import read_yaml
 
 #: The heatmap row and column of jobs trained without multi-resolution.
@@ -130,7 +135,7 @@ def config_multires(run_dir: Path) -> dict[str, Any]:
     Read from the resolved ``config.yaml``; a job that failed before writing it falls back on
     ``.hydra/config.yaml``.
     """
-    for config in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+    for config in config_files(run_dir):
         data = read_yaml(config)
         if isinstance(data, dict) and isinstance(data.get("data"), dict):
             node = data["data"]
@@ -249,23 +254,24 @@ def shorten(message: str, limit: int = 200) -> str:
 
 def error_message(run_dir: Path) -> str:
     """Return the first line of the error in ``error.txt`` (its first line is the overrides)."""
-    lines = read_lines(run_dir / "error.txt")
+    path = error_file(run_dir)
+    lines = read_lines(path)
     message = next((line.strip() for line in lines[1:] if line.strip()), "")
-    return shorten(message or (lines[0].strip() if lines else "") or "error.txt is empty")
+    return shorten(message or (lines[0].strip() if lines else "") or f"{path.name} is empty")
 
 
 def eval_error_message(run_dir: Path) -> str | None:
     """Return why the end-of-training evaluation failed (``eval/error.txt``), or None."""
-    path = run_dir / EVAL_DIR / EVAL_ERROR_FILE
+    path = error_file(eval_dir(run_dir))
     if not path.is_file():
         return None
     message = next((line.strip() for line in read_lines(path) if line.strip()), "")
-    return shorten(message or f"{EVAL_DIR}/{EVAL_ERROR_FILE} is empty")
+    return shorten(message or f"{EVAL_DIR}/{path.name} is empty")
 
 
 def checkpoint_files(run_dir: Path) -> list[Path]:
     """Return the job's checkpoint files."""
-    return sorted((run_dir / CHECKPOINTS_DIR).glob("*.ckpt"))
+    return sorted(checkpoints_dir(run_dir).glob("*.ckpt"))
 
 
 def job_status(run_dir: Path, results: TrainingResults | None, eval_error: str | None) -> str:
@@ -274,7 +280,7 @@ def job_status(run_dir: Path, results: TrainingResults | None, eval_error: str |
     ``failed: <error>`` (training's ``error.txt``), ``eval failed: <error>`` (``eval/error.txt``),
     ``ok`` (or ``ok (no checkpoint saved)``), ``incomplete: ...``, ``no checkpoint``.
     """
-    if (run_dir / "error.txt").is_file():
+    if error_file(run_dir).is_file():
         return f"failed: {error_message(run_dir)}"
     if eval_error is not None:
         return f"eval failed: {eval_error}"
@@ -308,7 +314,7 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
     results = read_training_results(run_dir)
     scores_from_csv, epochs = csv_scores(read_csv_history(run_dir))
     eval_error = eval_error_message(run_dir)
-    last = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    last = last_checkpoint_path(run_dir)
     job = Job(
         name=run_dir.name if run_dir == root else run_dir.relative_to(root).as_posix(),
         run_dir=run_dir,

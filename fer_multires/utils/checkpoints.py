@@ -1,7 +1,6 @@
-"""Checkpoints: finding them (a file, ``last`` of a run, a run's best) and reading what they hold.
+"""Checkpoint files: reading what they hold, intact or not, and their classes.
 
-Every entry point that takes ``ckpt_path`` resolves it here, so a missing or foreign checkpoint
-gives the same error, naming the key and the file, wherever it is passed.
+Finding a run's checkpoint (``last``, its best) is :mod:`fer_multires.runs`'.
 """
 
 from __future__ import annotations
@@ -15,14 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fer_multires.results import METRICS_FILE, ResultsError, load_training_results
-
 log = logging.getLogger(__name__)
-
-#: Folder of a run directory that holds its checkpoints.
-CHECKPOINTS_DIR = "checkpoints"
-#: The checkpoint refreshed after every validation; what ``ckpt_path=last`` resumes from.
-LAST_CHECKPOINT = "last.ckpt"
 
 
 def require_checkpoint(path: str | Path, key: str = "ckpt_path") -> Path:
@@ -35,60 +27,6 @@ def require_checkpoint(path: str | Path, key: str = "ckpt_path") -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{key}: checkpoint {path} does not exist")
     return path
-
-
-def last_checkpoint(run_dir: Path, key: str = "ckpt_path") -> Path:
-    """Return ``<run dir>/checkpoints/last.ckpt``, the checkpoint to resume a run from.
-
-    Raises:
-        FileNotFoundError: if the run has none; resuming never silently becomes a fresh start.
-    """
-    path = Path(run_dir) / CHECKPOINTS_DIR / LAST_CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{key}=last: nothing to resume, {path} does not exist. Pass the directory "
-            "of the run to resume as run_dir=<dir> (its path is printed when a run starts)"
-        )
-    return path
-
-
-def best_checkpoint_of_run(run_dir: Path) -> Path | None:
-    """Return the best checkpoint a finished run names in its ``metrics.json``, if it exists.
-
-    The recorded path is tried in the run's ``checkpoints/`` first, so a run directory that was
-    moved or copied still finds its checkpoint.
-    """
-    try:
-        recorded = load_training_results(run_dir).checkpoint
-    except ResultsError:
-        return None
-    if not recorded:
-        return None
-    for candidate in (Path(run_dir) / CHECKPOINTS_DIR / Path(recorded).name, Path(recorded)):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def resolve_checkpoint(path: str | Path, key: str = "ckpt_path") -> Path:
-    """Return the checkpoint file to use: ``path``, or a training run directory's best checkpoint.
-
-    Raises:
-        FileNotFoundError: if the file does not exist, or the run directory names no checkpoint
-            that exists.
-    """
-    path = Path(path)
-    if path.is_dir():
-        best = best_checkpoint_of_run(path)
-        if best is None:
-            raise FileNotFoundError(
-                f"{key}: {path} is a directory without a {METRICS_FILE} naming an existing best "
-                "checkpoint (an unfinished run?); pass a checkpoint file, e.g. "
-                f"{path / CHECKPOINTS_DIR / LAST_CHECKPOINT}"
-            )
-        log.info("%s: %s is a run directory; its best checkpoint: %s", key, path, best)
-        return best
-    return require_checkpoint(path, key)
 
 
 def checkpoint_class_names(ckpt_path: str | Path, key: str = "ckpt_path") -> list[str]:
@@ -183,19 +121,6 @@ def check_checkpoint_classes(
             f"{key}: {ckpt_path} was trained for {len(trained)} classes ({', '.join(trained)}) "
             f"but the data has {len(class_names)} ({', '.join(class_names)})"
         )
-
-
-def run_config_of(ckpt_path: Path) -> Path | None:
-    """Return the ``config.yaml`` of the run a checkpoint belongs to, or None.
-
-    Looked for in the parent of the checkpoint's folder (``<run>/checkpoints/x.ckpt``), then in
-    the checkpoint's own folder.
-    """
-    folder = Path(ckpt_path).resolve().parent
-    for candidate in (folder.parent / "config.yaml", folder / "config.yaml"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 #: The prefix ``torch.compile`` gives the state-dict keys of a module it wraps (OptimizedModule).

@@ -15,8 +15,6 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from fer_multires.utils.io import read_yaml
-
 log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -41,24 +39,24 @@ def config_dir() -> str:
 CONFIG_DIR = config_dir()
 
 
-def hydra_record(output_dir: str | Path, *keys: str) -> Any:
-    """Return a value Hydra recorded for a run in ``<output_dir>/.hydra/hydra.yaml``, or None.
-
-    E.g. ``hydra_record(run_dir, "runtime", "cwd")``: the directory the run was started in,
-    against which its relative paths (a relative ``data.root``, a relative ``ckpt_path``) are
-    resolved; ``hydra_record(run_dir, "job", "name")``: which entry point wrote it.
-    """
-    data = read_yaml(Path(output_dir) / ".hydra" / "hydra.yaml")
-    try:
-        for key in ("hydra", *keys):
-            data = data[key]
-    except (TypeError, KeyError):
-        return None
-    return data
-
-
 #: Longest sweep-job directory name; file systems refuse names over 255 bytes.
 MAX_JOB_DIRNAME = 200
+
+
+def required(cfg: Any, key: str, usage: str) -> Any:
+    """Return ``cfg.<key>``, a key every entry point that takes it checks this one way.
+
+    Args:
+        cfg: the entry point's config.
+        key: a top-level key (``ckpt_path``, ``input``).
+        usage: how to set it, for the error (``python -m fer_multires.x key=PATH``).
+
+    Raises:
+        ValueError: naming the key and ``usage``, if it is left at ``???`` or null.
+    """
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) is None:
+        raise ValueError(f"{key} is required: {usage}")
+    return cfg.get(key)
 
 
 def job_dirname(num: int | str, overrides: str) -> str:

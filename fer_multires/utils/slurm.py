@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from fer_multires.utils.checkpoints import CHECKPOINTS_DIR, LAST_CHECKPOINT
+from fer_multires.runs import last_checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def auto_resume_checkpoint(run_dir: Path, env: Mapping[str, str] | None = None) 
     """
     if not in_slurm_job(env):
         return None
-    path = Path(run_dir) / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    path = last_checkpoint_path(run_dir)
     if not path.is_file():
         return None
     log.info(

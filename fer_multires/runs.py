@@ -1,0 +1,279 @@
+"""The run directory: the one module that names its files and finds what a run holds.
+
+A training run's directory (``run_dir``)::
+
+    config.yaml          the composed config, resolved (written when training starts)
+    .hydra/              Hydra's copy of the config and the command-line overrides
+    checkpoints/         the best checkpoint(s) and last.ckpt (what ckpt_path=last resumes)
+    metrics.json         the training's summary (its best checkpoint, scores, counts)
+    error.txt            a failed run's overrides and error
+    eval/                the evaluation after training (eval_after_fit): an evaluation directory
+
+An evaluation directory (``evaluate``'s output, or ``<run>/eval``) holds its ``metrics.json``
+(the schema is :mod:`fer_multires.results`'), its tables and plots, and ``error.txt`` when it
+failed. Every entry point finds a run's checkpoint, config, model input and evaluation here, so
+a missing or foreign one gives the same error, naming the key and the file, wherever it is
+passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from fer_multires.data.transforms import Normalize, check_sizes
+from fer_multires.utils.checkpoints import require_checkpoint
+from fer_multires.utils.io import read_yaml
+
+#: The run's composed, resolved config.
+CONFIG_FILE = "config.yaml"
+#: Hydra's folder: its own copy of the config, the command-line overrides, its settings.
+HYDRA_DIR = ".hydra"
+HYDRA_OVERRIDES = "overrides.yaml"
+HYDRA_SETTINGS = "hydra.yaml"
+#: The folder of a run's checkpoints.
+CHECKPOINTS_DIR = "checkpoints"
+#: The checkpoint refreshed after every validation; what ``ckpt_path=last`` resumes from.
+LAST_CHECKPOINT = "last.ckpt"
+#: A training's summary, or an evaluation's results.
+METRICS_FILE = "metrics.json"
+#: A failed run's (or evaluation's) error.
+ERROR_FILE = "error.txt"
+#: The folder of a run's evaluation after training.
+EVAL_DIR = "eval"
+#: Entries that make a directory a run's (or an attempt at one).
+RUN_MARKERS: tuple[str, ...] = (HYDRA_DIR, CONFIG_FILE, METRICS_FILE, CHECKPOINTS_DIR, ERROR_FILE)
+
+
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    """Return the folder of a run's checkpoints."""
+    return Path(run_dir) / CHECKPOINTS_DIR
+
+
+def last_checkpoint_path(run_dir: str | Path) -> Path:
+    """Return where a run's ``last.ckpt`` is (whether or not it exists)."""
+    return checkpoints_dir(run_dir) / LAST_CHECKPOINT
+
+
+def metrics_file(path: str | Path) -> Path:
+    """Return the ``metrics.json`` of a run or evaluation directory (a file is returned as is)."""
+    path = Path(path)
+    return path / METRICS_FILE if path.is_dir() else path
+
+
+def error_file(run_dir: str | Path) -> Path:
+    """Return where a run's (or an evaluation's) error is written."""
+    return Path(run_dir) / ERROR_FILE
+
+
+def eval_dir(run_dir: str | Path) -> Path:
+    """Return the folder of a run's evaluation after training."""
+    return Path(run_dir) / EVAL_DIR
+
+
+def config_file(run_dir: str | Path) -> Path:
+    """Return where a run's composed config is written."""
+    return Path(run_dir) / CONFIG_FILE
+
+
+def hydra_file(run_dir: str | Path, name: str) -> Path:
+    """Return one of Hydra's files of a run (``CONFIG_FILE``, ``HYDRA_OVERRIDES``, ...)."""
+    return Path(run_dir) / HYDRA_DIR / name
+
+
+def hydra_record(output_dir: str | Path, *keys: str) -> Any:
+    """Return a value Hydra recorded for a run in ``<output_dir>/.hydra/hydra.yaml``, or None.
+
+    E.g. ``hydra_record(run_dir, "runtime", "cwd")``: the directory the run was started in,
+    against which its relative paths (a relative ``data.root``, a relative ``ckpt_path``) are
+    resolved; ``hydra_record(run_dir, "job", "name")``: which entry point wrote it.
+    """
+    data = read_yaml(hydra_file(output_dir, HYDRA_SETTINGS))
+    try:
+        for key in ("hydra", *keys):
+            data = data[key]
+    except (TypeError, KeyError):
+        return None
+    return data
+
+
+def config_files(run_dir: str | Path) -> tuple[Path, Path]:
+    """Return where a run's config may be, most trusted first.
+
+    The resolved ``config.yaml``, then Hydra's copy (all a job that failed before writing the
+    first has).
+    """
+    return config_file(run_dir), hydra_file(run_dir, CONFIG_FILE)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether a directory holds any of :data:`RUN_MARKERS`."""
+    return path.is_dir() and any((path / marker).exists() for marker in RUN_MARKERS)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def last_checkpoint(run_dir: str | Path, key: str = "ckpt_path") -> Path:
+    """Return ``<run dir>/checkpoints/last.ckpt``, the checkpoint to resume a run from.
+
+    Raises:
+        FileNotFoundError: if the run has none; resuming never silently becomes a fresh start.
+    """
+    path = last_checkpoint_path(run_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{key}=last: nothing to resume, {path} does not exist. Pass the directory "
+            "of the run to resume as run_dir=<dir> (its path is printed when a run starts)"
+        )
+    return path
+
+
+def best_checkpoint_of_run(run_dir: str | Path) -> Path | None:
+    """Return the best checkpoint a finished run names in its ``metrics.json``, if it exists.
+
+    The recorded path is tried in the run's ``checkpoints/`` first, so a run directory that was
+    moved or copied still finds its checkpoint.
+    """
+    # results reads metrics.json by this module's names: imported here, not at the top
+    from fer_multires.results import ResultsError, load_training_results
+
+    try:
+        recorded = load_training_results(run_dir).checkpoint
+    except ResultsError:
+        return None
+    if not recorded:
+        return None
+    for candidate in (checkpoints_dir(run_dir) / Path(recorded).name, Path(recorded)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_checkpoint(path: str | Path, key: str = "ckpt_path") -> Path:
+    """Return the checkpoint file to use: ``path``, or a training run directory's best checkpoint.
+
+    Raises:
+        FileNotFoundError: if the file does not exist, or the run directory names no checkpoint
+            that exists.
+    """
+    path = Path(path)
+    if path.is_dir():
+        best = best_checkpoint_of_run(path)
+        if best is None:
+            raise FileNotFoundError(
+                f"{key}: {path} is a directory without a {METRICS_FILE} naming an existing best "
+                "checkpoint (an unfinished run?); pass a checkpoint file, e.g. "
+                f"{last_checkpoint_path(path)}"
+            )
+        return best
+    return require_checkpoint(path, key)
+
+
+def run_config_of(ckpt_path: str | Path) -> Path | None:
+    """Return the ``config.yaml`` of the run a checkpoint belongs to, or None.
+
+    Looked for in the parent of the checkpoint's folder (``<run>/checkpoints/x.ckpt``), then in
+    the checkpoint's own folder.
+    """
+    folder = Path(ckpt_path).resolve().parent
+    for candidate in (config_file(folder.parent), config_file(folder)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_run_config(ckpt_path: str | Path) -> str:
+    """Return the words that say a checkpoint has no run config, and where it was looked for."""
+    folder = Path(ckpt_path).resolve().parent
+    return f"no {CONFIG_FILE} next to {ckpt_path} (looked in {folder.parent} and {folder})"
+
+
+# ------------------------------------------------------------------------------ model input
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How the training run prepared its images, hence how a face crop must be prepared.
+
+    The defaults are the ``data`` node's (``conf/data/_common.yaml``), used for a run config
+    that lacks a key (an older run).
+
+    Attributes:
+        resize_size: ``data.resize_size``, the shorter side after resizing.
+        crop_size: ``data.crop_size``, the side of the centre crop the model sees.
+        normalization: ``data.normalization`` (``imagenet`` or ``vggface2``).
+        image_size: ``data.image_size``: images resized to this square when read, or None.
+    """
+
+    resize_size: int = 256
+    crop_size: int = 224
+    normalization: str = "imagenet"
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_sizes(self.resize_size, self.crop_size)
+        Normalize(self.normalization)  # raises for an unknown preset
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the settings as a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInput:
+        """Read :meth:`to_json`'s dict (or a run config's ``data`` node); absent keys: defaults."""
+        defaults = cls.__dataclass_fields__
+        size = data.get("image_size")
+        return cls(
+            int(data.get("resize_size", defaults["resize_size"].default)),
+            int(data.get("crop_size", defaults["crop_size"].default)),
+            str(data.get("normalization", defaults["normalization"].default)),
+            None if size is None else int(size),
+        )
+
+
+def model_input_of_run(ckpt_path: str | Path, key: str = "ckpt_path") -> tuple[ModelInput, Path]:
+    """Read the :class:`ModelInput` of a checkpoint's training run (``<run>/config.yaml``).
+
+    Returns:
+        The settings and the run config they came from.
+
+    Raises:
+        ValueError: naming ``key``, if the checkpoint has no run config or it has no data node.
+    """
+    run_config = run_config_of(ckpt_path)
+    if run_config is None:
+        raise ValueError(
+            f"{key}: {missing_run_config(ckpt_path)}: the training's image sizes and "
+            "normalisation are unknown; pass the run directory or a checkpoint inside it, or "
+            "an ONNX file exported from the run"
+        )
+    data = OmegaConf.load(run_config).get("data")
+    if data is None:
+        raise ValueError(f"{key}: {run_config} has no data node")
+    values = {name: data.get(name) for name in ModelInput.__dataclass_fields__ if name in data}
+    return ModelInput.from_json(values), run_config
+
+
+# ------------------------------------------------------------------------------ evaluations
+
+
+def find_evaluation(run_dir: str | Path) -> Path | None:
+    """Return the evaluation ``metrics.json`` a training run holds, or None.
+
+    Looked for in ``<run>/eval/`` (``eval_after_fit``), then in the run directory itself (an
+    evaluation directory passed as the run; a training's own ``metrics.json`` is passed over).
+
+    Raises:
+        ResultsError: naming the file, for a ``metrics.json`` that exists but cannot be read or
+            parsed (a missing one is not an error).
+    """
+    from fer_multires.results import EvalResults, load_results
+
+    for candidate in (metrics_file(eval_dir(run_dir)), Path(run_dir) / METRICS_FILE):
+        if candidate.exists() and isinstance(load_results(candidate), EvalResults):
+            return candidate
+    return None
