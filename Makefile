@@ -9,10 +9,11 @@ PY := $(VENV)/bin/python
 # e.g. `make install TORCH_SPEC="torch torchvision"`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.fer_multires-installed
+DOCS_STAMP := $(VENV)/.fer_multires-docs-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-multires demo-compare stats report test test-full lint format clean
+.PHONY: help install demo demo-multires demo-compare stats report test test-full lint format docs clean
 .PHONY: slurm-up slurm-down test-slurm
 
 help: ## Show this help
@@ -50,7 +51,8 @@ stats: $(STAMP) ## Statistics of the synthetic set (Table 1, Table 2, skips)
 test: $(STAMP) ## Fast test suite (CPU, generated data; skips tests marked slow, and slurm: make test-slurm)
 	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
 
-# The one-node Slurm cluster of the Slurm tests (scripts/slurm; ../shared/reference/local_slurm.md).
+# The one-node Slurm cluster of the Slurm tests (scripts/slurm; docs/training.md, "The local Slurm
+# cluster").
 FER_SLURM_STATE ?= /var/tmp/fer_multires-slurm
 export FER_SLURM_STATE
 
@@ -74,6 +76,14 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The docs tools (the `docs` extra: mkdocs, mkdocs-material, mkdocstrings) go into the same .venv.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP) ## Build the documentation site into site/ (mkdocs build --strict; pages in docs/)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean: ## Remove caches, build outputs and logs (keeps .venv and data/)
-	rm -rf .pytest_cache .ruff_cache build dist *.egg-info logs multirun outputs
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info logs multirun outputs site
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's performance section in one run, for a borrowed GPU machine
+# Every GPU figure of docs/performance.md in one run, for a borrowed GPU machine
 # (about 5-8 minutes on one H200, most of it torch.compile):
 #   1. batched augmentation, ms per batch of 128 at 224 px (target <= 2 ms)  input_pipeline.py
 #   2. seresnet50 training step, 224 px, batch 128, bf16-mixed, channels_last:

@@ -26,7 +26,7 @@ the checkpoint a restart loaded and the hooks of the restart. The batch script a
 and end. The benchmark also polls the training process (``/proc``) and the job's state
 (``scontrol show job``). Every number is a difference of two such timestamps, never a guess.
 Prints one JSON line per case, one with the cluster's knobs and one with the worst case the
-defaults allow for a hard kill; ``--markdown`` also writes the README table.
+defaults allow for a hard kill; ``--markdown`` also writes the table of docs/training.md.
 
 On a shared two-core machine timings are noisy: the load average is in every JSON line.
 """
@@ -555,7 +555,7 @@ def default_intervals() -> dict[str, Any]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The README's table: one column per interrupted case."""
+    """The table of docs/training.md: one column per interrupted case."""
     cases = [r for r in rows if r["case"] != "baseline"]
     lines = [
         "| | " + " | ".join(f"{r['case']}: {r['action']}" for r in cases) + " |",
@@ -601,7 +601,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=25, help="frames per video")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fer_preemption_bench"))
-    parser.add_argument("--markdown", type=Path, help="also write the README table here")
+    parser.add_argument("--markdown", type=Path, help="also write the docs/training.md table here")
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c]
     unknown = set(cases) - set(CASES)

@@ -2,13 +2,15 @@
 
 ``ckpt_path`` is a training run directory (its best checkpoint), a ``.ckpt`` file or an ONNX file
 written by ``python -m fer_multires.export``; ``input`` an image, a folder (searched recursively,
-in sorted order) or a video. Faces are found with OpenCV's Haar cascade (``predict.detector=none``
-takes each image as one cropped face), cropped square with ``predict.margin``, prepared exactly as
-the evaluation prepares its frames, classified in batches, linked into tracks in videos and
-optionally smoothed along them. Outputs, in the run directory: ``predictions.csv``,
-``sources.csv`` and, with ``predict.annotate=true``, ``annotated/``. The exit status is 0, or 2
-when an input was unreadable (the others are still processed). The work is done by
-:mod:`fer_multires.inference`.
+in sorted order) or a video. Faces are found by the ``detector`` group (``mtcnn`` by default,
+``haar``, or ``none`` for images that are already face crops); a face with landmarks is aligned
+to the training crops' template (``align``), the others cropped square with ``predict.margin``;
+the crops are prepared exactly as the evaluation prepares its frames and classified in batches.
+In a video the detector runs every ``predict.detect_every`` frames, faces are followed between
+and linked into one track per person, optionally smoothed along it. Outputs, in the run
+directory: ``predictions.csv``, ``sources.csv`` and, with ``predict.annotate=true``,
+``annotated/``. The exit status is 0, or 2 when an input was unreadable (the others are still
+processed). The work is done by :mod:`fer_multires.inference`.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def degradation_table(results: EvalResults) -> list[str]:
         f"## Degradations (val_rest challenge score){quality}",
         "",
         "Each column makes the low-resolution image another way; bilinear is the training's. "
-        "See `eval.degradations` in the README.",
+        "See `eval.degradations` in docs/evaluation.md.",
         "",
         *markdown_table(["resolution", *kernels], rows),
         "",
