@@ -13,7 +13,8 @@ DOCS_STAMP := $(VENV)/.fer_multires-docs-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-multires demo-compare stats report test test-full lint format docs clean
+.PHONY: help install demo demo-multires demo-compare stats report test test-unit test-integration
+.PHONY: test-full lint format docs clean
 .PHONY: slurm-up slurm-down test-slurm
 
 help: ## Show this help
@@ -48,8 +49,14 @@ report: $(STAMP) ## Summarise the training runs under DIR (default logs/): table
 stats: $(STAMP) ## Statistics of the synthetic set (Table 1, Table 2, skips)
 	$(PY) -m fer_multires.stats data=synthetic
 
-test: $(STAMP) ## Fast test suite (CPU, generated data; skips tests marked slow, and slurm: make test-slurm)
+test: $(STAMP) ## The test suite: unit and integration tiers (CPU, generated data; not slow, not slurm)
 	$(PY) -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## The quick tier while editing: tests/unit (no training, no subprocess; < 1 min)
+	$(PY) -m pytest -m "not slow and not slurm" tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## The CLIs end to end on generated data: tests/integration
+	$(PY) -m pytest -m "not slow and not slurm" tests/integration $(PYTEST_ARGS)
 
 # The one-node Slurm cluster of the Slurm tests (scripts/slurm; docs/training.md, "The local Slurm
 # cluster").
@@ -63,7 +70,7 @@ slurm-down: ## Stop the cluster slurm-up started (its jobs, then its daemons, by
 	scripts/slurm/down.sh
 
 test-slurm: $(STAMP) slurm-up ## Tests on the real local Slurm: sbatch DDP, sweep via hydra/launcher=slurm, requeue, preemption
-	SLURM_CONF=$(FER_SLURM_STATE)/slurm.conf FER_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS)
+	SLURM_CONF=$(FER_SLURM_STATE)/slurm.conf FER_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/integration/test_slurm.py $(PYTEST_ARGS)
 
 test-full: $(STAMP) ## Every test, slow ones included
 	$(PY) -m pytest $(PYTEST_ARGS)

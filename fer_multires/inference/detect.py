@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_multires.inference.align import align_face
 from fer_multires.inference.mtcnn import Mtcnn, MtcnnSettings, squared
+from fer_multires.utils.config import require_numbers
 
 #: ``detector`` group options (``conf/detector/<name>.yaml``).
 DETECTORS: tuple[str, ...] = ("mtcnn", "haar", "none")
@@ -180,10 +181,7 @@ class HaarSettings:
         Raises:
             ValueError: naming the ``detector.*`` key.
         """
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"detector.{f.name}={value!r} must be a number")
+        require_numbers(self, "detector")
         if not self.scale_factor > 1.0:
             raise ValueError(f"detector.scale_factor={self.scale_factor} must be > 1")
         if int(self.min_neighbors) != self.min_neighbors or self.min_neighbors < 0:

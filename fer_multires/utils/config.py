@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -57,6 +58,18 @@ def required(cfg: Any, key: str, usage: str) -> Any:
     if OmegaConf.is_missing(cfg, key) or cfg.get(key) is None:
         raise ValueError(f"{key} is required: {usage}")
     return cfg.get(key)
+
+
+def require_numbers(settings: Any, node: str) -> None:
+    """Check that every field of a settings dataclass is a number (not a bool).
+
+    Raises:
+        ValueError: naming ``<node>.<field>`` and the value.
+    """
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{node}.{field.name}={value!r} must be a number")
 
 
 def job_dirname(num: int | str, overrides: str) -> str:

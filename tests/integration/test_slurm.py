@@ -27,10 +27,12 @@ from fer_multires.runs import hydra_record
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
-STATE = Path(os.environ.get("FER_SLURM_STATE", "/var/tmp/fer_multires-slurm"))
+REPO = Path(__file__).resolve().parents[2]
+
 STEPS_PER_EPOCH = 4  # 36 training frames, batches of 8
+
 EPOCHS = 3
+
 #: The step the interrupted jobs are interrupted at: inside the second epoch.
 INTERRUPT_AT = STEPS_PER_EPOCH + 2
 
@@ -142,7 +144,7 @@ def interrupted_jobs(cluster, data_root, tmp_path_factory) -> dict[str, dict]:
         progress = root / "progress.txt"
         command = train_command(
             data_root, root, f"trainer.max_epochs={EPOCHS}", "eval_after_fit=false",
-            "+callbacks.progress._target_=test_slurm.Progress",
+            "+callbacks.progress._target_=integration.test_slurm.Progress",
             f"+callbacks.progress.path={progress}", f"+callbacks.progress.pause_s={pause}",
         )  # fmt: skip
         job = sbatch(cluster, root, name, command, "--ntasks=1", "--cpus-per-task=1")

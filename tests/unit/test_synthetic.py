@@ -24,9 +24,13 @@ from fer_multires.data.synthetic import (
 )
 
 HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
+
 SPLIT_DIRS = {"train": "Training_Set", "val": "Validation_Set"}
+
 SKIP_KEYS = ("invalid_label", "missing_frame", "beyond_labels", "videos_without_frames")
+
 SMALL = SyntheticSpec(num_train_videos=6, num_val_videos=3, frames_per_video=60)
+
 TINY = SyntheticSpec(num_train_videos=2, num_val_videos=2, frames_per_video=40, image_size=48)
 
 
@@ -98,11 +102,6 @@ def tree_hashes(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-# ------------------------------------------------------------------------------------------
-# Layout and quirks
-# ------------------------------------------------------------------------------------------
 
 
 def test_layout(small: tuple[Path, dict]) -> None:
@@ -202,11 +201,6 @@ def test_expressions_come_in_segments(small: tuple[Path, dict]) -> None:
     assert segments >= 6
 
 
-# ------------------------------------------------------------------------------------------
-# Counts
-# ------------------------------------------------------------------------------------------
-
-
 def test_manifest_counts_match_files(small: tuple[Path, dict]) -> None:
     root, manifest = small
     walked = walk_counts(root)
@@ -241,11 +235,6 @@ def test_default_spec_counts_and_proportions(default: tuple[Path, dict]) -> None
     check_proportions(manifest["splits"], SyntheticSpec())
     for key in SKIP_KEYS:
         assert manifest["skipped"][key] > 0, key
-
-
-# ------------------------------------------------------------------------------------------
-# Determinism and atomic writing
-# ------------------------------------------------------------------------------------------
 
 
 def test_same_spec_gives_identical_files(small: tuple[Path, dict], tmp_path: Path) -> None:
@@ -290,11 +279,6 @@ def test_generate_into_existing_empty_folder(tmp_path: Path) -> None:
     assert manifest["splits"]["val"]["videos"] == TINY.num_val_videos
     with Image.open(next((tmp_path / "data" / "cropped_aligned").rglob("*.jpg"))) as image:
         assert image.size == (48, 48)
-
-
-# ------------------------------------------------------------------------------------------
-# The expression cues: geometry, not brightness; gone at 8 px
-# ------------------------------------------------------------------------------------------
 
 
 def down_up(image: np.ndarray, size: int = 8) -> np.ndarray:
@@ -353,11 +337,6 @@ def test_contact_sheet_is_drawable() -> None:
     for e, _ in enumerate(EXPRESSIONS_7):
         sheet.paste(render_face(0, e), (e * 112, 0))
     assert np.asarray(sheet).std() > 10
-
-
-# ------------------------------------------------------------------------------------------
-# Spec validation and ensure_synthetic_affwild2
-# ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -15,16 +15,8 @@ from conftest import make_image_tree, run_train
 from torch.multiprocessing import ProcessExitedException
 
 from fer_multires.callbacks import LastCheckpoint, Preempted, host_group
-from fer_multires.data.datasets import PartitionSampler
-from fer_multires.data.loaders import ResumableLoader
 
 STEPS_PER_EPOCH = 4  # 36 training frames, batches of 8
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_image_tree(tmp_path_factory.mktemp("data") / "d", train_videos=4, val_videos=5,
-                           frames=9)  # fmt: skip
 
 
 class CrashAtStep(pl.Callback):
@@ -48,6 +40,12 @@ class SignalAtStep(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step and trainer.global_rank == self.rank:
             os.kill(os.getpid(), self.signum)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_tree(tmp_path_factory.mktemp("data") / "d", train_videos=4, val_videos=5,
+                           frames=9)  # fmt: skip
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -83,7 +81,7 @@ def test_error_mid_epoch_then_resume_is_bit_identical(data_root, tmp_path, strai
     common = ["trainer.max_epochs=2", f"data.num_workers={workers}"]
     crash = [
         "callbacks.last_checkpoint.every_n_train_steps=1",
-        "+callbacks.crash._target_=test_resume.CrashAtStep",
+        "+callbacks.crash._target_=integration.test_resume.CrashAtStep",
         f"+callbacks.crash.step={crash_step}",
     ]
     with pytest.raises(RuntimeError, match="injected failure"):
@@ -106,7 +104,7 @@ def test_without_the_loader_state_the_epoch_restarts_and_weights_differ(
     with pytest.raises(RuntimeError):
         run_train(data_root, tmp_path, run, "trainer.max_epochs=2",
                   "callbacks.last_checkpoint.every_n_train_steps=1",
-                  "+callbacks.crash._target_=test_resume.CrashAtStep",
+                  "+callbacks.crash._target_=integration.test_resume.CrashAtStep",
                   f"+callbacks.crash.step={STEPS_PER_EPOCH + 2}")  # fmt: skip
     path = run / "checkpoints" / "last.ckpt"
     ckpt = load(path)
@@ -123,7 +121,7 @@ def test_sigterm_mid_epoch_saves_stops_and_resumes_bit_identical(data_root, tmp_
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Preempted) as stop:
         run_train(data_root, tmp_path, run, "trainer.max_epochs=2",
-                  "+callbacks.sig._target_=test_resume.SignalAtStep",
+                  "+callbacks.sig._target_=integration.test_resume.SignalAtStep",
                   f"+callbacks.sig.step={signal_step}")  # fmt: skip
     assert stop.value.code == 128 + signal.SIGTERM and not stop.value.requeued
     assert signal.getsignal(signal.SIGTERM) == before  # handlers put back
@@ -138,7 +136,7 @@ def test_sigterm_on_one_ddp_process_saves_and_stops_both_at_that_step(data_root,
     signal_step = 2
     with pytest.raises(ProcessExitedException, match=f"exit code {128 + signal.SIGTERM}"):
         run_train(data_root, tmp_path, run, "trainer=ddp_sim", "trainer.max_epochs=2",
-                  "+callbacks.sig._target_=test_resume.SignalAtStep",
+                  "+callbacks.sig._target_=integration.test_resume.SignalAtStep",
                   f"+callbacks.sig.step={signal_step}", "+callbacks.sig.rank=1")  # fmt: skip
     assert load(run / "checkpoints" / "last.ckpt")["global_step"] == signal_step + 1
 
@@ -146,8 +144,8 @@ def test_sigterm_on_one_ddp_process_saves_and_stops_both_at_that_step(data_root,
 def test_step_interval_refreshes_last_inside_the_epoch(data_root, tmp_path) -> None:
     run = tmp_path / "run"
     run_train(data_root, tmp_path, run, "callbacks.last_checkpoint.every_n_train_steps=3",
-              "+callbacks.crash._target_=test_resume.CrashAtStep", "+callbacks.crash.step=100",
-              "trainer.max_epochs=1")  # fmt: skip
+              "+callbacks.crash._target_=integration.test_resume.CrashAtStep",
+              "+callbacks.crash.step=100", "trainer.max_epochs=1")  # fmt: skip
     # the epoch end's save comes last
     assert load(run / "checkpoints" / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
 
@@ -168,46 +166,6 @@ def test_time_interval_is_due_after_the_minutes_pass(tmp_path, monkeypatch) -> N
     callback.received = int(signal.SIGUSR1)
     callback._last_save_time = 61.0
     assert callback._due(FakeTrainer()) == (True, int(signal.SIGUSR1))  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        ("every_n_train_steps", 0, "every_n_train_steps=0 must be >= 1 or null"),
-        ("every_n_minutes", -1, "every_n_minutes=-1 must be > 0 or null"),
-        ("signals", ["SIGNOPE"], "signals: 'SIGNOPE' is not a signal name"),
-    ],
-)
-def test_bad_last_checkpoint_settings_name_the_key(tmp_path, key, value, message) -> None:
-    with pytest.raises(ValueError, match=f"callbacks.last_checkpoint.{message}"):
-        LastCheckpoint(str(tmp_path), **{key: value})
-
-
-def test_sampler_state_resumes_the_same_remaining_keys() -> None:
-    full = PartitionSampler(20, shuffle=True, seed=3)
-    full.set_epoch(2)
-    keys = list(full)
-    resumed = PartitionSampler(20, shuffle=True, seed=3)
-    resumed.load_state_dict({"epoch": 2, "position": 8})
-    assert list(resumed) == keys[8:]
-    assert len(resumed) == 20  # Lightning counts the epoch's batches from the full length
-    resumed.set_epoch(2)  # Lightning sets the restored epoch again: the place is kept
-    assert resumed.position == 8
-    resumed.set_epoch(3)
-    assert resumed.position == 0
-    with pytest.raises(ValueError, match="stopped at sample 30 of epoch 2"):
-        resumed.load_state_dict({"epoch": 2, "position": 30})
-
-
-def test_resumable_loader_counts_the_batches_it_hands_out() -> None:
-    sampler = PartitionSampler(10, shuffle=True, seed=0)
-    loader = ResumableLoader({(i, 0): i for i in range(10)}, batch_size=4, sampler=sampler,
-                             drop_last=True, collate_fn=lambda b: b)  # fmt: skip
-    it = iter(loader)
-    next(it)
-    assert loader.state_dict() == {"epoch": 0, "position": 4}
-    again = ResumableLoader.like(loader)
-    assert again.batch_size == 4 and again.drop_last and again.sampler is sampler
 
 
 def due_on_two_processes(rank: int, store: str, out: str) -> None:

@@ -16,33 +16,26 @@ import pytest
 import torch
 from conftest import astronaut, compose_entry, write_moving_video
 from PIL import Image
+from unit.test_predict import no_face_image
 
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.synthetic.real_faces import match, write_clip
 from fer_multires.data.transforms_factory import create_transforms
 from fer_multires.inference.align import aligned_crop_side
-from fer_multires.inference.classifier import CropPreprocessor
 from fer_multires.inference.detect import (
     DEFAULT_MARGIN,
     LANDMARK_NAMES,
-    Box,
-    Face,
-    HaarDetector,
-    crop_square,
 )
 from fer_multires.inference.expected import ExpectedScore
-from fer_multires.inference.outputs import annotated_paths, prediction_header
-from fer_multires.inference.runner import PredictSettings, format_summary, predict
-from fer_multires.inference.sources import Source
-from fer_multires.inference.tracks import FaceTracker
+from fer_multires.inference.outputs import prediction_header
+from fer_multires.inference.runner import format_summary, predict
 from fer_multires.models.module import FERModule
 from fer_multires.results import ResultsError, load_eval_results
-from fer_multires.runs import ModelInput, resolve_checkpoint
+from fer_multires.runs import resolve_checkpoint
 from fer_multires.smoothing import smooth_probabilities
 from fer_multires.utils.checkpoints import CorruptCheckpointError, load_intact_checkpoint
 
 CLASSES = list(EXPRESSIONS_7)
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -67,16 +60,6 @@ def save(image: np.ndarray, path: Path) -> Path:
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
     return save(astronaut(), tmp_path_factory.mktemp("photo") / "astronaut.jpg")
-
-
-def no_face_image() -> np.ndarray:
-    """A smooth colour gradient: nothing the cascade could take for a face."""
-    ramp = np.linspace(0, 255, 320, dtype=np.float64)
-    return np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], 128.0 + 0 * ramp[None, :]),
-                    axis=-1).astype(np.uint8)  # fmt: skip
-
-
-# ------------------------------------------------------------------------------- photos
 
 
 def test_astronaut_photo_one_face_where_the_face_is(trained_run, photo, tmp_path) -> None:
@@ -160,17 +143,6 @@ def test_crop_is_prepared_exactly_as_the_evaluation_prepares_frames(trained_run,
     np.testing.assert_allclose(got, expected, atol=2e-6)
 
 
-def test_preprocessor_groups_sizes_and_keeps_order() -> None:
-    rng = np.random.default_rng(0)
-    crops = [rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in (30, 50, 30, 64)]
-    prep = CropPreprocessor(ModelInput(28, 24, "imagenet"))
-    batch = prep(crops, torch.device("cpu"))
-    transform = create_transforms(resize_size=28, crop_size=24).batch
-    for crop, got in zip(crops, batch, strict=True):
-        want = transform.eval(torch.from_numpy(crop).permute(2, 0, 1)[None])[0]
-        torch.testing.assert_close(got, want)
-
-
 def test_folder_with_a_corrupt_file_cli(trained_run, photo, tmp_path) -> None:
     """The CLI: a corrupt image is unreadable, the others are processed, the exit status says so."""
     folder = tmp_path / "in"
@@ -250,9 +222,6 @@ def test_annotated_image(trained_run, photo, tmp_path) -> None:
     changed = np.abs(drawn.astype(int) - original.astype(int)).sum(axis=2) > 60
     assert changed[y + h // 2, x - 1 : x + 2].any()  # the box's left edge
     assert not changed[400:, :100].any()  # far from the face: untouched
-
-
-# ------------------------------------------------------------------------------- videos
 
 
 @pytest.fixture(scope="module")
@@ -355,9 +324,6 @@ def test_unopenable_video_is_unreadable_and_others_processed(trained_run, photo,
     assert statuses["photo.jpg"]["status"] == "ok"
 
 
-# ------------------------------------------------------------------ expected_score
-
-
 def test_expected_score_interpolates_over_the_evaluated_resolutions(trained_run) -> None:
     results = load_eval_results(trained_run / "eval")
     scores = results.scores("val_rest")
@@ -407,11 +373,6 @@ def test_expected_score_is_read_at_the_crop_not_the_face_box(trained_run, photo,
         assert result.expected.at(crop_px) != pytest.approx(result.expected.at(face_px))
 
 
-def test_default_margin_is_the_documented_one() -> None:
-    cfg = compose_entry("predict", ["ckpt_path=x", "input=y"], Path("."))
-    assert cfg.predict.margin == DEFAULT_MARGIN == PredictSettings().margin
-
-
 def test_run_without_evaluation_has_no_expected_score(trained_run, photo, tmp_path) -> None:
     import shutil
 
@@ -422,58 +383,6 @@ def test_run_without_evaluation_has_no_expected_score(trained_run, photo, tmp_pa
     (row,) = read_csv(tmp_path / "out" / "predictions.csv")
     assert row["expected_score"] == ""
     assert "no evaluation of this model" in format_summary(result)
-
-
-# ------------------------------------------------------------------ units
-
-
-def test_haar_finds_no_face_in_a_gradient() -> None:
-    assert HaarDetector()(no_face_image()) == []
-
-
-def test_crop_square_pads_outside_the_frame_with_black() -> None:
-    frame = np.full((100, 120, 3), 200, dtype=np.uint8)
-    crop = crop_square(frame, Box(90, -10, 20, 20), margin=0.5)
-    assert crop.shape == (40, 40, 3)
-    # the square spans x 80..120 and y -20..20: its top half is above the frame
-    assert (crop[:20] == 0).all() and (crop[20:] == 200).all()
-    whole = crop_square(frame, Box(0, 0, 120, 100), margin=0.0)
-    assert whole.shape == frame.shape
-
-
-def test_tracker_links_by_overlap_and_closes_lost_tracks() -> None:
-    tracker = FaceTracker(min_iou=0.3, max_shift=0.2, max_gap=1)
-
-    def update(*boxes: Box) -> list[int]:
-        tracker.next_frame()
-        return tracker.assign([Face(b) for b in boxes])
-
-    assert update(Box(0, 0, 50, 50), Box(200, 0, 50, 50)) == [0, 1]
-    assert update(Box(205, 2, 50, 50), Box(4, 0, 50, 50)) == [1, 0]
-    assert update(Box(8, 0, 50, 50)) == [0]  # track 1 unseen for 1 frame
-    assert update(Box(12, 0, 50, 50)) == [0]  # track 1 unseen for 2 frames: closed
-    assert update(Box(205, 2, 50, 50), Box(400, 0, 50, 50)) == [2, 3]
-    assert update(Box(12, 0, 100, 100), Box(400, 0, 50, 50)) == [4, 3]  # twice the size: new
-
-
-def test_tracker_links_small_faces_by_landmarks_when_boxes_barely_overlap() -> None:
-    """A 12 px face moved 5 px: IoU 0.41, under min_iou, but its landmarks moved 0.42 sides."""
-    marks = np.array([[3.0, 4], [9, 4], [6, 7], [4, 10], [8, 10]])
-    tracker = FaceTracker(min_iou=0.5, max_shift=0.5, max_gap=2)
-    tracker.next_frame()
-    assert tracker.assign([Face(Box(0, 0, 12, 12), 0.9, marks)]) == [0]
-    moved = Face(Box(5, 0, 12, 12), 0.9, marks + np.array([5, 0]))
-    assert moved.box.iou(Box(0, 0, 12, 12)) < 0.5
-    tracker.next_frame()
-    assert tracker.assign([moved]) == [0]
-    far = Face(
-        Box(14, 0, 12, 12), 0.9, marks + np.array([14, 0])
-    )  # moved 9 px = 0.75 sides: another face
-    tracker.next_frame()
-    assert tracker.assign([far]) == [1]
-
-
-# ------------------------------------------------------------------ bad inputs
 
 
 def random_image(path: Path, side: int = 32, seed: int = 0) -> Path:
@@ -522,13 +431,6 @@ def test_annotated_copies_of_one_stem_are_distinct(trained_run, tmp_path) -> Non
     tif = np.asarray(Image.open(out / "annotated" / "astro.tif.png").convert("RGB"))
     png = np.asarray(Image.open(out / "annotated" / "astro.png").convert("RGB"))
     assert not np.array_equal(tif, png)  # each its own source's pixels
-
-
-def test_annotated_paths_are_unique_even_for_a_name_taken_by_the_rule(tmp_path) -> None:
-    sources = [Source(tmp_path / n, n, False) for n in ("astro.tif", "astro.tif.png", "b.JPG")]
-    paths = annotated_paths(tmp_path, sources)
-    assert [p.relative_to(tmp_path / "annotated").as_posix() for p in paths] == [
-        "astro.tif.png", "astro.tif~2.png", "b.JPG"]  # fmt: skip
 
 
 def test_corrupt_run_evaluation_is_an_error_naming_it(trained_run, tmp_path, photo) -> None:

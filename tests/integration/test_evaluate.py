@@ -14,18 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_entry, make_image_tree, run_train
-from omegaconf import DictConfig, OmegaConf
+from conftest import make_image_tree, run_train
+from unit.test_evaluate import EVAL_ARGS, run_eval
 
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.synthetic import image_sets
-from fer_multires.evaluate import evaluate
-from fer_multires.evaluation.config import anchor_relative_root, apply_data_overrides
 from fer_multires.metrics import confusion_from_labels
 from fer_multires.report import write_report
 from fer_multires.results import SplitMetrics
 
 SPLITS = ("val_select", "val_rest", "val_full")
+
 OUTPUTS = (
     "metrics.json",
     "predictions.csv",
@@ -33,13 +32,6 @@ OUTPUTS = (
     "resolution_robustness.png",
     "confusion_matrix.png",
     "report.md",
-)
-# Small enough for seconds on a CPU; 16 < the 24 px frames degrades; 32 is not below them, so it
-# is not evaluated.
-EVAL_ARGS = (
-    "eval.resolutions=[8,16,32]",
-    "eval.smoothing_windows=[3,5]",
-    "trainer.enable_progress_bar=false",
 )
 
 
@@ -57,16 +49,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ckpt = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
     return {"base": base, "data_root": data_root, "ckpt": Path(ckpt), "train_metrics": metrics,
             "run_dir": run_dir, "eval_after_fit": objects["eval"]}  # fmt: skip
-
-
-def compose_eval(overrides: list[str], out_dir: Path) -> DictConfig:
-    return compose_entry("eval", overrides, out_dir)
-
-
-def run_eval(ckpt: Path, out_dir: Path, *extra: str) -> dict:
-    overrides = [f"ckpt_path={ckpt}", f"run_dir={out_dir}", f"paths.root_dir={out_dir.parent}",
-                 *EVAL_ARGS, *extra]  # fmt: skip
-    return evaluate(compose_eval(overrides, out_dir))
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +204,6 @@ def test_eval_compile_true_compiles_an_eager_checkpoint_with_the_same_results(
         scores = [json.loads((d / "metrics.json").read_text())[split]["native"]["challenge_score"]
                   for d in (tmp_path / "compiled", evaluated)]  # fmt: skip
         assert scores[0] == scores[1], split
-
-
-def test_missing_checkpoint_is_an_error(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="ckpt_path: checkpoint .*nope.ckpt does not exist"):
-        run_eval(tmp_path / "nope.ckpt", tmp_path / "out")
 
 
 def test_run_directory_as_ckpt_path_uses_its_best_checkpoint(trained, evaluated, tmp_path) -> None:
@@ -420,31 +397,6 @@ def test_cli_honours_a_data_root_override(trained, evaluated, tmp_path) -> None:
     expected = [r for r in read_predictions(evaluated / "predictions.csv")
                 if (r["video"], r["frame"]) != ("val_002", "5")]  # fmt: skip
     assert read_predictions(out_dir / "predictions.csv") == expected
-
-
-def test_data_overrides_apply_on_top_of_the_run_config(tmp_path) -> None:
-    run_data = OmegaConf.create({"root": "/a", "num_workers": 8, "multires": {"p": 1.0, "x": 1}})
-    task = ["ckpt_path=x", "data.root=/b", "data.multires.p=0.5", "~data.multires.x",
-            "+data.eval_batch_size=4", "data=synthetic", "eval.resolutions=[8]"]  # fmt: skip
-    cfg = OmegaConf.create({"data": {"root": "/b", "multires": {"p": 0.5}, "eval_batch_size": 4}})
-    applied = apply_data_overrides(run_data, cfg, task)
-    assert applied == ["data.root=/b", "data.multires.p=0.5", "~data.multires.x",
-                       "+data.eval_batch_size=4"]  # fmt: skip
-    assert OmegaConf.to_container(run_data) == {
-        "root": "/b", "num_workers": 8, "multires": {"p": 0.5}, "eval_batch_size": 4,
-    }  # fmt: skip
-
-
-def test_relative_data_root_is_read_from_the_training_directory(tmp_path) -> None:
-    run = tmp_path / "run"
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    cwd: /somewhere\n")
-    run_data = OmegaConf.create({"root": "./data/set"})
-    anchor_relative_root(run_data, run / "config.yaml")
-    assert run_data.root == "/somewhere/data/set"
-    absolute = OmegaConf.create({"root": "/elsewhere"})
-    anchor_relative_root(absolute, run / "config.yaml")
-    assert absolute.root == "/elsewhere"
 
 
 def test_eval_after_fit_under_ddp_equals_one_process(trained, tmp_path) -> None:

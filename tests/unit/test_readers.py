@@ -80,9 +80,6 @@ def test_missing_root_names_data_root(tmp_path, dataset, option) -> None:
         READERS[dataset](tmp_path / "absent", **option)
 
 
-# --------------------------------------------------------------------------- RAF-DB
-
-
 def test_rafdb_aligned_counts_and_skips(trees) -> None:
     index = read_rafdb(trees["rafdb"]["root"])
     assert_matches(index, trees["rafdb"])
@@ -142,9 +139,6 @@ def test_rafdb_bad_line_names_file_and_line(trees, tmp_path, line, message) -> N
     rewrite_line(root / LABEL_FILE, 2, line)
     with pytest.raises(DatasetFormatError, match=f"list_patition_label.txt:2: .*{message}"):
         read_rafdb(root)
-
-
-# --------------------------------------------------------------------------- FER2013
 
 
 @pytest.mark.parametrize("variant", ["fer2013", "icml"])
@@ -216,9 +210,6 @@ def test_fer2013_missing_column_and_short_row(tmp_path) -> None:
     path.write_text("emotion,pixels,Usage\n0,1 2\n")
     with pytest.raises(DatasetFormatError, match="fer2013.csv:2: 2 fields, expected 3"):
         read_fer2013(tmp_path)
-
-
-# --------------------------------------------------------------------------- FERPlus
 
 
 @pytest.mark.parametrize(
@@ -321,9 +312,6 @@ def test_ferplus_vote_too_large_for_the_index_names_file_and_line(trees, tmp_pat
         read_ferplus(root)
 
 
-# --------------------------------------------------------------------------- AffectNet
-
-
 def test_affectnet_csv_layout_boxes_and_skips(trees) -> None:
     written = trees["affectnet"]
     index = read_affectnet(written["root"])
@@ -412,9 +400,6 @@ def test_affectnet_short_row_and_bad_npy(trees, tmp_path) -> None:
         read_affectnet(npy)
 
 
-# --------------------------------------------------------------------------- image folders
-
-
 @pytest.mark.parametrize("names", ["alias", "lower", "canonical"])
 def test_folder_names_map_case_insensitively(tmp_path, names) -> None:
     written = image_sets.write_folder(tmp_path / "f", per_class=2, names=names)
@@ -490,9 +475,6 @@ def test_folder_without_val_is_an_error(tmp_path) -> None:
         read_folder(tmp_path)
 
 
-# --------------------------------------------------------------------------- generators
-
-
 def test_generators_are_deterministic(tmp_path) -> None:
     a = image_sets.write_ferplus(tmp_path / "a", per_class=1, seed=3)
     b = image_sets.write_ferplus(tmp_path / "b", per_class=1, seed=3)
@@ -513,8 +495,6 @@ def test_cli_writes_a_dataset_and_refuses_a_full_folder(tmp_path, capsys) -> Non
     with pytest.raises(SystemExit):
         image_sets.main(["rafdb", str(out)])
 
-
-# --------------------------------------------------------------------------- text and CSV structure
 
 #: (tree layout, reader, file to damage, 1-based line to damage)
 TEXT_FILES = [
@@ -590,9 +570,6 @@ def test_ferplus_reads_the_icml_file_too(trees, tmp_path) -> None:
     index = read_ferplus(root)
     assert_matches(index, trees["ferplus"])
     assert index.splits["train"].image_relpath(0).startswith("icml_face_data.csv:")
-
-
-# --------------------------------------------------------------------------- AffectNet details
 
 
 def test_affectnet_box_outside_the_image_is_kept_as_annotated(trees, tmp_path) -> None:
@@ -681,9 +658,6 @@ def test_affectnet_npy_codes_of_every_storage_type(tmp_path) -> None:
     assert_matches(read_affectnet(written["root"]), written)
 
 
-# --------------------------------------------------------------------------- stats
-
-
 @pytest.mark.parametrize("layout", ["rafdb", "fer2013", "ferplus", "affectnet", "folder"])
 def test_stats_json_shape_for_every_image_dataset(trees, tmp_path, layout, capsys) -> None:
     from conftest import compose_entry
@@ -709,8 +683,6 @@ def test_stats_json_shape_for_every_image_dataset(trees, tmp_path, layout, capsy
     np.testing.assert_allclose(stats["class_weights"], 1 - train / train.sum(), atol=1e-6)
     assert f"Samples per class ({layout}:" in capsys.readouterr().out
 
-
-# --------------------------------------------------------------------------- file names
 
 #: A non-ASCII UTF-8 name, and one whose bytes are not UTF-8 (as ``os.listdir`` returns it).
 ODD_NAMES: tuple[str, ...] = ("été_visage.jpg", os.fsdecode(b"z_caf\xe9.jpg"))
@@ -767,9 +739,6 @@ def test_affectnet_image_with_a_non_ascii_name_is_indexed_and_read(trees, tmp_pa
     index = read_affectnet(root)
     assert_matches(index, trees["affectnet"])
     assert read_sample(index, "train", f"1/{name}").size[0] > 0
-
-
-# --------------------------------------------------------------------------- packed sets
 
 
 def truncate(path: Path, size: int) -> None:

@@ -20,15 +20,17 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 from PIL import Image
+from unit.test_notebook import NOTEBOOK
 
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.metrics import confusion_from_labels
 from fer_multires.results import EVAL_SPLITS, EvalResults, SplitMetrics
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 RESOLUTIONS = (8, 12, 16, 24, 32, 48, 64, 96)
+
 #: Frames per validation split; val_full is the two together.
 SPLIT_SIZES = {"val_select": 60, "val_rest": 240}
+
 CLASS_PROPORTIONS = (0.55, 0.06, 0.04, 0.04, 0.15, 0.1, 0.06)
 
 
@@ -163,19 +165,3 @@ def test_notebook_says_which_directory_has_no_evaluate_output(tmp_path: Path, mo
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     with pytest.raises(CellExecutionError, match="nothing_here"):
         execute(notebook, tmp_path)
-
-
-def test_committed_notebook_has_no_outputs() -> None:
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(notebook)
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert code
-    for cell in code:
-        assert cell.outputs == [], (
-            f"cell {cell.get('id')} has outputs: clear them before committing"
-        )
-        assert cell.execution_count is None
-    assert notebook.metadata.kernelspec.name == "python3"
-    params = code[0]
-    assert "parameters" in params.metadata.get("tags", [])
-    assert 'EVAL_DIR = os.environ.get("FER_EVAL_DIR",' in params.source

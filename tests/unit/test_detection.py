@@ -34,7 +34,6 @@ from fer_multires.inference.align import (
 )
 from fer_multires.inference.detect import (
     Face,
-    HaarDetector,
     MtcnnDetector,
     build_detector,
 )
@@ -59,17 +58,6 @@ def recall(detector, size: int, composites: int) -> tuple[float, int]:
         hits, wrong = match(faces, [corners(f) for f in detector(frame)])
         found, total, false = found + sum(hits), total + len(hits), false + wrong
     return found / total, false
-
-
-# ------------------------------------------------------------------------------- recall
-
-
-def test_mtcnn_finds_14_px_faces_that_haar_misses(detector) -> None:
-    mtcnn_recall, mtcnn_false = recall(detector, 14, composites=8)
-    haar_recall, _ = recall(HaarDetector(), 14, composites=8)
-    assert mtcnn_recall >= 0.9, mtcnn_recall
-    assert mtcnn_false == 0
-    assert haar_recall <= 0.1
 
 
 def test_mtcnn_finds_every_face_from_20_to_120_px(detector) -> None:
@@ -116,9 +104,6 @@ def test_cascade_agrees_with_the_wheels_own_implementation(detector) -> None:
             assert np.abs(face.landmarks - marks).max() <= 0.05 * side + 1
 
 
-# ----------------------------------------------------------------------------- alignment
-
-
 def test_similarity_transform_matches_scikit_image() -> None:
     from skimage.transform import SimilarityTransform
 
@@ -157,9 +142,6 @@ def test_alignment_puts_the_eyes_on_the_template(detector) -> None:
     again = detector(np.ascontiguousarray(np.pad(crop, ((side, side), (side, side), (0, 0)))))
     assert len(again) == 1
     np.testing.assert_allclose(again[0].landmarks[:2] - side, target, atol=0.06 * side)
-
-
-# ------------------------------------------------------------------------- settings, weights
 
 
 def test_detector_settings_out_of_range_name_the_key() -> None:
@@ -218,9 +200,6 @@ def test_wheel_not_installed_is_an_error_saying_what_to_install(monkeypatch) -> 
         MtcnnDetector()
 
 
-# ------------------------------------------------------------------------------- following
-
-
 def moving_frames(frames: int, speed: float = 0.6, seed: int = 3):
     """Six real faces, 16 to 64 px, each drifting ``speed`` px a frame: frames and truth."""
     sizes = [16, 20, 28, 36, 48, 64]
@@ -238,11 +217,6 @@ def persistent(found: list[list[tuple[int, Face]]]) -> list[list[tuple[int, Face
     return [[(tid, f) for tid, f in rows if frames[tid] >= keep] for rows in found]
 
 
-def follow_clip(detector, clip, detect_every: int) -> list[list[tuple[int, Face]]]:
-    follower = FaceFollower(detector, FaceTracker(), detect_every)
-    return persistent([follower(frame) for frame, _ in clip])
-
-
 def track_of_each_face(clip, found) -> list[set[int]]:
     """Per true face, the track ids of the rows that found it, over the whole clip."""
     ids: list[set[int]] = [set() for _ in clip[0][1]]
@@ -250,19 +224,6 @@ def track_of_each_face(clip, found) -> list[set[int]]:
         for i, face in enumerate(truth):
             ids[i] |= {tid for tid, f in rows if match([face], [corners(f)])[0][0]}
     return ids
-
-
-def test_six_moving_faces_are_six_tracks_and_the_same_faces_as_detecting_every_frame(
-    detector,
-) -> None:
-    clip = moving_frames(20)
-    every = follow_clip(detector, clip, detect_every=1)
-    followed = follow_clip(detector, clip, detect_every=5)
-    for found in (every, followed):
-        assert all(len(ids) == 1 for ids in track_of_each_face(clip, found))  # one track a face
-        assert len({tid for rows in found for tid, _ in rows}) == 6  # and no other
-        for (_, truth), rows in zip(clip, found, strict=True):
-            assert match(truth, [corners(f) for _, f in rows]) == ([True] * 6, 0)
 
 
 def test_a_track_survives_missed_detections_within_its_patience(detector) -> None:

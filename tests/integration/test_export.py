@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +20,13 @@ from fer_multires.export import export
 from fer_multires.inference import onnx_export
 from fer_multires.inference.classifier import onnx_metadata
 from fer_multires.inference.expected import ExpectedScore
-from fer_multires.inference.onnx_export import ParityError, compare_logits, parity_batch
-from fer_multires.inference.runner import predict
+from fer_multires.inference.onnx_export import ParityError, parity_batch
 from fer_multires.models.module import FERModule
 from fer_multires.results import ResultsError, load_eval_results
 from fer_multires.runs import ModelInput, resolve_checkpoint
+from integration.test_predict import read_csv, run_predict
 
 CLASSES = list(EXPRESSIONS_7)
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -92,32 +90,12 @@ def test_parity_failure_is_an_error_with_the_largest_difference(
     assert not list(tmp_path.glob("*.onnx"))  # neither the output nor its temporary file
 
 
-def test_compare_logits_catches_an_argmax_change_within_the_tolerance() -> None:
-    reference = np.array([[1.0, 1.0002, 0.0], [0.0, 2.0, 1.0]])
-    exported = np.array([[1.0002, 1.0, 0.0], [0.0, 2.0, 1.0]])
-    parity = compare_logits(reference, exported, atol=1e-3, rtol=1e-3)
-    assert parity.within_tolerance and parity.argmax_mismatches == 1 and not parity.ok
-    assert parity.max_abs == pytest.approx(2e-4)
-    assert compare_logits(reference, reference, 1e-3, 1e-3).ok
-
-
 def test_export_errors(trained_run, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"ckpt_path: checkpoint .*missing\.ckpt"):
         export(compose_entry("export", [f"ckpt_path={tmp_path / 'missing.ckpt'}"], tmp_path))
     bad_out = [f"ckpt_path={trained_run}", f"export.out={tmp_path / 'model.pt'}"]
     with pytest.raises(ValueError, match=r"export.out=.*model\.pt must end in \.onnx"):
         export(compose_entry("export", bad_out, tmp_path))
-
-
-def run_predict(ckpt: Path, input_path: Path, out_dir: Path, *extra: str):
-    overrides = [f"ckpt_path={ckpt}", f"input={input_path}", f"run_dir={out_dir}",
-                 f"paths.root_dir={out_dir.parent}", "predict.device=cpu", *extra]  # fmt: skip
-    return predict(compose_entry("predict", overrides, out_dir), out_dir)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(

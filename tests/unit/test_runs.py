@@ -18,6 +18,7 @@ from fer_multires.inference.runner import predict
 from fer_multires.utils.config import CONFIG_DIR
 
 PACKAGE = Path(fer_multires.__file__).parent
+
 #: The run directory's names, as string literals.
 NAMES = (
     runs.CONFIG_FILE, runs.HYDRA_DIR, runs.HYDRA_OVERRIDES, runs.HYDRA_SETTINGS,

@@ -5,6 +5,7 @@ from fer_multires.data.labels import class_names, class_weights
 
 # The paper's Table 1 (training frames per class) and Table 2 (class weights).
 PAPER_TABLE1_TRAIN = [585896, 23484, 12497, 11120, 149920, 100548, 38564]
+
 PAPER_TABLE2 = [0.365, 0.975, 0.986, 0.988, 0.837, 0.891, 0.958]
 
 

@@ -1,0 +1,77 @@
+"""Training through the real entry point's code path, on generated data, on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from fer_multires.utils.config import CONFIG_DIR, rewrite_deprecated_overrides
+
+
+def test_experiment_override_composes() -> None:
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        for name in ("demo", "demo_multires", "paper_multires", "paper_baseline"):
+            cfg = compose("train", overrides=[f"+experiment={name}"])
+            assert cfg.task_name == name
+    assert cfg.model.backbone == "seresnet50" and cfg.data.multires is None
+
+
+#: dataset -> (resolution draws' max_res, max_epochs) of its experiments
+DATASET_EXPERIMENTS = {"rafdb": (128, 40), "fer2013": (64, 30), "ferplus": (64, 30),
+                       "affectnet": (256, 10)}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", DATASET_EXPERIMENTS)
+def test_dataset_experiments_keep_the_paper_recipe(dataset: str) -> None:
+    max_res, epochs = DATASET_EXPERIMENTS[dataset]
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        multires = compose("train", overrides=[f"+experiment={dataset}_multires"])
+        baseline = compose("train", overrides=[f"+experiment={dataset}_baseline"])
+    assert multires.data.dataset == baseline.data.dataset == dataset
+    assert multires.task_name == f"{dataset}_multires" and baseline.data.multires is None
+    assert (multires.data.multires.min_res, multires.data.multires.max_res) == (8, max_res)
+    for cfg in (multires, baseline):
+        assert cfg.trainer.max_epochs == epochs and cfg.model.backbone == "seresnet50"
+        assert (cfg.data.resize_size, cfg.data.crop_size, cfg.data.batch_size) == (256, 224, 128)
+
+
+def test_unknown_config_key_is_an_error() -> None:
+    with (
+        initialize_config_dir(CONFIG_DIR, version_base="1.3"),
+        pytest.raises(ConfigCompositionException, match="data.batchsize"),
+    ):
+        compose("train", overrides=["+experiment=demo", "data.batchsize=3"])
+
+
+def test_long_sweep_job_names_are_cut_and_stay_unique() -> None:
+    from fer_multires.utils.config import MAX_JOB_DIRNAME, job_dirname
+
+    short = job_dirname(3, "data.multires.min_res=8")
+    assert short == "3_data.multires.min_res=8"
+    a = job_dirname(0, "x" * 300 + ",a=1")
+    b = job_dirname(0, "x" * 300 + ",a=2")
+    assert len(a) == MAX_JOB_DIRNAME and a != b
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["data.multires.enabled=false"], ["data.multires=null"]),
+        (["data.multires.enabled=False", "x=1"], ["data.multires=null", "x=1"]),
+        (["data.multires.enabled=true", "data.multires.p=0.5"], ["data.multires.p=0.5"]),
+        # after the other data.multires overrides, which would not apply to null
+        (["data.multires.enabled=false", "data.multires.p=0.5", "--cfg", "job"],
+         ["data.multires.p=0.5", "data.multires=null", "--cfg", "job"]),
+        (["++data.multires.enabled=false", "data.multires.enabled=true"], []),  # the last wins
+        (["data.multires.enabled=true,false"], ["data.multires.enabled=true,false"]),  # Hydra's
+        (["data.multires=null", "data.root=/d"], ["data.multires=null", "data.root=/d"]),
+    ],
+)  # fmt: skip
+def test_deprecated_multires_overrides_are_rewritten(argv, expected, caplog) -> None:
+    line = ["train.py", *argv]
+    with caplog.at_level("WARNING", logger="fer_multires.utils.config"):
+        assert rewrite_deprecated_overrides(line) is line
+    assert line == ["train.py", *expected]
+    deprecated = any("enabled" in arg for arg in argv)
+    assert ("data.multires.enabled" in caplog.text and "deprecated" in caplog.text) == deprecated
