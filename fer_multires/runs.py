@@ -11,22 +11,25 @@ A training run's directory (``run_dir``)::
 
 An evaluation directory (``evaluate``'s output, or ``<run>/eval``) holds its ``metrics.json``
 (the schema is :mod:`fer_multires.results`'), its tables and plots, and ``error.txt`` when it
-failed. Every entry point finds a run's checkpoint, config, model input and evaluation here, so
-a missing or foreign one gives the same error, naming the key and the file, wherever it is
-passed.
+failed. Every entry point finds a run's checkpoint, config, model input, evaluation and status
+here, so a missing or foreign one gives the same error, naming the key and the file, wherever it
+is passed.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
 from fer_multires.data.transforms import Normalize, check_sizes
 from fer_multires.utils.checkpoints import require_checkpoint
-from fer_multires.utils.io import read_yaml
+from fer_multires.utils.io import read_lines, read_yaml
+
+if TYPE_CHECKING:
+    from fer_multires.results import TrainingResults
 
 #: The run's composed, resolved config.
 CONFIG_FILE = "config.yaml"
@@ -277,3 +280,60 @@ def find_evaluation(run_dir: str | Path) -> Path | None:
         if candidate.exists() and isinstance(load_results(candidate), EvalResults):
             return candidate
     return None
+
+
+# ------------------------------------------------------------------------------ status
+
+
+def shorten(message: str, limit: int = 200) -> str:
+    """Cut a message to ``limit`` characters, ending in ``...`` when cut."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def error_message(run_dir: Path) -> str:
+    """Return the first line of the error in ``error.txt`` (its first line is the overrides)."""
+    path = error_file(run_dir)
+    lines = read_lines(path)
+    message = next((line.strip() for line in lines[1:] if line.strip()), "")
+    return shorten(message or (lines[0].strip() if lines else "") or f"{path.name} is empty")
+
+
+def eval_error_message(run_dir: Path) -> str | None:
+    """Return why the end-of-training evaluation failed (``eval/error.txt``), or None."""
+    path = error_file(eval_dir(run_dir))
+    if not path.is_file():
+        return None
+    message = next((line.strip() for line in read_lines(path) if line.strip()), "")
+    return shorten(message or f"{EVAL_DIR}/{path.name} is empty")
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """Return a run's checkpoint files, sorted."""
+    return sorted(checkpoints_dir(run_dir).glob("*.ckpt"))
+
+
+def run_status(run_dir: Path, results: TrainingResults | None, eval_error: str | None) -> str:
+    """Return a training run's status: the first of these that applies.
+
+    ``failed: <error>`` (training's ``error.txt``), ``eval failed: <error>`` (``eval/error.txt``),
+    ``ok`` (or ``ok (no checkpoint saved)``), ``incomplete: ...``, ``no checkpoint``.
+    """
+    if error_file(run_dir).is_file():
+        return f"failed: {error_message(run_dir)}"
+    if eval_error is not None:
+        return f"eval failed: {eval_error}"
+    if results is not None:
+        return "ok" if checkpoint_files(run_dir) else "ok (no checkpoint saved)"
+    if checkpoint_files(run_dir):
+        return "incomplete: checkpoints but no metrics.json (still running, or killed)"
+    return "no checkpoint"
+
+
+def read_training_results(run_dir: Path) -> TrainingResults | None:
+    """Return the run's ``metrics.json``, or None when it has none (it did not finish)."""
+    from fer_multires.results import ResultsError, load_training_results
+
+    try:
+        return load_training_results(run_dir)
+    except ResultsError:
+        return None

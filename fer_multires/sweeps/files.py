@@ -10,15 +10,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 
 from fer_multires.runs import HYDRA_OVERRIDES, error_file, hydra_file
-from fer_multires.utils.io import read_yaml
-
-
-def read_lines(path: Path) -> list[str]:
-    """Return the file's lines, or ``[]`` when it is missing."""
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
+from fer_multires.utils.io import read_lines, read_yaml
 
 
 def read_overrides(run_dir: Path) -> list[str]:

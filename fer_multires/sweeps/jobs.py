@@ -15,16 +15,14 @@ from fer_multires.results import (
     ResultsError,
     TrainingResults,
     load_eval_results,
-    load_training_results,
 )
 from fer_multires.runs import (
-    EVAL_DIR,
     RUN_MARKERS,
-    checkpoints_dir,
     config_files,
-    error_file,
-    eval_dir,
+    eval_error_message,
     last_checkpoint_path,
+    read_training_results,
+    run_status,
 )
 from fer_multires.sweeps.discovery import (
     MAX_RUN_DEPTH,
@@ -34,7 +32,7 @@ from fer_multires.sweeps.discovery import (
     index_eval_outputs,
     natural_key,
 )
-from fer_multires.sweeps.files import parse_overrides, read_lines, read_overrides
+from fer_multires.sweeps.files import parse_overrides, read_overrides
 from fer_multires.utils.io import read_yaml
 
 #: The heatmap row and column of jobs trained without multi-resolution.
@@ -244,61 +242,6 @@ def eval_challenge_scores(
     return scores, kernels
 
 
-# --------------------------------------------------------------------------- status
-
-
-def shorten(message: str, limit: int = 200) -> str:
-    """Cut a message to ``limit`` characters, ending in ``...`` when cut."""
-    return message if len(message) <= limit else message[: limit - 3] + "..."
-
-
-def error_message(run_dir: Path) -> str:
-    """Return the first line of the error in ``error.txt`` (its first line is the overrides)."""
-    path = error_file(run_dir)
-    lines = read_lines(path)
-    message = next((line.strip() for line in lines[1:] if line.strip()), "")
-    return shorten(message or (lines[0].strip() if lines else "") or f"{path.name} is empty")
-
-
-def eval_error_message(run_dir: Path) -> str | None:
-    """Return why the end-of-training evaluation failed (``eval/error.txt``), or None."""
-    path = error_file(eval_dir(run_dir))
-    if not path.is_file():
-        return None
-    message = next((line.strip() for line in read_lines(path) if line.strip()), "")
-    return shorten(message or f"{EVAL_DIR}/{path.name} is empty")
-
-
-def checkpoint_files(run_dir: Path) -> list[Path]:
-    """Return the job's checkpoint files."""
-    return sorted(checkpoints_dir(run_dir).glob("*.ckpt"))
-
-
-def job_status(run_dir: Path, results: TrainingResults | None, eval_error: str | None) -> str:
-    """Return the job's status: the first of these that applies.
-
-    ``failed: <error>`` (training's ``error.txt``), ``eval failed: <error>`` (``eval/error.txt``),
-    ``ok`` (or ``ok (no checkpoint saved)``), ``incomplete: ...``, ``no checkpoint``.
-    """
-    if error_file(run_dir).is_file():
-        return f"failed: {error_message(run_dir)}"
-    if eval_error is not None:
-        return f"eval failed: {eval_error}"
-    if results is not None:
-        return "ok" if checkpoint_files(run_dir) else "ok (no checkpoint saved)"
-    if checkpoint_files(run_dir):
-        return "incomplete: checkpoints but no metrics.json (still running, or killed)"
-    return "no checkpoint"
-
-
-def read_training_results(run_dir: Path) -> TrainingResults | None:
-    """Return the run's ``metrics.json``, or None when it has none (it did not finish)."""
-    try:
-        return load_training_results(run_dir)
-    except ResultsError:
-        return None
-
-
 # --------------------------------------------------------------------------- jobs
 
 
@@ -319,7 +262,7 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
         name=run_dir.name if run_dir == root else run_dir.relative_to(root).as_posix(),
         run_dir=run_dir,
         overrides=overrides,
-        status=job_status(run_dir, results, eval_error),
+        status=run_status(run_dir, results, eval_error),
         multires=read_multires(run_dir, overrides),
         scores=scores_from_csv if results is None else training_scores(results),
         epochs=epochs,

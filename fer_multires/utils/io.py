@@ -111,3 +111,11 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None
+
+
+def read_lines(path: Path) -> list[str]:
+    """Return the file's lines, or ``[]`` when it is missing."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
