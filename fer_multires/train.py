@@ -159,6 +159,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         EvaluationAfterFitError: if training finished but its end-of-training evaluation failed.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    require_some_training(cfg.trainer, cfg.get("ckpt_path"))
     require_writable_dir(checkpoints_dir(run_dir), "run_dir")
     eval_settings = check_eval_after_fit(cfg)
     if cfg.get("seed") is not None:
@@ -217,6 +218,28 @@ def skipped_images_line(validation: int, training: int) -> str | None:
         f"skipped as unreadable (data.on_bad_image=skip; the log names each file): {validation} "
         f"validation images, {training} training images in the last epoch"
     )
+
+
+def require_some_training(trainer: DictConfig, ckpt_path: Any) -> None:
+    """Refuse, before any work, a fresh run that would train nothing (and report a random model).
+
+    With ``ckpt_path`` (a trained checkpoint to resume) a run that trains no further is allowed:
+    it validates that checkpoint.
+
+    Raises:
+        ValueError: naming ``trainer.max_epochs``, ``trainer.max_steps`` or
+            ``trainer.limit_train_batches`` when it is 0 and no checkpoint is given.
+    """
+    if ckpt_path:
+        return
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        value = trainer.get(key)
+        if value is not None and not isinstance(value, bool) and value == 0:
+            raise ValueError(
+                f"trainer.{key}={value}: the run would train nothing and report an untrained "
+                "model's scores; set it above 0 (max_epochs/max_steps: -1 for no limit), or "
+                "give the trained checkpoint to validate as ckpt_path"
+            )
 
 
 def check_eval_after_fit(cfg: DictConfig) -> EvalSettings | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
@@ -75,3 +77,25 @@ def test_deprecated_multires_overrides_are_rewritten(argv, expected, caplog) -> 
     assert line == ["train.py", *expected]
     deprecated = any("enabled" in arg for arg in argv)
     assert ("data.multires.enabled" in caplog.text and "deprecated" in caplog.text) == deprecated
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.max_epochs=0", "trainer.limit_train_batches=0", "trainer.limit_train_batches=0.0",
+     "+trainer.max_steps=0"],
+)  # fmt: skip
+def test_a_run_that_would_train_nothing_is_refused_before_any_work(override, tmp_path) -> None:
+    """It used to exit 0 and write the scores of a random model, with no checkpoint behind them."""
+    from conftest import compose_train, train_overrides
+
+    from fer_multires.train import train
+
+    run_dir = tmp_path / "run"
+    cfg = compose_train([*train_overrides(tmp_path / "data", tmp_path), f"run_dir={run_dir}",
+                         override], run_dir)  # fmt: skip
+    key = override.split("=")[0].lstrip("+")
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(key)}=0(\.0)?: the run would train nothing"
+    ):
+        train(cfg)
+    assert not run_dir.exists()
