@@ -42,6 +42,35 @@ def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, dict[str
     return {kernel: results.scores(split, kernel) for kernel in results.kernels()}
 
 
+def check_comparable(a_dir: Path, b_dir: Path, split: str = REPORT_SPLIT) -> None:
+    """Refuse to compare an evaluation with itself, or evaluations of different data.
+
+    Different data: another dataset or class list, or a different number of ``split`` samples
+    at a resolution both evaluated (other videos or images).
+
+    Raises:
+        ResultsError: naming both files and what differs.
+    """
+    a_file, b_file = metrics_file(a_dir), metrics_file(b_dir)
+    if a_file.exists() and a_file.resolve() == b_file.resolve():
+        raise ResultsError(f"{a_file} is compared with itself: give two models' evaluations")
+    a, b = load_eval_results(a_dir), load_eval_results(b_dir)
+    counts_a, counts_b = a.splits.get(split, {}), b.splits.get(split, {})
+    candidates = [
+        ("dataset", a.dataset, b.dataset),
+        ("classes", a.classes, b.classes),
+        *((f"{split} samples at {key}", counts_a[key].n, counts_b[key].n)
+          for key in sorted(counts_a.keys() & counts_b.keys())),
+    ]  # fmt: skip
+    differences = [(what, x, y) for what, x, y in candidates if x and y and x != y]
+    if differences:
+        what, x, y = differences[0]
+        raise ResultsError(
+            f"{a_file} and {b_file} evaluate different data ({what}: {x} against {y}): a "
+            "comparison needs both models evaluated on the same videos or images"
+        )
+
+
 def resolution_keys(a: dict[str, float], b: dict[str, float]) -> list[str]:
     """Resolutions present in both, ascending, then ``native``."""
     shared = sorted((k for k in a.keys() & b.keys() if k != NATIVE), key=int)
@@ -82,8 +111,14 @@ def compare(a_dir: Path, b_dir: Path, names: tuple[str, str], out: Path) -> dict
 
     The training's degradation (bilinear) first, then every other kernel both evaluated.
     """
+    check_comparable(a_dir, b_dir)
     a_all, b_all = load_scores(a_dir), load_scores(b_dir)
     a, b = a_all["bilinear"], b_all["bilinear"]
+    if not resolution_keys(a, b):
+        raise ResultsError(
+            f"{metrics_file(a_dir)} ({', '.join(a)}) and {metrics_file(b_dir)} ({', '.join(b)}) "
+            "share no evaluated resolution: nothing to compare"
+        )
     table, summary = comparison_table(a, b, names), verdict(a, b, names)
     header = f"# {names[0]} vs {names[1]}: {REPORT_SPLIT} challenge score by input resolution\n\n"
     sections = [header + table + "\n\n" + summary]

@@ -85,3 +85,38 @@ def test_each_degradation_both_evaluated_gets_its_verdict(tmp_path: Path, capsys
     assert (out / "comparison_jpeg.png").stat().st_size > 0 and not (
         out / "comparison_blur.png"
     ).exists()
+
+
+def test_an_evaluation_compared_with_itself_is_an_error(tmp_path: Path, capsys) -> None:
+    a = fake_eval(tmp_path / "a", {"8": 0.2, "native": 0.8})
+    assert main([str(a), str(a / "metrics.json"), "--out", str(tmp_path)]) == 1
+    assert "is compared with itself: give two models' evaluations" in capsys.readouterr().err
+    assert not (tmp_path / "comparison.md").exists()
+
+
+def test_evaluations_of_different_data_are_refused(tmp_path: Path, capsys) -> None:
+    """An Aff-Wild2 evaluation against a FERPlus one used to get a verdict."""
+    a = fake_eval(tmp_path / "a", {"8": 0.2, "native": 0.8})
+    b = fake_eval(tmp_path / "b", {"8": 0.3, "native": 0.7})
+    data = json.loads((b / "metrics.json").read_text())
+    data["val_rest"]["8"]["n"] = 12  # other videos
+    (b / "metrics.json").write_text(json.dumps(data))
+    assert main([str(a), str(b), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "evaluate different data (val_rest samples at 8: 10 against 12)" in err
+    for key, value in (("dataset", "ferplus"), ("classes", ["Neutral", "Happiness"])):
+        data = json.loads((a / "metrics.json").read_text())
+        other = json.loads((a / "metrics.json").read_text())
+        data[key], other[key] = "affwild2" if key == "dataset" else list(EXPRESSIONS_7), value
+        (a / "metrics.json").write_text(json.dumps(data))
+        (b / "metrics.json").write_text(json.dumps(other))
+        assert main([str(a), str(b), "--out", str(tmp_path)]) == 1
+        assert f"evaluate different data ({key}:" in capsys.readouterr().err
+    assert not (tmp_path / "comparison.md").exists()
+
+
+def test_evaluations_with_no_resolution_in_common_are_an_error(tmp_path: Path, capsys) -> None:
+    a = fake_eval(tmp_path / "a", {"8": 0.2, "16": 0.3})
+    b = fake_eval(tmp_path / "b", {"32": 0.5})
+    assert main([str(a), str(b), "--out", str(tmp_path)]) == 1
+    assert "share no evaluated resolution: nothing to compare" in capsys.readouterr().err
