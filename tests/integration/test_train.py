@@ -138,6 +138,23 @@ def test_multirun_sweep_names_job_dirs_and_survives_a_bad_combination(data_root,
     error = (bad / "error.txt").read_text()
     assert "ValueError: data.multires.min_res=16 must not exceed max_res=8" in error
     assert "data.multires.min_res=16" in result.stderr + result.stdout
+    assert "1 of 2 sweep jobs failed" in result.stderr + result.stdout
+
+
+def test_a_sweep_in_which_every_job_failed_exits_non_zero(data_root, tmp_path) -> None:
+    """It used to exit 0, as if the sweep had trained something."""
+    overrides = [o for o in train_overrides(data_root, tmp_path) if not o.startswith("trainer.")]
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_multires.train", "-m", *overrides, "logger=none",
+         "data.multires.min_res=16,32", "data.multires.max_res=8", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "every job of the sweep failed (2 of 2)" in output, output[-3000:]
+    assert f"python -m fer_multires.report {sweep}" in output
+    assert all((job / "error.txt").is_file() for job in sweep.iterdir() if job.is_dir())
 
 
 def test_sweep_evaluates_every_job_and_the_report_needs_no_manual_step(data_root, tmp_path) -> None:
