@@ -1,9 +1,9 @@
 """Finding the training runs below a directory, and the evaluate outputs of each run.
 
 * A *training run* is a directory holding ``.hydra/``, ``config.yaml``, ``metrics.json``,
-  ``checkpoints/`` or ``error.txt``, that is not an evaluate (or stats) output. The directory
-  given is used if it is one; otherwise runs are searched up to five levels below it, not below a
-  run.
+  ``checkpoints/`` or ``error.txt``, that is not the output of another entry point (evaluate,
+  stats, predict, export, pack). The directory given is used if it is one; otherwise runs are
+  searched up to five levels below it, not below a run.
 * An *evaluate output* of a run is any directory inside the run (up to three levels deep, outside
   ``.hydra``, ``checkpoints`` and ``csv``) holding a ``metrics.json`` of the evaluate shape
   (:func:`fer_multires.results.is_eval_results`).
@@ -36,7 +36,7 @@ from fer_multires.sweeps.files import parse_overrides
 from fer_multires.utils.io import read_json, read_yaml
 
 #: Hydra job names of entry points whose output directories are not training runs.
-NON_TRAINING_JOBS = frozenset({"evaluate", "stats"})
+NON_TRAINING_JOBS = frozenset({"evaluate", "stats", "predict", "export", "pack"})
 MAX_RUN_DEPTH = 5
 MAX_EVAL_DEPTH = 3
 EVAL_SKIP_DIRS = frozenset({HYDRA_DIR, CHECKPOINTS_DIR, "csv"})

@@ -191,6 +191,19 @@ def test_evaluate_outputs_are_found_inside_runs_and_are_not_runs(tmp_path: Path)
     assert "(newest of 2)" in (tmp_path / "runs" / "report.md").read_text()
 
 
+def test_outputs_of_the_other_entry_points_are_not_runs(tmp_path: Path) -> None:
+    """A log folder's predict outputs were listed as training runs (status: no checkpoint)."""
+    run = tmp_path / "logs" / "train" / "runs" / "a"
+    write_training_run(run, ["+experiment=demo"], multires_config(),
+                       {"val_select": 0.6, "val_rest": 0.5, "val_full": 0.55})  # fmt: skip
+    for entry in ("predict", "export", "pack", "stats"):
+        other = tmp_path / "logs" / entry / "runs" / "b"
+        write_hydra(other, ["ckpt_path=x"], {"task_name": entry}, job_name=entry)
+        (other / "config.yaml").write_text(f"task_name: {entry}\n")
+    assert find_runs(tmp_path / "logs") == [run]
+    assert [job.run_dir for job in load_jobs(tmp_path / "logs")] == [run]
+
+
 def null_config() -> dict:
     """The config.yaml of a run without multi-resolution: ``data.multires: null``."""
     config = multires_config()
