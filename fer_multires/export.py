@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from fer_multires.inference.onnx_export import ExportResult, default_output, export_checkpoint
 from fer_multires.runs import resolve_checkpoint
+from fer_multires.utils.checkpoint_io import require_writable_dir
 from fer_multires.utils.config import CONFIG_DIR, required
 
 __all__ = ["export", "main"]
@@ -43,6 +44,7 @@ def export(cfg: DictConfig) -> ExportResult:
     out = Path(node.out) if node.get("out") else default_output(ckpt_path)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"export.out={out} must end in .onnx")
+    require_writable_dir(out.parent, "export.out")  # before the export and its parity check
     result = export_checkpoint(
         ckpt_path, out, float(node.atol), float(node.rtol), int(node.parity_batch),
         None if node.get("opset") is None else int(node.opset),

@@ -12,11 +12,17 @@ import hydra
 from omegaconf import DictConfig
 
 from fer_multires.data.readers.packed import pack_splits
+from fer_multires.utils.checkpoint_io import require_writable_dir
 from fer_multires.utils.config import CONFIG_DIR, instantiate
 
 
 def run_pack(cfg: DictConfig) -> dict:
-    """Read the configured dataset and pack it into ``pack.out``."""
+    """Read the configured dataset and pack it into ``pack.out``.
+
+    Raises:
+        PermissionError: naming ``pack.out``, before the dataset is read, if it cannot be written.
+    """
+    require_writable_dir(cfg.pack.out, "pack.out")
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     meta = pack_splits(datamodule.read_index(), cfg.pack.out, cfg.pack.shard_size)

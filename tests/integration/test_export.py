@@ -98,6 +98,24 @@ def test_export_errors(trained_run, tmp_path) -> None:
         export(compose_entry("export", bad_out, tmp_path))
 
 
+def test_unwritable_destination_is_an_error_before_the_export(trained_run, tmp_path,
+                                                              monkeypatch) -> None:  # fmt: skip
+    """It was found only after the export and its parity check had run."""
+    import fer_multires.export as entry
+
+    def never(*args, **kwargs):
+        raise AssertionError("the export ran before the destination was checked")
+
+    monkeypatch.setattr(entry, "export_checkpoint", never)
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    out = tmp_path / "taken" / "model.onnx"
+    overrides = [f"ckpt_path={trained_run}", f"export.out={out}"]
+    with pytest.raises(
+        PermissionError, match=rf"export.out: cannot write into {tmp_path / 'taken'}"
+    ):
+        export(compose_entry("export", overrides, tmp_path))
+
+
 def test_predict_with_the_onnx_file_gives_the_ckpts_predictions(
     trained_run, exported, tmp_path
 ) -> None:

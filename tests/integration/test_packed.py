@@ -87,3 +87,17 @@ def test_missing_or_existing_pack_is_an_error(packed, tmp_path) -> None:
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert result.returncode != 0 and "already holds a packed set" in result.stderr
+
+
+def test_unwritable_pack_destination_is_an_error_before_reading(tmp_path) -> None:
+    """It was found only after the dataset had been read."""
+    from conftest import compose_entry
+
+    from fer_multires.pack import run_pack
+
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    out = tmp_path / "taken" / "shards"
+    cfg = compose_entry("pack", ["data=affwild2", f"data.root={tmp_path / 'not_read'}",
+                                 f"pack.out={out}"], tmp_path)  # fmt: skip
+    with pytest.raises(PermissionError, match=rf"pack.out: cannot write into {out}"):
+        run_pack(cfg)
