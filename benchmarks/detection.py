@@ -31,17 +31,11 @@ from common import emit
 
 from fer_multires.data.synthetic.real_faces import composite, match
 from fer_multires.inference import mtcnn
-from fer_multires.inference.detect import Detector, Face, HaarDetector, MtcnnDetector
+from fer_multires.inference.detect import Detector, HaarDetector, MtcnnDetector
 
 SECTIONS = ("recall", "speed", "backend")
 #: Six faces of mixed sizes, for the speed section.
 SPEED_SIZES = [16, 20, 28, 36, 48, 64]
-
-
-def corners(face: Face) -> tuple[float, float, float, float]:
-    """Return a detected face's box as ``x1, y1, x2, y2``."""
-    box = face.box
-    return box.x, box.y, box.x + box.w, box.y + box.h
 
 
 def faces_per_composite(size: int) -> int:
@@ -59,7 +53,7 @@ def bench_recall(args: argparse.Namespace, detectors: dict[str, Detector]) -> No
             frame, faces = composite([size] * faces_per_composite(size), 640, 480, seed=seed)
             total += len(faces)
             for name, detector in detectors.items():
-                hits, wrong = match(faces, [corners(f) for f in detector(frame)])
+                hits, wrong = match(faces, [f.box.corners for f in detector(frame)])
                 found[name] += sum(hits)
                 false[name] += wrong
         emit({"bench": "recall", "face_px": size, "faces": total, "frame": "640x480",

@@ -40,7 +40,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from fer_multires.inference.align import align_face
-from fer_multires.inference.mtcnn import Mtcnn, MtcnnSettings, squared
+from fer_multires.inference.mtcnn import Detections, Mtcnn, MtcnnSettings, squared
 from fer_multires.utils.config import require_numbers
 
 #: ``detector`` group options (``conf/detector/<name>.yaml``).
@@ -77,6 +77,11 @@ class Box:
     def side(self) -> int:
         """The box's longer side."""
         return max(self.w, self.h)
+
+    @property
+    def corners(self) -> tuple[int, int, int, int]:
+        """The box as ``x1, y1, x2, y2`` (right and bottom exclusive)."""
+        return self.x, self.y, self.x + self.w, self.y + self.h
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -247,11 +252,14 @@ class MtcnnDetector:
 
     def __call__(self, frame: np.ndarray, min_face_px: float | None = None) -> list[Face]:
         """Return the faces of an ``(H, W, 3)`` uint8 RGB frame, left to right."""
-        found = self.mtcnn.detect(frame, min_face_px)
-        return left_to_right([
-            Face(Box.from_corners(*box), float(score), marks.copy())
-            for box, score, marks in zip(found.boxes, found.scores, found.landmarks, strict=True)
-        ])  # fmt: skip
+        return left_to_right(self.faces(self.mtcnn.detect(frame, min_face_px)))
+
+    @staticmethod
+    def faces(found: Detections) -> list[Face]:
+        """Return the cascade's detections as faces, in their order."""
+        return [Face(Box.from_corners(*box), float(score), marks)
+                for box, score, marks in zip(found.boxes, found.scores, found.landmarks,
+                                             strict=True)]  # fmt: skip
 
     def follow(self, frame: np.ndarray, faces: list[Face]) -> list[Face | None]:
         """Re-run the O-Net on each face's last box, all in one batch; look near the lost ones.
@@ -263,15 +271,11 @@ class MtcnnDetector:
         """
         if not faces:
             return []
-        last = np.array([[f.box.x, f.box.y, f.box.x + f.box.w, f.box.y + f.box.h] for f in faces])
-        again = self.mtcnn.output(frame, squared(last.astype(np.float64)))
+        last = np.array([f.box.corners for f in faces], dtype=np.float64)
+        again = self.faces(self.mtcnn.output(frame, squared(last)))
         threshold = self.mtcnn.settings.onet_threshold
-        return [
-            Face(Box.from_corners(*box), float(score), marks)
-            if score >= threshold else look_near(self, frame, face)
-            for face, box, score, marks in zip(faces, again.boxes, again.scores, again.landmarks,
-                                               strict=True)
-        ]  # fmt: skip
+        return [now if now.score >= threshold else look_near(self, frame, face)
+                for face, now in zip(faces, again, strict=True)]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.mtcnn.settings})"

@@ -73,6 +73,11 @@ class FaceTracker:
         if self.max_gap < 0:
             raise ValueError(f"predict.track_max_gap={self.max_gap} must be >= 0")
 
+    @property
+    def frames(self) -> int:
+        """How many processed frames have started (:meth:`next_frame`)."""
+        return self._step
+
     def next_frame(self) -> None:
         """Start the next processed frame: close the tracks unseen for longer than ``max_gap``."""
         self._step += 1
@@ -133,17 +138,15 @@ class FaceFollower:
         self.detector = detector
         self.tracker = tracker
         self.detect_every = detect_every
-        self._frames = 0
 
     def __call__(self, frame: np.ndarray) -> list[tuple[int, Face]]:
         """Return the ``(track id, face)`` pairs of the next processed frame, left to right."""
         self.tracker.next_frame()
         previous = self.tracker.seen_last_frame()
         found: list[tuple[int, Face]] = []
-        if self._frames % self.detect_every == 0:
+        if (self.tracker.frames - 1) % self.detect_every == 0:  # frames 0, k, 2k, ...
             faces = self.detector(frame)
             found = list(zip(self.tracker.assign(faces), faces, strict=True))
-        self._frames += 1
         linked = {tid for tid, _ in found}
         lost = [(tid, face) for tid, face in previous if tid not in linked]
         again = self.detector.follow(frame, [face for _, face in lost])

@@ -8,7 +8,6 @@ face truly is. The wheel's own MTCNN implementation (OpenCV DNN) is the oracle f
 from __future__ import annotations
 
 from unit.test_detection import (
-    corners,
     detector,  # noqa: F401 (fixtures)
     moving_frames,
     persistent,
@@ -49,4 +48,4 @@ def test_six_moving_faces_are_six_tracks_and_the_same_faces_as_detecting_every_f
         assert all(len(ids) == 1 for ids in track_of_each_face(clip, found))  # one track a face
         assert len({tid for rows in found for tid, _ in rows}) == 6  # and no other
         for (_, truth), rows in zip(clip, found, strict=True):
-            assert match(truth, [corners(f) for _, f in rows]) == ([True] * 6, 0)
+            assert match(truth, [f.box.corners for _, f in rows]) == ([True] * 6, 0)

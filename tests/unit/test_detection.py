@@ -46,16 +46,11 @@ def detector() -> MtcnnDetector:
     return MtcnnDetector()
 
 
-def corners(face: Face) -> tuple[float, float, float, float]:
-    b = face.box
-    return b.x, b.y, b.x + b.w, b.y + b.h
-
-
 def recall(detector, size: int, composites: int) -> tuple[float, int]:
     found = total = false = 0
     for seed in range(composites):
         frame, faces = composite([size] * 4, 640, 480, seed=seed)
-        hits, wrong = match(faces, [corners(f) for f in detector(frame)])
+        hits, wrong = match(faces, [f.box.corners for f in detector(frame)])
         found, total, false = found + sum(hits), total + len(hits), false + wrong
     return found / total, false
 
@@ -66,7 +61,7 @@ def test_mtcnn_finds_every_face_from_20_to_120_px(detector) -> None:
         assert found == 1.0, size
         assert false <= 2, size  # e.g. a badge on a uniform, measured: 0 at 20 px, 2 at 40 px
     frame, faces = composite([120], 640, 480, seed=4, max_angle=15)
-    assert match(faces, [corners(f) for f in detector(frame)]) == ([True], 0)
+    assert match(faces, [f.box.corners for f in detector(frame)]) == ([True], 0)
 
 
 def test_mtcnn_finds_no_face_in_the_backgrounds(detector) -> None:
@@ -79,7 +74,7 @@ def test_landmarks_land_on_the_true_points(detector) -> None:
     found = detector(frame)
     assert len(found) == 3
     for truth in faces:
-        (face,) = [f for f in found if match([truth], [corners(f)])[0][0]]
+        (face,) = [f for f in found if match([truth], [f.box.corners])[0][0]]
         error = np.linalg.norm(face.landmarks - truth.landmarks, axis=1)
         assert error.max() <= 0.12 * truth.size, (truth.size, error)
         assert face.score >= 0.9
@@ -224,7 +219,7 @@ def track_of_each_face(clip, found) -> list[set[int]]:
     ids: list[set[int]] = [set() for _ in clip[0][1]]
     for (_, truth), rows in zip(clip, found, strict=True):
         for i, face in enumerate(truth):
-            ids[i] |= {tid for tid, f in rows if match([face], [corners(f)])[0][0]}
+            ids[i] |= {tid for tid, f in rows if match([face], [f.box.corners])[0][0]}
     return ids
 
 
@@ -247,7 +242,7 @@ def test_a_track_survives_missed_detections_within_its_patience(detector) -> Non
             ]
 
         def hides(self, face) -> bool:
-            return 4 <= self.frame <= 7 and match([hidden], [corners(face)])[0][0]
+            return 4 <= self.frame <= 7 and match([hidden], [face.box.corners])[0][0]
 
     blinking = Blinking()
     follower = FaceFollower(blinking, FaceTracker(max_gap=5), detect_every=3)
