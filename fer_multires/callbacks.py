@@ -1,11 +1,12 @@
-"""Training callbacks: ``last.ckpt`` inside epochs, and preemption (signals, Slurm requeue).
+"""Training callbacks: ``last.ckpt`` inside epochs, and stopping on signals (Ctrl-C, preemption).
 
 :class:`LastCheckpoint` is ``callbacks.last_checkpoint``. It refreshes ``last.ckpt`` after every
 training epoch (as a ``ModelCheckpoint`` without a monitor), every ``every_n_train_steps`` steps
 and every ``every_n_minutes`` minutes inside an epoch, and at the first step's end after a
-preemption signal. The training loader is resumable
-(:class:`~fer_multires.data.loaders.ResumableLoader`), so resuming from a mid-epoch
-``last.ckpt`` continues the epoch where it stopped, with the same remaining samples and draws.
+preemption signal or Ctrl-C, after which training stops with a message saying how to resume.
+The training loader is resumable (:class:`~fer_multires.data.loaders.ResumableLoader`), so
+resuming from a mid-epoch ``last.ckpt`` continues the epoch where it stopped, with the same
+remaining samples and draws.
 
 Why not Lightning's own SLURM auto-requeue: its ``SIGUSR1`` handler saves ``hpc_ckpt_<n>.ckpt``
 from inside the signal handler, at whatever point of a training step the signal lands, and the
@@ -21,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -38,21 +40,26 @@ KEY = "callbacks.last_checkpoint"
 
 
 class Preempted(SystemExit):
-    """Training stopped on a preemption signal after saving ``last.ckpt``.
+    """Training stopped on a signal (preemption, Ctrl-C) after saving ``last.ckpt``.
 
-    A ``SystemExit`` (exit status 128 + the signal's number), so that sweeps do not record the
-    job as failed and Hydra does not print a traceback.
+    A ``SystemExit`` (exit status 128 + the signal's number: 130 for Ctrl-C), so that sweeps do
+    not record the job as failed and Hydra does not print a traceback.
     """
 
-    def __init__(self, signum: int, checkpoint: str, requeued: bool) -> None:
+    def __init__(self, signum: int, checkpoint: str, requeued: bool, run_dir: str) -> None:
         super().__init__(128 + signum)
         self.signum = signum
         self.checkpoint = checkpoint
         self.requeued = requeued
+        self.run_dir = run_dir
 
     def __str__(self) -> str:
         name = signal.Signals(self.signum).name
-        then = "the job was requeued" if self.requeued else "resume it with ckpt_path=last"
+        then = (
+            "the job was requeued"
+            if self.requeued
+            else f"resume it by running the same command with ckpt_path=last run_dir={self.run_dir}"
+        )
         return f"stopped on {name} after saving {self.checkpoint}; {then}"
 
 
@@ -84,7 +91,8 @@ class LastCheckpoint(ModelCheckpoint):
         every_n_train_steps: also save every this many training steps (null: not by steps).
         every_n_minutes: also save when this many minutes passed since the last save, checked
             at each step's end (null: not by time). Rank 0's clock decides under DDP.
-        signals: signals that save ``last.ckpt`` at the next step's end and stop training.
+        signals: signals that save ``last.ckpt`` at the next step's end and stop training
+            (``SIGINT``: Ctrl-C; a second Ctrl-C stops at once, without saving).
         requeue_signals: those of ``signals`` after which a Slurm job is requeued
             (``scontrol requeue``); Slurm's warning signal (``--signal=USR1@<seconds>``).
             Other signals (``SIGTERM``: ``scancel``, other schedulers, spot instances) only save
@@ -101,7 +109,7 @@ class LastCheckpoint(ModelCheckpoint):
         filename: str = "last",
         every_n_train_steps: int | None = None,
         every_n_minutes: float | None = None,
-        signals: Sequence[str] | None = ("SIGUSR1", "SIGTERM"),
+        signals: Sequence[str] | None = ("SIGUSR1", "SIGTERM", "SIGINT"),
         requeue_signals: Sequence[str] | None = ("SIGUSR1",),
         **kwargs: Any,
     ) -> None:
@@ -133,6 +141,10 @@ class LastCheckpoint(ModelCheckpoint):
         # only record it: the checkpoint is written between two steps
         if self.received is None:
             self.received = signum
+        elif signum == signal.SIGINT == self.received:
+            # a second Ctrl-C while the first waits for the step's end: stop now, unsaved
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
 
     def _install_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -261,7 +273,7 @@ class LastCheckpoint(ModelCheckpoint):
             trainer.current_epoch,
             "; Slurm job requeued" if requeued else "",
         )
-        raise Preempted(signum, path, requeued)
+        raise Preempted(signum, path, requeued, str(Path(str(self.dirpath)).parent))
 
 
 def host_group() -> dist.ProcessGroup | None:

@@ -11,6 +11,7 @@ run: weights, optimiser, epoch, step, sampler order and augmentation draws.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -35,60 +36,16 @@ from fer_multires.evaluation.runner import evaluate_checkpoint
 from fer_multires.models.backbone import detect_weights_format
 from fer_multires.models.module import FERModule
 from fer_multires.results import EvalResults, TrainingResults, load_training_results
-from fer_multires.runs import (
-    METRICS_FILE,
-    checkpoints_dir,
-    config_file,
-    error_file,
-    eval_dir,
-    last_checkpoint,
-)
-from fer_multires.utils import slurm
+from fer_multires.run_guard import is_launching_process, resolve_ckpt_path, run_dir_lock
+from fer_multires.runs import METRICS_FILE, checkpoints_dir, config_file, error_file, eval_dir
 from fer_multires.utils.checkpoint_io import AtomicCheckpointIO, require_writable_dir
-from fer_multires.utils.checkpoints import check_checkpoint_classes, require_checkpoint
+from fer_multires.utils.checkpoints import check_checkpoint_classes, check_checkpoint_fits
 from fer_multires.utils.config import CONFIG_DIR, instantiate, rewrite_deprecated_overrides
 from fer_multires.utils.io import write_json_atomic, write_text_atomic
+from fer_multires.utils.locks import FolderBusyError
 from fer_multires.utils.tables import format_split_table
 
 log = logging.getLogger(__name__)
-
-
-def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """Turn ``ckpt_path`` (null, ``last`` or a path) into a checkpoint file to resume from.
-
-    Null is a fresh start, except in a Slurm job whose run directory already holds a
-    ``last.ckpt`` (a requeued or restarted attempt), which resumes from it.
-
-    Raises:
-        FileNotFoundError: if ``last`` finds nothing to resume in ``run_dir``, or the file is
-            missing: resuming never silently becomes a fresh start.
-        FileExistsError: for a fresh start in a ``run_dir`` that holds an earlier run.
-    """
-    if ckpt_path is None:
-        earlier = slurm.auto_resume_checkpoint(run_dir)
-        if earlier is None:
-            require_no_earlier_run(run_dir)
-        return None if earlier is None else str(earlier)
-    if ckpt_path == "last":
-        return str(last_checkpoint(run_dir))
-    return str(require_checkpoint(ckpt_path))
-
-
-def require_no_earlier_run(run_dir: Path) -> None:
-    """Refuse a fresh start in a run directory that holds an earlier run's checkpoints.
-
-    A second run there would overwrite the first one's ``last.ckpt`` (its resume point),
-    ``config.yaml`` and ``metrics.json``, and mix the two runs' checkpoints and logs.
-
-    Raises:
-        FileExistsError: naming the directory, and what to do instead.
-    """
-    folder = checkpoints_dir(run_dir)
-    if folder.is_dir() and any(folder.glob("*.ckpt")):
-        raise FileExistsError(
-            f"run_dir={run_dir} already holds a run ({folder} has checkpoints): resume it with "
-            "ckpt_path=last, or start afresh in another run_dir (or after deleting this one)"
-        )
 
 
 def resolve_class_weights(setting: Any, datamodule: FERDataModule) -> list[float] | None:
@@ -161,7 +118,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     require_some_training(cfg.trainer, cfg.get("ckpt_path"))
     require_writable_dir(checkpoints_dir(run_dir), "run_dir")
-    eval_settings = check_eval_after_fit(cfg)
+    eval_settings = check_eval_after_fit(cfg, run_dir)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule: FERDataModule = instantiate(cfg.data)  # errors name their config key
@@ -178,6 +135,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         class_names=list(datamodule.classes),
         class_weights=resolve_class_weights(cfg.model.class_weights, datamodule),
     )
+    if ckpt_path:
+        check_checkpoint_fits(ckpt_path, model)  # before config.yaml is replaced
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     callbacks = without_logging_callbacks(instantiate_all(cfg.get("callbacks")), loggers)
     trainer: Trainer = hydra.utils.instantiate(
@@ -242,16 +201,22 @@ def require_some_training(trainer: DictConfig, ckpt_path: Any) -> None:
             )
 
 
-def check_eval_after_fit(cfg: DictConfig) -> EvalSettings | None:
-    """Check the end-of-training evaluation's settings before training, or None if it is off.
+def check_eval_after_fit(cfg: DictConfig, run_dir: Path) -> EvalSettings | None:
+    """Check the end-of-training evaluation before training, or return None if it is off.
+
+    Its settings, and that ``<run dir>/eval`` can be written: found after the training, either
+    would cost the whole run's evaluation.
 
     Raises:
         ValueError: for an invalid ``eval.*`` value or ``trainer.use_distributed_sampler``.
+        PermissionError: naming ``eval_after_fit`` and the folder, if it cannot be written.
     """
     if not cfg.get("eval_after_fit", False):
         return None
     check_trainer_node(cfg.trainer)
-    return check_eval_node(cfg.eval, Path())  # the checkpoint is known after training
+    settings = check_eval_node(cfg.eval, Path())  # the checkpoint is known after training
+    require_writable_dir(eval_dir(run_dir), "eval_after_fit")
+    return settings
 
 
 def evaluate_after_fit(
@@ -327,7 +292,12 @@ def run_sweep_job(cfg: DictConfig) -> float | None:
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        metrics, _ = train(cfg)
+        with run_dir_lock(run_dir) if is_launching_process() else contextlib.nullcontext():
+            metrics, _ = train(cfg)
+    except FolderBusyError as err:
+        # the directory is another training's: its error.txt is not this job's to write
+        log.error("sweep job not run: %s", err)
+        return None
     except EvaluationAfterFitError as err:
         # trained and checkpointed; the report lists the job as "eval failed"
         log.error("sweep job's evaluation failed: %s", err)

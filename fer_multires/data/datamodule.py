@@ -39,6 +39,7 @@ from fer_multires.data.datasets import (
     check_on_bad_image,
     collate_samples,
     count_unreadable,
+    ignore_interrupts,
 )
 from fer_multires.data.labels import class_weights
 from fer_multires.data.loaders import ResumableLoader
@@ -427,6 +428,7 @@ class FERDataModule(LightningDataModule):
             pin_memory=self.pin_memory,
             drop_last=shuffle,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=ignore_interrupts,
         )
 
     def _rank_and_world(self) -> tuple[int, int]:

@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -397,6 +398,17 @@ class FrameDataset(Dataset):
             else:
                 slots[slot] = image
         return valid
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """A loader worker's start: leave Ctrl-C to the main process.
+
+    Ctrl-C in a terminal signals every process of the command, workers included. A worker that
+    stopped on it would end the epoch with "worker exited unexpectedly" before the main process
+    saves ``last.ckpt`` at the step's end (:class:`~fer_multires.callbacks.LastCheckpoint`); the
+    main process stops the workers when it exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def split_key(key: int | SampleKey) -> SampleKey:

@@ -11,9 +11,11 @@ over the target and fsyncs the folder; every error propagates.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -53,17 +55,66 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota, a file-size limit)."""
+
+
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` through a synced temporary file beside it and a rename.
 
     A crash, a kill or a full disk during the write leaves the previous file as it was.
+
+    Raises:
+        CheckpointWriteError: naming the file, the system's reason and the free space, when
+            the write fails (``torch.save`` reports a full disk as an ``inline_container.cc``
+            error whose cause is the ``OSError``).
     """
     path = Path(path)
-    with atomic_output(path, binary=True) as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with atomic_output(path, binary=True) as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as err:
+        cause = os_error_in(err)
+        if cause is None:
+            raise
+        raise CheckpointWriteError(cause.errno, write_failure(path, cause)) from err
     fsync_dir(path.parent)
+
+
+def os_error_in(err: BaseException) -> OSError | None:
+    """Return the ``OSError`` an error is or was raised from (its cause or context), or None."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+#: What to do about a failed write, by its ``errno``.
+WRITE_ADVICE = {
+    errno.ENOSPC: "free space on that file system",
+    errno.EDQUOT: "free space within your quota, or raise it",
+    errno.EFBIG: "raise the file-size limit (ulimit -f)",
+}
+
+
+def write_failure(path: Path, cause: OSError) -> str:
+    """What happened to a checkpoint write, where, and what to do (free space, resume)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free in {path.parent}"
+    except OSError:
+        free = f"free space in {path.parent} unknown"
+    advice = WRITE_ADVICE.get(cause.errno, "fix the cause")
+    if path.exists():
+        then = (
+            f"the previous {path.name} is kept as it was: {advice}, then resume with ckpt_path=last"
+        )
+    else:
+        then = f"no earlier {path.name} exists: {advice}, then run again"
+    return f"cannot save the checkpoint {path}: {cause.strerror or cause} ({free}); {then}"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -123,6 +123,38 @@ def check_checkpoint_classes(
         )
 
 
+def check_checkpoint_fits(
+    ckpt_path: str | Path, model: torch.nn.Module, key: str = "ckpt_path"
+) -> None:
+    """Check, before training, that a checkpoint's weights are the model's (names and shapes).
+
+    Resuming with another ``model.backbone`` (or any setting that changes the layers) would
+    otherwise fail inside ``fit`` with a dump of state-dict keys.
+
+    Raises:
+        ValueError: naming the checkpoint's backbone and the model's, and a few of the
+            differing weights.
+    """
+    checkpoint = load_intact_checkpoint(Path(ckpt_path), key)
+    saved = {k: tuple(v.shape) for k, v in strip_compile_prefix(checkpoint["state_dict"]).items()}
+    built = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    differences = [f"{k} missing" for k in built.keys() - saved.keys()]
+    differences += [f"{k} unexpected" for k in saved.keys() - built.keys()]
+    differences += [
+        f"{k} {saved[k]} vs {built[k]}" for k in saved.keys() & built.keys() if saved[k] != built[k]
+    ]
+    if not differences:
+        return
+    trained = checkpoint.get("hyper_parameters", {}).get("backbone", "another model")
+    asked = getattr(getattr(model, "hparams", {}), "get", lambda _: None)("backbone")
+    raise ValueError(
+        f"{key}: {ckpt_path} holds a {trained} model, not the model.backbone={asked} this run "
+        f"builds ({len(differences)} weights differ, e.g. {'; '.join(sorted(differences)[:3])}): "
+        f"resume with the run's own model settings (model.backbone={trained}, as in its "
+        "config.yaml), or train the new model in another run_dir"
+    )
+
+
 #: The prefix ``torch.compile`` gives the state-dict keys of a module it wraps (OptimizedModule).
 COMPILE_PREFIX = "_orig_mod."
 

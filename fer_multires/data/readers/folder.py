@@ -14,7 +14,7 @@ only in ``val/``, or a name in ``data.classes`` that no ``train/`` folder has) i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fer_multires.data.labels import CANONICAL_CLASSES, CLASS_ALIASES, canonical_name
@@ -32,6 +32,33 @@ from fer_multires.data.readers.index import (
 SKIP_NAMES: tuple[str, ...] = ("not_image", "unlisted_class")
 
 
+def is_folder(entry: os.DirEntry) -> bool:
+    """Whether a listed entry is a folder (or a link to one).
+
+    Raises:
+        DatasetFormatError: naming the entry, for a symbolic link that loops or cannot be
+            followed (the OS's own error does not name it).
+    """
+    return followed(entry, entry.is_dir)
+
+
+def is_image_file(entry: os.DirEntry) -> bool:
+    """Whether a listed entry is a file (or a link to one); see :func:`is_folder`."""
+    return followed(entry, entry.is_file)
+
+
+def followed(entry: os.DirEntry, test: Callable[[], bool]) -> bool:
+    """Run ``entry.is_dir``/``is_file``, turning a link that cannot be followed into an error."""
+    try:
+        return test()
+    except OSError as err:
+        raise DatasetFormatError(
+            f"data.root: {entry.path} is a symbolic link that cannot be followed "
+            f"({err.strerror}: it loops, or points through one that does); remove it or point "
+            "it at a real file or folder"
+        ) from err
+
+
 def split_entries(root: Path, splits: Sequence[str]) -> dict[str, tuple[list[str], int]]:
     """Return each split's class folder names (sorted) and how many other entries it holds.
 
@@ -41,7 +68,7 @@ def split_entries(root: Path, splits: Sequence[str]) -> dict[str, tuple[list[str
     entries = {}
     for split in splits:
         listed = list(os.scandir(root / split))
-        folders = sorted(e.name for e in listed if e.is_dir() and not e.name.startswith("."))
+        folders = sorted(e.name for e in listed if is_folder(e) and not e.name.startswith("."))
         entries[split] = (folders, len(listed) - len(folders))
     return entries
 
@@ -92,7 +119,9 @@ def read_split(
     for folder in folders:
         entries = list(os.scandir(root / folder))
         images = sorted(
-            e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
+            e.name
+            for e in entries
+            if is_image_file(e) and e.name.lower().endswith(IMAGE_EXTENSIONS)
         )
         skipped.count("not_image", len(entries) - len(images))
         if folder.lower() not in mapping:
