@@ -77,8 +77,8 @@ def save_torch_atomic(obj: Any, path: str | Path) -> None:
             os.fsync(f.fileno())
     except (OSError, RuntimeError) as err:
         cause = os_error_in(err)
-        if cause is None:
-            raise
+        if cause is None or not (isinstance(err, RuntimeError) or cause.errno in WRITE_ADVICE):
+            raise  # e.g. a PermissionError, which names its file already
         raise CheckpointWriteError(cause.errno, write_failure(path, cause)) from err
     fsync_dir(path.parent)
 

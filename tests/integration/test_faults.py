@@ -160,3 +160,132 @@ def test_corrupt_checkpoint_names_the_newest_intact_alternative(trained, tmp_pat
     message = str(err.value)
     assert f"{last} is corrupt or truncated" in message
     assert f"the newest intact checkpoint beside it is {best}" in message
+
+
+# ------------------------------------------------------------ one training per run directory
+
+
+def train_command(data_root: Path, tmp_path: Path, run: Path, *extra: str) -> list[str]:
+    overrides = [*train_overrides(data_root, tmp_path), f"run_dir={run}", *extra]
+    return [sys.executable, "-m", "fer_multires.train", *overrides]
+
+
+def test_a_second_training_in_a_held_run_directory_stops_and_changes_nothing(
+    data_root, tmp_path
+) -> None:
+    """Both trainings used to run and mix their checkpoints and logs in one folder."""
+    from fer_multires.run_guard import run_dir_lock
+
+    run = tmp_path / "run"
+    holder = run_dir_lock(run).acquire()  # this test process is the first training
+    try:
+        proc = subprocess.run(train_command(data_root, tmp_path, run), cwd=REPO,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        holder.release()
+    assert proc.returncode == 1
+    assert f"run_dir={run} is in use by process {os.getpid()} on" in proc.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["train.lock"]  # no .hydra/, no train.log
+
+
+def test_a_fresh_start_over_an_earlier_run_leaves_its_hydra_record(trained, tmp_path) -> None:
+    """Hydra used to rewrite the earlier run's .hydra/overrides.yaml before the refusal."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    record = run / ".hydra" / "overrides.yaml"
+    record.parent.mkdir(exist_ok=True)
+    record.write_text("- the earlier run's overrides\n")
+    data_root = Path(yaml_value(run / "config.yaml", "data", "root"))
+    proc = subprocess.run(train_command(data_root, tmp_path, run), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and f"run_dir={run} already holds a run" in proc.stderr
+    assert record.read_text() == "- the earlier run's overrides\n"
+
+
+def yaml_value(path: Path, *keys: str):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(OmegaConf.load(path), ".".join(keys))
+
+
+def test_a_killed_holder_leaves_the_run_directory_free(tmp_path) -> None:
+    from fer_multires.run_guard import run_dir_lock
+    from fer_multires.utils.locks import FolderBusyError
+
+    run = tmp_path / "run"
+    hold = ("import sys, time; from pathlib import Path; from fer_multires.run_guard import "
+            "run_dir_lock; run_dir_lock(Path(sys.argv[1])).acquire(); print('held', flush=True);"
+            " time.sleep(600)")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderBusyError, match=f"process {holder.pid} on"):
+            run_dir_lock(run).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs in the holder
+        holder.wait()
+    run_dir_lock(run).acquire().release()
+
+
+# ------------------------------------------------------------ Ctrl-C, the evaluation folder, resume
+
+
+def test_ctrl_c_saves_mid_epoch_exits_130_and_says_how_to_resume(data_root, tmp_path) -> None:
+    """Ctrl-C used to lose the epoch's progress (last.ckpt was the last epoch end) and say
+    nothing; a terminal's Ctrl-C reaches the loader's workers too."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    command = train_command(data_root, tmp_path, run, "trainer.max_epochs=500",
+                            "data.num_workers=2", "logger=none")  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert last.exists(), "no epoch ended"
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole command
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGINT, output[-2000:]
+    assert "exited unexpectedly" not in output
+    hint = f"resume it by running the same command with ckpt_path=last run_dir={run}"
+    assert hint in output and hint in (run / "train.log").read_text()
+    stopped = load(last)
+    assert stopped["global_step"] > 0
+    resume = [*command, "ckpt_path=last", f"trainer.max_epochs={stopped['epoch'] + 1}"]
+    resumed = subprocess.run(resume, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    finished = load(last)  # the interrupted epoch, completed
+    assert (
+        finished["epoch"] == stopped["epoch"] and finished["global_step"] > stopped["global_step"]
+    )
+
+
+def test_eval_after_fit_into_an_unwritable_folder_fails_before_training(data_root, tmp_path):
+    """It was found only after the whole training."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval").write_text("a file where the evaluation's folder goes")
+    with pytest.raises(PermissionError, match=f"eval_after_fit: cannot write into {run / 'eval'}"):
+        run_train(data_root, tmp_path, run, "eval_after_fit=true")
+    assert not (run / "config.yaml").exists() and not list(run.rglob("*.ckpt"))
+
+
+def test_resuming_with_another_architecture_keeps_the_run_config(trained, tmp_path) -> None:
+    """It used to overwrite config.yaml, then fail inside fit with a dump of state-dict keys."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    config = (run / "config.yaml").read_text()
+    data_root = Path(yaml_value(run / "config.yaml", "data", "root"))
+    with pytest.raises(ValueError, match="holds a seresnet18 model, not the model.backbone="
+                                         "resnet18 this run builds"):  # fmt: skip
+        run_train(data_root, tmp_path, run, "ckpt_path=last", "model.backbone=resnet18",
+                  "trainer.max_epochs=2")  # fmt: skip
+    assert (run / "config.yaml").read_text() == config

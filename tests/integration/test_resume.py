@@ -115,16 +115,21 @@ def test_without_the_loader_state_the_epoch_restarts_and_weights_differ(
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigterm_mid_epoch_saves_stops_and_resumes_bit_identical(data_root, tmp_path, straight):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_signal_mid_epoch_saves_stops_and_resumes_bit_identical(
+    data_root, tmp_path, straight, signum
+):
     run = tmp_path / "run"
     signal_step = STEPS_PER_EPOCH + 1
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     with pytest.raises(Preempted) as stop:
         run_train(data_root, tmp_path, run, "trainer.max_epochs=2",
                   "+callbacks.sig._target_=integration.test_resume.SignalAtStep",
-                  f"+callbacks.sig.step={signal_step}")  # fmt: skip
-    assert stop.value.code == 128 + signal.SIGTERM and not stop.value.requeued
-    assert signal.getsignal(signal.SIGTERM) == before  # handlers put back
+                  f"+callbacks.sig.step={signal_step}",
+                  f"+callbacks.sig.signum={int(signum)}")  # fmt: skip
+    assert stop.value.code == 128 + signum and not stop.value.requeued
+    assert f"ckpt_path=last run_dir={run}" in str(stop.value)  # how to resume
+    assert signal.getsignal(signum) == before  # handlers put back
     # saved at the end of the step the signal arrived in (no step interval configured)
     assert load(run / "checkpoints" / "last.ckpt")["global_step"] == signal_step + 1
     run_train(data_root, tmp_path, run, "trainer.max_epochs=2", "ckpt_path=last")

@@ -117,3 +117,215 @@ def test_a_frame_listed_twice_in_the_manifest_names_both_lines(tmp_path, again) 
     line = len(names) + 1
     expected = f"{manifest}:{line}: a second image of frame 2 (the first: {manifest}:2)"
     assert expected in str(err.value), str(err.value)
+
+
+# ------------------------------------------------------------ one training per run directory
+
+
+def test_a_held_run_directory_names_its_holder_and_frees_on_release(tmp_path) -> None:
+    from fer_multires.run_guard import run_dir_lock
+    from fer_multires.utils.locks import FolderBusyError
+
+    first = run_dir_lock(tmp_path / "run").acquire()
+    with pytest.raises(FolderBusyError) as busy:
+        run_dir_lock(tmp_path / "run").acquire()
+    message = str(busy.value)
+    assert f"run_dir={tmp_path / 'run'} is in use by process {os.getpid()} on" in message
+    assert "fer_multires" in message or "pytest" in message  # the holder's command line
+    assert f"lock file {tmp_path / 'run' / 'train.lock'}" in message
+    first.release()
+    assert (tmp_path / "run" / "train.lock").read_text() == ""  # released: no holder named
+    run_dir_lock(tmp_path / "run").acquire().release()
+
+
+def no_locks(fd, operation):
+    raise OSError(errno.ENOLCK, "No locks available")
+
+
+def test_without_file_system_locks_a_dead_holder_is_taken_over(tmp_path, monkeypatch) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from fer_multires.utils import locks
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    record = {"host": socket.gethostname(), "pid": int(gone.stdout), "started": "then"}
+    (tmp_path / "train.lock").write_text(json.dumps(record))
+    monkeypatch.setattr(locks.fcntl, "flock", no_locks)
+    lock = locks.FolderLock(tmp_path / "train.lock", "run_dir=x").acquire()
+    assert json.loads((tmp_path / "train.lock").read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+@pytest.mark.parametrize("holder", ["a live process here", "a process on another host"])
+def test_without_file_system_locks_a_live_holder_is_refused(tmp_path, monkeypatch, holder):
+    import json
+    import socket
+
+    from fer_multires.utils import locks
+
+    host = socket.gethostname() if holder == "a live process here" else "node-elsewhere"
+    record = {"host": host, "pid": os.getppid(), "started": "then", "command": "python -m x"}
+    (tmp_path / "train.lock").write_text(json.dumps(record))
+    monkeypatch.setattr(locks.fcntl, "flock", no_locks)
+    with pytest.raises(
+        locks.FolderBusyError,
+        match=f"process {os.getppid()} on {host}.*if that process is gone, delete the file",
+    ):
+        locks.FolderLock(tmp_path / "train.lock", "run_dir=x").acquire()
+
+
+def guard_config(run_dir: Path, ckpt_path: str | None = None):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"hydra": {"run": {"dir": str(run_dir)}}, "ckpt_path": ckpt_path})
+
+
+def test_run_dir_guard_refuses_before_hydra_writes(tmp_path, capsys, monkeypatch) -> None:
+    from fer_multires.run_guard import EXIT_REFUSED, RunDirGuard, run_dir_lock
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    run = tmp_path / "run"
+    holder = run_dir_lock(run).acquire()
+    with pytest.raises(SystemExit) as stop:
+        RunDirGuard().on_run_start(config=guard_config(run))
+    assert stop.value.code == EXIT_REFUSED
+    assert f"is in use by process {os.getpid()}" in capsys.readouterr().err
+    holder.release()
+    with pytest.raises(SystemExit):  # nothing to resume: refused, and the lock let go
+        RunDirGuard().on_run_start(config=guard_config(run, "last"))
+    assert "nothing to resume" in capsys.readouterr().err
+    guard = RunDirGuard()
+    guard.on_run_start(config=guard_config(run))
+    assert guard.lock is not None and guard.lock.held
+    guard.on_run_end(config=guard_config(run))
+    assert guard.lock is None
+    run_dir_lock(run).acquire().release()
+
+
+def test_only_the_launching_process_holds_the_lock(monkeypatch) -> None:
+    from fer_multires.run_guard import is_launching_process
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert is_launching_process()
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert is_launching_process()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP process Lightning started
+    assert not is_launching_process()
+
+
+# ------------------------------------------------------------ a checkpoint that cannot be written
+
+
+@pytest.fixture
+def file_size_limit():
+    """Files of this process can grow to 64 KiB (the kernel refuses more, as a full disk does)."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_failed_checkpoint_write_says_what_and_where(tmp_path, file_size_limit) -> None:
+    """torch.save reported it as '[enforce fail at inline_container.cc:672] unexpected pos'."""
+    import torch
+
+    from fer_multires.utils.checkpoint_io import CheckpointWriteError
+
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(100)}, target)
+    before = target.read_bytes()
+    with pytest.raises(CheckpointWriteError) as err:
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(100_000)}, target)
+    message = str(err.value)
+    assert err.value.errno == errno.EFBIG
+    assert f"cannot save the checkpoint {target}: File too large" in message
+    assert "the previous last.ckpt is kept" in message and "ckpt_path=last" in message
+    assert "ulimit -f" in message and "inline_container" not in message
+    assert target.read_bytes() == before
+    assert os.listdir(target.parent) == ["last.ckpt"]  # no temporary file left
+
+
+def test_a_full_disk_names_the_free_space(tmp_path) -> None:
+    import subprocess
+
+    import torch
+
+    from fer_multires.utils.checkpoint_io import CheckpointWriteError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if mount.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.strip()}")
+    try:
+        with pytest.raises(CheckpointWriteError) as err:
+            AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(1_000_000)}, disk / "a.ckpt")
+        assert err.value.errno == errno.ENOSPC
+        assert f"cannot save the checkpoint {disk / 'a.ckpt'}: No space left on device" in str(
+            err.value
+        )
+        assert f"MiB free in {disk}" in str(err.value) and "no earlier a.ckpt" in str(err.value)
+        assert os.listdir(disk) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+# ------------------------------------------------------------ resuming with another model
+
+
+def test_resuming_another_architecture_names_both(tmp_path) -> None:
+    import torch
+
+    from fer_multires.utils.checkpoints import check_checkpoint_fits
+
+    class Model(torch.nn.Module):
+        def __init__(self, backbone: str, width: int) -> None:
+            super().__init__()
+            self.hparams = {"backbone": backbone}
+            self.layer = torch.nn.Linear(4, width)
+
+    saved = Model("seresnet18", 8)
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": saved.state_dict(), "hyper_parameters": saved.hparams}, path)
+    check_checkpoint_fits(path, Model("seresnet18", 8))
+    with pytest.raises(ValueError) as err:
+        check_checkpoint_fits(path, Model("resnet18", 3))
+    message = str(err.value)
+    assert f"ckpt_path: {path} holds a seresnet18 model, not the model.backbone=resnet18" in message
+    assert "layer.weight (8, 4) vs (3, 4)" in message and "model.backbone=seresnet18" in message
+
+
+# ------------------------------------------------------------ folder datasets
+
+
+def test_a_symlink_loop_in_a_folder_dataset_names_the_link(tmp_path) -> None:
+    from PIL import Image
+
+    from fer_multires.data.readers.folder import read_folder
+    from fer_multires.data.readers.index import DatasetFormatError
+
+    for split in ("train", "val"):
+        for name in ("happy", "sad"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / split / name / "a.jpg")
+    assert len(read_folder(tmp_path).splits["train"]) == 2
+    (tmp_path / "val" / "loop").symlink_to("loop")  # it points at itself
+    with pytest.raises(
+        DatasetFormatError,
+        match=f"data.root: {tmp_path / 'val' / 'loop'} is a symbolic link that cannot be followed",
+    ):
+        read_folder(tmp_path)
