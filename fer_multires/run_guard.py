@@ -1,12 +1,13 @@
-"""A training's claim on its run directory: one training at a time, never over an earlier run.
+"""A command's claim on its run directory: one command at a time, never over others' results.
 
-Before Hydra writes anything into a single run's directory (its ``.hydra/`` record, ``train.log``),
-:class:`RunDirGuard`, a Hydra callback (``conf/train.yaml``), checks what the command asks of the
-directory (:func:`resolve_ckpt_path`: a fresh start in a directory that holds a run is refused, a
-resume needs something to resume) and takes its lock (:func:`run_dir_lock`, ``train.lock``), which
-names the holder and goes with its process. A second training started in the same ``run_dir`` (a
-repeated command, a requeued job beside a manual one) stops at once, naming the first, and
-changes nothing. Sweep jobs, whose directories Hydra makes per job, take the same lock in
+Before Hydra writes anything into a single run's directory (its ``.hydra/`` record, the log),
+:class:`RunDirGuard`, a Hydra callback (``conf/train.yaml``, ``conf/eval.yaml``,
+``conf/predict.yaml``), checks what the command asks of the directory and takes its lock
+(:func:`run_dir_lock`, ``run.lock``), which names the holder and goes with its process. A second
+training started in the same ``run_dir`` (a repeated command, a requeued job beside a manual one)
+stops at once, naming the first, and changes nothing; so does a fresh start over an earlier run
+(:func:`resolve_ckpt_path`), an evaluation into a training run's directory, or a prediction into
+an evaluation's. Sweep jobs, whose directories Hydra makes per job, take the same lock in
 :func:`fer_multires.train.run_sweep_job`.
 
 Under DDP only the launching process (rank 0) holds the lock; the processes it starts, and the
@@ -19,13 +20,21 @@ import atexit
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from fer_multires.runs import checkpoints_dir, last_checkpoint, lock_file
+from fer_multires.runs import (
+    checkpoints_dir,
+    eval_dir,
+    find_evaluation,
+    last_checkpoint,
+    lock_file,
+    metrics_file,
+)
 from fer_multires.utils import slurm
 from fer_multires.utils.checkpoints import require_checkpoint
 from fer_multires.utils.locks import FolderLock
@@ -83,43 +92,103 @@ def is_launching_process() -> bool:
 
 
 def run_dir_lock(run_dir: Path) -> FolderLock:
-    """The lock of a run directory (not yet taken)."""
+    """The lock of a run (or output) directory, not yet taken."""
     return FolderLock(
         lock_file(run_dir),
         f"run_dir={run_dir}",
-        advice="wait for that training to end, or train in another run_dir",
+        advice="wait for it to end, or use another run_dir",
     )
 
 
-class RunDirGuard(Callback):
-    """Claim a single run's directory before Hydra writes into it (see the module's docstring)."""
+def refuse(message: str) -> NoReturn:
+    """Print why a command cannot start and exit with :data:`EXIT_REFUSED`.
 
-    def __init__(self) -> None:
+    Hydra turns an exception in a callback into a warning, so a callback refuses this way.
+    """
+    print(f"Error: {message}", file=sys.stderr)
+    sys.exit(EXIT_REFUSED)
+
+
+#: What an output directory may already hold that a command must not write over.
+PROTECTED_KINDS = ("training run", "evaluation")
+
+
+def protected_kind(folder: Path) -> str | None:
+    """What ``folder`` holds that another command's outputs would overwrite, or None.
+
+    A training run (its ``checkpoints/``, whose summary ``metrics.json`` names the best one) or
+    an evaluation (a ``metrics.json`` of evaluation results, with its ``predictions.csv``).
+    """
+    if checkpoints_dir(folder).is_dir():
+        return "training run"
+    try:
+        return "evaluation" if find_evaluation(folder) == metrics_file(folder) else None
+    except ValueError:  # an unreadable metrics.json is still someone's
+        return "evaluation"
+
+
+class RunDirGuard(Callback):
+    """Claim a command's ``run_dir`` before Hydra writes into it, or exit saying why not.
+
+    The directory must be a folder, not held by another command (its lock is taken until the
+    command ends), and not hold results of a kind in ``protects`` (which the command would
+    overwrite). ``train`` protects nothing this way, but checks ``ckpt_path`` against the
+    directory (:func:`resolve_ckpt_path`): a fresh start over an earlier run is refused.
+
+    Args:
+        command: the entry point's name, for messages.
+        protects: the kinds of :data:`PROTECTED_KINDS` refused as ``run_dir``.
+
+    Raises:
+        ValueError: for a kind not in :data:`PROTECTED_KINDS`.
+    """
+
+    def __init__(self, command: str = "train", protects: Sequence[str] = ()) -> None:
+        unknown = set(protects) - set(PROTECTED_KINDS)
+        if unknown:
+            raise ValueError(f"RunDirGuard.protects: {sorted(unknown)} not in {PROTECTED_KINDS}")
+        self.command = command
+        self.protects = tuple(protects)
         self.lock: FolderLock | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Check ``ckpt_path`` against the run directory and take its lock, or exit.
-
-        Hydra turns an exception in a callback into a warning, so a refusal prints its reason
-        and exits with :data:`EXIT_REFUSED` itself.
+        """Check ``run_dir`` (and a training's ``ckpt_path``) and take its lock, or exit.
 
         Raises:
-            SystemExit: if the directory is held by another training, holds an earlier run
-                while a fresh start is asked for, or has nothing to resume.
+            SystemExit: with :data:`EXIT_REFUSED`, naming the directory and what to do.
         """
         if not is_launching_process():
             return
         run_dir = Path(str(config.hydra.run.dir)).absolute()
+        if run_dir.exists() and not run_dir.is_dir():
+            refuse(f"run_dir={run_dir} is a file, not a folder")
         lock = run_dir_lock(run_dir)
         try:
-            lock.acquire()  # first: a running training is named, whatever else the folder holds
-            resolve_ckpt_path(config.get("ckpt_path"), run_dir)
-        except (OSError, RuntimeError) as err:
+            lock.acquire()  # first: a running command is named, whatever else the folder holds
+            self.check(run_dir, config)
+        except (OSError, RuntimeError, ValueError) as err:
             lock.release()
-            print(f"Error: {err}", file=sys.stderr)
-            sys.exit(EXIT_REFUSED)
+            refuse(str(err))
         self.lock = lock
         atexit.register(lock.release)  # also on a signal's exit, which skips on_run_end
+
+    def check(self, run_dir: Path, config: DictConfig) -> None:
+        """Check what ``run_dir`` holds against what the command will write there.
+
+        Raises:
+            FileExistsError: for a directory holding results the command would overwrite.
+            FileNotFoundError: for a resume with nothing to resume.
+        """
+        if self.command == "train":
+            resolve_ckpt_path(config.get("ckpt_path"), run_dir)
+        kind = protected_kind(run_dir)
+        if kind in self.protects:
+            inside = f" (e.g. run_dir={eval_dir(run_dir)})" if kind == "training run" else ""
+            raise FileExistsError(
+                f"run_dir={run_dir} holds {'an' if kind[0] in 'aeiou' else 'a'} {kind}: "
+                f"{self.command} would write its outputs over that {kind}'s; choose a new "
+                f"folder{inside}"
+            )
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Release the run directory."""

@@ -7,7 +7,7 @@ A training run's directory (``run_dir``)::
     checkpoints/         the best checkpoint(s) and last.ckpt (what ckpt_path=last resumes)
     metrics.json         the training's summary (its best checkpoint, scores, counts)
     error.txt            a failed run's overrides and error
-    train.lock           held by the training running in it; names that process
+    run.lock             held by the command running in it (train, evaluate, predict); names it
     eval/                the evaluation after training (eval_after_fit): an evaluation directory
 
 An evaluation directory (``evaluate``'s output, or ``<run>/eval``) holds its ``metrics.json``
@@ -48,8 +48,8 @@ METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
 #: The folder of a run's evaluation after training.
 EVAL_DIR = "eval"
-#: The lock a training holds on its run directory; it names the holder (``utils/locks.py``).
-LOCK_FILE = "train.lock"
+#: The lock the command writing into a run (or output) directory holds; it names that process.
+LOCK_FILE = "run.lock"
 #: Entries that make a directory a run's (or an attempt at one).
 RUN_MARKERS: tuple[str, ...] = (HYDRA_DIR, CONFIG_FILE, METRICS_FILE, CHECKPOINTS_DIR, ERROR_FILE)
 
@@ -81,7 +81,7 @@ def eval_dir(run_dir: str | Path) -> Path:
 
 
 def lock_file(run_dir: str | Path) -> Path:
-    """Return the lock file a training holds in its run directory."""
+    """Return the lock file of a run (or output) directory (:mod:`fer_multires.run_guard`)."""
     return Path(run_dir) / LOCK_FILE
 
 

@@ -116,6 +116,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         EvaluationAfterFitError: if training finished but its end-of-training evaluation failed.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_run_numbers(cfg)
     require_some_training(cfg.trainer, cfg.get("ckpt_path"))
     require_writable_dir(checkpoints_dir(run_dir), "run_dir")
     eval_settings = check_eval_after_fit(cfg, run_dir)
@@ -177,6 +178,29 @@ def skipped_images_line(validation: int, training: int) -> str | None:
         f"skipped as unreadable (data.on_bad_image=skip; the log names each file): {validation} "
         f"validation images, {training} training images in the last epoch"
     )
+
+
+#: The ``trainer`` keys that are counts or fractions (null allowed), checked before any work.
+TRAINER_NUMBERS = (
+    "max_epochs", "min_epochs", "max_steps", "limit_train_batches", "limit_val_batches",
+    "check_val_every_n_epoch", "val_check_interval", "log_every_n_steps",
+    "accumulate_grad_batches", "gradient_clip_val",
+)  # fmt: skip
+
+
+def check_run_numbers(cfg: DictConfig) -> None:
+    """Check ``seed`` and the trainer's counts before any work (Lightning asserts on them).
+
+    Raises:
+        ValueError: naming the key and the value that is not a number.
+    """
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed={seed!r} must be an integer (or null)")
+    for key in TRAINER_NUMBERS:
+        value = cfg.trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"trainer.{key}={value!r} must be a number (or null)")
 
 
 def require_some_training(trainer: DictConfig, ckpt_path: Any) -> None:

@@ -64,6 +64,11 @@ def load_intact_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
     except (*_DAMAGED, OSError) as err:
         if isinstance(err, OSError) and not is_truncation(err):
             raise  # a missing or unreadable file, not a damaged one
+        if not starts_like_a_checkpoint(path):
+            raise CorruptCheckpointError(
+                f"{key}: {path} is not a checkpoint (a .ckpt file that training writes, or a "
+                "training run's directory)"
+            ) from err
         alternative = newest_intact_checkpoint(path.parent, exclude=path)
         advice = (
             f"the newest intact checkpoint beside it is {alternative}: pass ckpt_path={alternative}"
@@ -73,6 +78,16 @@ def load_intact_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
         raise CorruptCheckpointError(
             f"{key}: {path} is corrupt or truncated ({type(err).__name__}: {err}); {advice}"
         ) from err
+
+
+#: The first bytes of a checkpoint: ``torch.save`` writes a zip archive.
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def starts_like_a_checkpoint(path: Path) -> bool:
+    """Whether a file begins as ``torch.save``'s zip archive (a cut one still does)."""
+    with open(path, "rb") as f:
+        return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
 
 
 def is_truncation(err: OSError) -> bool:

@@ -175,6 +175,7 @@ def test_a_second_training_in_a_held_run_directory_stops_and_changes_nothing(
 ) -> None:
     """Both trainings used to run and mix their checkpoints and logs in one folder."""
     from fer_multires.run_guard import run_dir_lock
+    from fer_multires.runs import lock_file
 
     run = tmp_path / "run"
     holder = run_dir_lock(run).acquire()  # this test process is the first training
@@ -185,7 +186,7 @@ def test_a_second_training_in_a_held_run_directory_stops_and_changes_nothing(
         holder.release()
     assert proc.returncode == 1
     assert f"run_dir={run} is in use by process {os.getpid()} on" in proc.stderr
-    assert sorted(p.name for p in run.iterdir()) == ["train.lock"]  # no .hydra/, no train.log
+    assert [p.name for p in run.iterdir()] == [lock_file(run).name]  # no .hydra/, no train.log
 
 
 def test_a_fresh_start_over_an_earlier_run_leaves_its_hydra_record(trained, tmp_path) -> None:
@@ -289,3 +290,36 @@ def test_resuming_with_another_architecture_keeps_the_run_config(trained, tmp_pa
         run_train(data_root, tmp_path, run, "ckpt_path=last", "model.backbone=resnet18",
                   "trainer.max_epochs=2")  # fmt: skip
     assert (run / "config.yaml").read_text() == config
+
+
+# ------------------------------------------------------------ outputs over other commands' results
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "kind"),
+    [("evaluate", "", "a training run"), ("predict", "eval", "an evaluation")],
+)
+def test_outputs_over_a_run_or_an_evaluation_are_refused_before_any_write(
+    trained_run, tmp_path, command, target, kind
+) -> None:
+    """evaluate into a training run's folder replaced its metrics.json (the record of its best
+    checkpoint) and its .hydra/ record."""
+    from PIL import Image
+
+    from fer_multires.runs import HYDRA_DIR, LOCK_FILE
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    out = run / target
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64)).save(images / "a.png")
+    extra = [f"input={images}"] if command == "predict" else []
+    proc = subprocess.run([sys.executable, "-m", f"fer_multires.{command}", f"ckpt_path={run}",
+                           f"run_dir={out}", *extra], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"run_dir={out} holds {kind}: {command} would write its outputs over" in proc.stderr
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK_FILE}
+    assert after == before and not (out / HYDRA_DIR).exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def test_a_frame_listed_twice_in_the_manifest_names_both_lines(tmp_path, again) 
 
 def test_a_held_run_directory_names_its_holder_and_frees_on_release(tmp_path) -> None:
     from fer_multires.run_guard import run_dir_lock
+    from fer_multires.runs import lock_file
     from fer_multires.utils.locks import FolderBusyError
 
     first = run_dir_lock(tmp_path / "run").acquire()
@@ -132,9 +134,9 @@ def test_a_held_run_directory_names_its_holder_and_frees_on_release(tmp_path) ->
     message = str(busy.value)
     assert f"run_dir={tmp_path / 'run'} is in use by process {os.getpid()} on" in message
     assert "fer_multires" in message or "pytest" in message  # the holder's command line
-    assert f"lock file {tmp_path / 'run' / 'train.lock'}" in message
+    assert f"lock file {lock_file(tmp_path / 'run')}" in message
     first.release()
-    assert (tmp_path / "run" / "train.lock").read_text() == ""  # released: no holder named
+    assert lock_file(tmp_path / "run").read_text() == ""  # released: no holder named
     run_dir_lock(tmp_path / "run").acquire().release()
 
 
@@ -153,10 +155,10 @@ def test_without_file_system_locks_a_dead_holder_is_taken_over(tmp_path, monkeyp
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     record = {"host": socket.gethostname(), "pid": int(gone.stdout), "started": "then"}
-    (tmp_path / "train.lock").write_text(json.dumps(record))
+    (tmp_path / "x.lock").write_text(json.dumps(record))
     monkeypatch.setattr(locks.fcntl, "flock", no_locks)
-    lock = locks.FolderLock(tmp_path / "train.lock", "run_dir=x").acquire()
-    assert json.loads((tmp_path / "train.lock").read_text())["pid"] == os.getpid()
+    lock = locks.FolderLock(tmp_path / "x.lock", "run_dir=x").acquire()
+    assert json.loads((tmp_path / "x.lock").read_text())["pid"] == os.getpid()
     lock.release()
 
 
@@ -169,13 +171,13 @@ def test_without_file_system_locks_a_live_holder_is_refused(tmp_path, monkeypatc
 
     host = socket.gethostname() if holder == "a live process here" else "node-elsewhere"
     record = {"host": host, "pid": os.getppid(), "started": "then", "command": "python -m x"}
-    (tmp_path / "train.lock").write_text(json.dumps(record))
+    (tmp_path / "x.lock").write_text(json.dumps(record))
     monkeypatch.setattr(locks.fcntl, "flock", no_locks)
     with pytest.raises(
         locks.FolderBusyError,
         match=f"process {os.getppid()} on {host}.*if that process is gone, delete the file",
     ):
-        locks.FolderLock(tmp_path / "train.lock", "run_dir=x").acquire()
+        locks.FolderLock(tmp_path / "x.lock", "run_dir=x").acquire()
 
 
 def guard_config(run_dir: Path, ckpt_path: str | None = None):
@@ -329,3 +331,49 @@ def test_a_symlink_loop_in_a_folder_dataset_names_the_link(tmp_path) -> None:
         match=f"data.root: {tmp_path / 'val' / 'loop'} is a symbolic link that cannot be followed",
     ):
         read_folder(tmp_path)
+
+
+# ------------------------------------------------------------ bad values on the command line
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc' must be a number"),
+        ("trainer.limit_train_batches=true", "trainer.limit_train_batches=True must be a number"),
+        ("seed=abc", "seed='abc' must be an integer"),
+        ("seed=1.5", "seed=1.5 must be an integer"),
+    ],
+)
+def test_a_count_that_is_not_a_number_names_its_key(override, message, tmp_path) -> None:
+    """Lightning answered with a bare AssertionError, or int()'s 'invalid literal'."""
+    from conftest import compose_train, train_overrides
+
+    from fer_multires.train import check_run_numbers
+
+    cfg = compose_train([*train_overrides(tmp_path, tmp_path), override], tmp_path / "run")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_run_numbers(cfg)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_so(tmp_path) -> None:
+    """It was called 'corrupt or truncated', with an unpickling error."""
+    from fer_multires.utils.checkpoints import CorruptCheckpointError, checkpoint_class_names
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("+experiment=demo\n")
+    with pytest.raises(CorruptCheckpointError, match=f"ckpt_path: {notes} is not a checkpoint"):
+        checkpoint_class_names(notes)
+
+
+def test_a_run_dir_that_is_a_file_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    """Hydra's own message was '[Errno 17] File exists' (or a NotADirectoryError)."""
+    from fer_multires.run_guard import RunDirGuard
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    blocker = tmp_path / "run"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit):
+        RunDirGuard().on_run_start(config=guard_config(blocker))
+    assert f"run_dir={blocker} is a file, not a folder" in capsys.readouterr().err

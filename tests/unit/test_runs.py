@@ -22,7 +22,7 @@ PACKAGE = Path(fer_multires.__file__).parent
 #: The run directory's names, as string literals.
 NAMES = (
     runs.CONFIG_FILE, runs.HYDRA_DIR, runs.HYDRA_OVERRIDES, runs.HYDRA_SETTINGS,
-    runs.CHECKPOINTS_DIR, runs.LAST_CHECKPOINT, runs.METRICS_FILE, runs.ERROR_FILE,
+    runs.CHECKPOINTS_DIR, runs.LAST_CHECKPOINT, runs.METRICS_FILE, runs.ERROR_FILE, runs.LOCK_FILE,
 )  # fmt: skip
 
 
