@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from fer_multires.data.transforms import Normalize, check_sizes
 from fer_multires.utils.checkpoints import require_checkpoint
 from fer_multires.utils.io import read_lines, read_yaml
+from fer_multires.utils.locks import current_holder, describe_holder
 
 if TYPE_CHECKING:
     from fer_multires.results import TrainingResults
@@ -324,7 +325,8 @@ def run_status(run_dir: Path, results: TrainingResults | None, eval_error: str |
     """Return a training run's status: the first of these that applies.
 
     ``failed: <error>`` (training's ``error.txt``), ``eval failed: <error>`` (``eval/error.txt``),
-    ``ok`` (or ``ok (no checkpoint saved)``), ``incomplete: ...``, ``no checkpoint``.
+    ``ok`` (or ``ok (no checkpoint saved)``), ``running: <process>`` (its lock is held),
+    ``incomplete: ...`` (stopped, killed, or an unreadable ``metrics.json``), ``no checkpoint``.
     """
     if error_file(run_dir).is_file():
         return f"failed: {error_message(run_dir)}"
@@ -332,9 +334,28 @@ def run_status(run_dir: Path, results: TrainingResults | None, eval_error: str |
         return f"eval failed: {eval_error}"
     if results is not None:
         return "ok" if checkpoint_files(run_dir) else "ok (no checkpoint saved)"
+    holder = current_holder(lock_file(run_dir))
+    if holder is not None:
+        return f"running: {describe_holder(holder)}"
     if checkpoint_files(run_dir):
-        return "incomplete: checkpoints but no metrics.json (still running, or killed)"
+        if metrics_file(run_dir).is_file():
+            return f"incomplete: {shorten(unreadable_results(run_dir))}"
+        return (
+            "incomplete: checkpoints but no metrics.json (stopped or killed; resume it with "
+            "ckpt_path=last)"
+        )
     return "no checkpoint"
+
+
+def unreadable_results(run_dir: Path) -> str:
+    """Why a run's ``metrics.json`` cannot be read (it exists)."""
+    from fer_multires.results import ResultsError, load_training_results
+
+    try:
+        load_training_results(run_dir)
+    except ResultsError as err:
+        return str(err)
+    return f"{metrics_file(run_dir)} is not a training summary"
 
 
 def read_training_results(run_dir: Path) -> TrainingResults | None:

@@ -45,7 +45,7 @@ from fer_multires.data.labels import class_weights
 from fer_multires.data.loaders import ResumableLoader
 from fer_multires.data.readers import READERS
 from fer_multires.data.readers.affwild2 import read_affwild2
-from fer_multires.data.readers.index import DatasetIndex, SplitIndex
+from fer_multires.data.readers.index import DatasetIndex, SplitIndex, require_root
 from fer_multires.data.readers.packed import read_packed
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
 from fer_multires.data.transforms import MultiResolution
@@ -258,8 +258,8 @@ class FERDataModule(LightningDataModule):
         """
         if self.synthetic is not None:
             ensure_synthetic_affwild2(self.root, self.synthetic)
-        elif not self.packed_dir and not self.root.is_dir():
-            raise FileNotFoundError(f"data.root: dataset folder {self.root} does not exist")
+        elif not self.packed_dir:
+            require_root(self.root)
 
     def setup(self, stage: str | None = None) -> None:
         """Read the index and build the splits (once; later calls are no-ops)."""

@@ -377,3 +377,33 @@ def test_a_run_dir_that_is_a_file_is_refused(tmp_path, capsys, monkeypatch) -> N
     with pytest.raises(SystemExit):
         RunDirGuard().on_run_start(config=guard_config(blocker))
     assert f"run_dir={blocker} is a file, not a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ what report says of a run
+
+
+def test_report_names_a_running_training_and_an_unreadable_summary(tmp_path) -> None:
+    """Both were 'incomplete: checkpoints but no metrics.json (still running, or killed)'."""
+    from fer_multires.run_guard import run_dir_lock
+    from fer_multires.runs import read_training_results, run_status
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK")
+    with run_dir_lock(run):
+        assert run_status(run, None, None).startswith(f"running: process {os.getpid()} on ")
+    assert "stopped or killed; resume it with ckpt_path=last" in run_status(run, None, None)
+    (run / "metrics.json").write_text('{"best_checkpoint": ')
+    assert read_training_results(run) is None
+    status = run_status(run, None, None)
+    assert status.startswith(f"incomplete: {run / 'metrics.json'}: cannot read results")
+
+
+def test_a_data_root_that_is_a_file_is_named_so(tmp_path) -> None:
+    """It said 'dataset folder ... does not exist' of a file that exists."""
+    from fer_multires.data.readers.affwild2 import read_affwild2
+
+    file = tmp_path / "affwild2.zip"
+    file.write_bytes(b"PK")
+    with pytest.raises(NotADirectoryError, match=f"data.root: {file} is a file, not the dataset"):
+        read_affwild2(file)

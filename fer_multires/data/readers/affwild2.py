@@ -34,6 +34,7 @@ from fer_multires.data.readers.index import (
     SkipCounts,
     SplitIndex,
     read_text,
+    require_root,
 )
 
 log = logging.getLogger(__name__)
@@ -406,8 +407,7 @@ def read_affwild2(
         FileNotFoundError: if the root or one of its folders does not exist.
         AnnotationError: for a malformed annotation file or layout, or a video in both splits.
     """
-    if not Path(root).is_dir():
-        raise FileNotFoundError(f"data.root: dataset folder {root} does not exist")
+    require_root(root)
     annotations_path = resolve_subdir(root, annotations_dir, "data.annotations_dir")
     frames_path = resolve_frames_dir(root, frames_dir, frames_manifest)
     manifest = None

@@ -39,9 +39,12 @@ def require_root(root: str | Path) -> Path:
     """Return ``root`` as a path.
 
     Raises:
-        FileNotFoundError: naming ``data.root`` if it is not a folder.
+        FileNotFoundError: naming ``data.root`` if it does not exist.
+        NotADirectoryError: naming ``data.root`` if it is a file.
     """
     path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"data.root: {path} is a file, not the dataset's folder")
     if not path.is_dir():
         raise FileNotFoundError(f"data.root: dataset folder {path} does not exist")
     return path
