@@ -11,11 +11,9 @@ over the target and fsyncs the folder; every error propagates.
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,12 @@ import fsspec
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from fer_multires.utils.io import atomic_output
+from fer_multires.utils.io import (
+    OutputWriteError,
+    atomic_output,
+    write_error_in,
+    write_failure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(OutputWriteError):
     """A checkpoint could not be written (a full disk, a quota, a file-size limit)."""
 
 
@@ -76,45 +79,14 @@ def save_torch_atomic(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
     except (OSError, RuntimeError) as err:
-        cause = os_error_in(err)
-        if cause is None or not (isinstance(err, RuntimeError) or cause.errno in WRITE_ADVICE):
+        cause = write_error_in(err)
+        if cause is None:
             raise  # e.g. a PermissionError, which names its file already
-        raise CheckpointWriteError(cause.errno, write_failure(path, cause)) from err
+        then = "then resume with ckpt_path=last" if path.exists() else "then run again"
+        raise CheckpointWriteError(
+            cause.errno, write_failure(path, cause, then, "cannot save the checkpoint")
+        ) from err
     fsync_dir(path.parent)
-
-
-def os_error_in(err: BaseException) -> OSError | None:
-    """Return the ``OSError`` an error is or was raised from (its cause or context), or None."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-#: What to do about a failed write, by its ``errno``.
-WRITE_ADVICE = {
-    errno.ENOSPC: "free space on that file system",
-    errno.EDQUOT: "free space within your quota, or raise it",
-    errno.EFBIG: "raise the file-size limit (ulimit -f)",
-}
-
-
-def write_failure(path: Path, cause: OSError) -> str:
-    """What happened to a checkpoint write, where, and what to do (free space, resume)."""
-    try:
-        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free in {path.parent}"
-    except OSError:
-        free = f"free space in {path.parent} unknown"
-    advice = WRITE_ADVICE.get(cause.errno, "fix the cause")
-    if path.exists():
-        then = (
-            f"the previous {path.name} is kept as it was: {advice}, then resume with ckpt_path=last"
-        )
-    else:
-        then = f"no earlier {path.name} exists: {advice}, then run again"
-    return f"cannot save the checkpoint {path}: {cause.strerror or cause} ({free}); {then}"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -23,11 +25,67 @@ def current_umask() -> int:
     return mask
 
 
+#: What to do about a write the system refused, by its ``errno``.
+WRITE_ADVICE = {
+    errno.ENOSPC: "free space on that file system",
+    errno.EDQUOT: "free space within your quota, or raise it",
+    errno.EFBIG: "raise the file-size limit (ulimit -f)",
+}
+
+
+class OutputWriteError(OSError):
+    """An output the system refused to write: a full disk, a quota, a file-size limit.
+
+    The message names the file, the free space and what to do.
+    """
+
+
+def write_error_in(err: BaseException) -> OSError | None:
+    """Return the system's refusal of a write behind ``err`` (it, its cause or its context).
+
+    Only the errors of :data:`WRITE_ADVICE` count (a ``PermissionError`` names its file
+    already); libraries that wrap them (``torch.save``: ``inline_container.cc``) are seen
+    through, and an :class:`OutputWriteError` is passed over for the error it explains.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if (
+            isinstance(seen, OSError)
+            and not isinstance(seen, OutputWriteError)
+            and seen.errno in WRITE_ADVICE
+        ):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def write_failure(path: Path, cause: OSError, then: str, what: str = "cannot write") -> str:
+    """Say what happened to a write, where, with the free space, and what to do then.
+
+    Args:
+        path: the file that was being written.
+        cause: the system's error.
+        then: the step after fixing the cause (e.g. ``then run again``).
+        what: the message's opening (e.g. ``cannot save the checkpoint``).
+    """
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free in {path.parent}"
+    except OSError:
+        free = f"free space in {path.parent} unknown"
+    kept = f"the previous {path.name} is kept as it was" if path.exists() else "nothing was kept"
+    advice = WRITE_ADVICE.get(cause.errno, "fix the cause")
+    return f"{what} {path}: {cause.strerror or cause} ({free}); {kept}: {advice}, {then}"
+
+
 @contextmanager
 def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success, rename it to ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was.
+
+    Raises:
+        OutputWriteError: naming ``path`` and the free space, when the system refuses the
+            write (a full disk, a quota, a file-size limit); its cause is the system's error.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +95,11 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
             yield f
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; use the usual mode
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OutputWriteError) or err.errno not in WRITE_ADVICE:
+            raise
+        raise OutputWriteError(err.errno, write_failure(path, err, "then run again")) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -254,7 +254,8 @@ def test_a_failed_checkpoint_write_says_what_and_where(tmp_path, file_size_limit
     message = str(err.value)
     assert err.value.errno == errno.EFBIG
     assert f"cannot save the checkpoint {target}: File too large" in message
-    assert "the previous last.ckpt is kept" in message and "ckpt_path=last" in message
+    assert "the previous last.ckpt is kept as it was" in message
+    assert "then resume with ckpt_path=last" in message
     assert "ulimit -f" in message and "inline_container" not in message
     assert target.read_bytes() == before
     assert os.listdir(target.parent) == ["last.ckpt"]  # no temporary file left
@@ -280,7 +281,7 @@ def test_a_full_disk_names_the_free_space(tmp_path) -> None:
         assert f"cannot save the checkpoint {disk / 'a.ckpt'}: No space left on device" in str(
             err.value
         )
-        assert f"MiB free in {disk}" in str(err.value) and "no earlier a.ckpt" in str(err.value)
+        assert f"MiB free in {disk}" in str(err.value) and "nothing was kept" in str(err.value)
         assert os.listdir(disk) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
@@ -407,3 +408,14 @@ def test_a_data_root_that_is_a_file_is_named_so(tmp_path) -> None:
     file.write_bytes(b"PK")
     with pytest.raises(NotADirectoryError, match=f"data.root: {file} is a file, not the dataset"):
         read_affwild2(file)
+
+
+def test_a_full_disk_while_writing_any_output_names_the_file(tmp_path, file_size_limit) -> None:
+    """predictions.csv, metrics.json, ...: the error was '[Errno 27] File too large' alone."""
+    from fer_multires.utils.io import OutputWriteError, write_text_atomic
+
+    target = tmp_path / "predictions.csv"
+    target.write_text("earlier\n")
+    with pytest.raises(OutputWriteError, match=f"cannot write {target}: File too large"):
+        write_text_atomic(target, "x" * 200_000)
+    assert target.read_text() == "earlier\n" and os.listdir(tmp_path) == ["predictions.csv"]
