@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -419,3 +420,49 @@ def test_a_full_disk_while_writing_any_output_names_the_file(tmp_path, file_size
     with pytest.raises(OutputWriteError, match=f"cannot write {target}: File too large"):
         write_text_atomic(target, "x" * 200_000)
     assert target.read_text() == "earlier\n" and os.listdir(tmp_path) == ["predictions.csv"]
+
+
+# ------------------------------------------------------------ more bad values and files
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"val_select_fraction": 1.5}, "data.val_select_fraction=1.5 must be in (0, 1)"),
+        ({"batch_size": 0}, "data.batch_size=0 must be >= 1"),
+        ({"num_workers": -1}, "data.num_workers=-1 must be >= 0"),
+    ],
+)
+def test_a_bad_data_setting_names_its_key(setting, message, tmp_path) -> None:
+    from fer_multires.data.datamodule import FERDataModule
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FERDataModule(str(tmp_path), **setting)
+
+
+@pytest.mark.parametrize("what", ["a training's summary", "a cut file"])
+def test_compare_names_a_file_that_is_not_an_evaluation(tmp_path, capsys, what) -> None:
+    from fer_multires.compare import main
+    from fer_multires.results import TrainingResults
+    from unit.test_compare import fake_eval
+
+    good = fake_eval(tmp_path / "good", {"8": 0.2, "native": 0.5})
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    if what == "a cut file":
+        (bad / "metrics.json").write_text((good / "metrics.json").read_text()[:40])
+    else:
+        summary = TrainingResults("best.ckpt", ["Neutral", "Anger"], {"val_full/score": 0.5})
+        (bad / "metrics.json").write_text(json.dumps(summary.to_json()))
+    assert main([str(bad), str(good), "--out", str(tmp_path / "out")]) == 1
+    assert str(bad / "metrics.json") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_onnx_is_named_so(tmp_path) -> None:
+    from fer_multires.inference.classifier import onnx_metadata
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError, match=f"ckpt_path: {model} is not a readable ONNX file"):
+        onnx_metadata(model)
