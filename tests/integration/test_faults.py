@@ -22,12 +22,10 @@ from fer_multires.utils.checkpoints import CorruptCheckpointError
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def trained(data_root, tmp_path_factory) -> Path:
-    """A finished one-epoch run (best_epoch000.ckpt and last.ckpt)."""
-    base = tmp_path_factory.mktemp("trained")
-    run_train(data_root, base, base / "run")
-    return base / "run"
+@pytest.fixture
+def trained(trained_run) -> Path:
+    """A finished one-epoch run (best_epoch000.ckpt and last.ckpt): the session's shared run."""
+    return trained_run
 
 
 @contextlib.contextmanager
