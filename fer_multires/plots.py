@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_multires.results import NATIVE
+from fer_multires.results import NATIVE, json_interval
 from fer_multires.utils.io import atomic_output
 
 #: ``(metric key, axis title)`` of the panels of the resolution-robustness figure.
@@ -57,7 +57,8 @@ def plot_resolution_robustness(
 
     With one degradation kernel, one line per split; with several, one line per kernel on
     ``split``. The native resolution (no degradation) is a dashed line. The y axes start at 0,
-    so that a small drop does not look like a cliff.
+    so that a small drop does not look like a cliff. Entries with an interval (``ci95``) get a
+    shaded band.
 
     Args:
         results: ``{kernel: {split: {"native" | str(resolution): {"challenge_score",
@@ -78,6 +79,7 @@ def plot_resolution_robustness(
             color = f"C{i}"
             ys = [by_res[str(r)][key] for r in xs]
             ax.plot(xs, ys, marker="o", color=color, label=name)
+            draw_band(ax, xs, [json_interval(by_res[str(r)], key) for r in xs], color)
             if i == 0 or len(results) == 1:
                 ax.axhline(by_res[NATIVE][key], color=color, linestyle="--", linewidth=1)
         if xs:
@@ -91,6 +93,16 @@ def plot_resolution_robustness(
     figure.supylabel("dashed: native resolution (no degradation)", fontsize="small")
     axes[0].legend(loc="best", fontsize="small")
     save_figure_atomic(figure, path)
+
+
+def draw_band(
+    ax: Any, xs: Sequence[float], intervals: Sequence[Sequence[float] | None], color: str
+) -> None:
+    """Shade the intervals around a line (nothing if any point lacks one)."""
+    if not xs or any(b is None for b in intervals):
+        return
+    lows, highs = zip(*intervals, strict=True)
+    ax.fill_between(xs, lows, highs, color=color, alpha=0.2, linewidth=0)
 
 
 def plot_confusion_matrix(

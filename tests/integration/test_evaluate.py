@@ -22,11 +22,13 @@ from fer_multires.data.synthetic import image_sets
 from fer_multires.metrics import confusion_from_labels
 from fer_multires.report import write_report
 from fer_multires.results import SplitMetrics
+from fer_multires.uncertainty import BootstrapSettings, PerVideoStats, VideoBootstrap, draw_videos
 
 SPLITS = ("val_select", "val_rest", "val_full")
 
 OUTPUTS = (
     "metrics.json",
+    "per_video.npz",
     "predictions.csv",
     "resolution_robustness.csv",
     "resolution_robustness.png",
@@ -72,7 +74,10 @@ def test_output_directory_shape(evaluated) -> None:
         assert sorted(metrics[split]) == sorted(keys)
         for key in keys:
             entry = metrics[split][key]
-            assert set(entry) == {"accuracy", "f1_macro", "f1_per_class", "challenge_score", "n"}
+            assert set(entry) == {"accuracy", "f1_macro", "f1_per_class", "challenge_score", "n",
+                                  "ci95"}  # fmt: skip
+            for metric, (low, high) in entry["ci95"].items():
+                assert low <= entry[metric] <= high, (split, key, metric)
             assert list(entry["f1_per_class"]) == list(EXPRESSIONS_7)
             assert entry["challenge_score"] == pytest.approx(
                 0.33 * entry["accuracy"] + 0.67 * entry["f1_macro"]
@@ -88,8 +93,12 @@ def test_output_directory_shape(evaluated) -> None:
     assert smoothing["chosen_on"] == "val_select" and smoothing["chosen_window"] in (1, 3, 5)
     for split in SPLITS:
         assert smoothing["results"][split]["1"] == metrics[split]["native"]
+    assert metrics["bootstrap"] == {"samples": 2000, "seed": 0, "confidence": 0.95,
+                                    "resampled": "video"}  # fmt: skip
     robustness = (evaluated / "resolution_robustness.csv").read_text().splitlines()
-    assert robustness[0] == "degradation,split,resolution,accuracy,f1_macro,challenge_score,n"
+    assert robustness[0] == (
+        "degradation,split,resolution,accuracy,f1_macro,challenge_score,n,score_ci_low,score_ci_high"
+    )
     assert len(robustness) == 1 + 3 * 3 and robustness[-1].startswith("bilinear,val_full,native,")
     report = (evaluated / "report.md").read_text()
     for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent)):
@@ -141,8 +150,9 @@ def test_failed_eval_after_fit_keeps_the_checkpoint(trained, tmp_path, monkeypat
 
 def test_predictions_csv_reproduces_metrics(evaluated) -> None:
     rows = read_predictions(evaluated / "predictions.csv")
-    assert list(rows[0]) == ["video", "frame", "label", "predicted",
+    assert list(rows[0]) == ["split", "video", "frame", "label", "predicted",
                              *(f"p_{c}" for c in EXPRESSIONS_7)]  # fmt: skip
+    assert [sum(r["split"] == s for r in rows) for s in ("val_select", "val_rest")] == [18, 27]
     keys = [(r["video"], int(r["frame"])) for r in rows]
     assert keys == sorted(keys) and len(set(keys)) == 45
     index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
@@ -156,7 +166,48 @@ def test_predictions_csv_reproduces_metrics(evaluated) -> None:
     recomputed = SplitMetrics.from_confusion(
         confusion_from_labels(labels, predicted, 7), EXPRESSIONS_7
     ).to_json()
-    assert recomputed == metrics["val_full"]["native"]
+    assert recomputed == {k: v for k, v in metrics["val_full"]["native"].items() if k != "ci95"}
+
+
+def frame_bootstrap(rows: list[dict[str, str]], split: str, stream: int) -> np.ndarray:
+    """A plain bootstrap of predictions.csv, grouped by video, on the evaluation's draws."""
+    rows = [r for r in rows if split == "val_full" or r["split"] == split]
+    videos = sorted({r["video"] for r in rows})
+    index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
+    by_video = {v: [r for r in rows if r["video"] == v] for v in videos}
+    scores = []
+    for sample in draw_videos(len(videos), 2000, seed=0, stream=stream):
+        drawn = [r for g in sample for r in by_video[videos[g]]]
+        confusion = confusion_from_labels([index[r["label"]] for r in drawn],
+                                          [index[r["predicted"]] for r in drawn], 7)  # fmt: skip
+        scores.append(SplitMetrics.from_confusion(confusion, EXPRESSIONS_7).challenge_score)
+    return np.quantile(scores, [0.025, 0.975])
+
+
+def test_native_intervals_equal_a_bootstrap_of_predictions_csv(evaluated) -> None:
+    rows = read_predictions(evaluated / "predictions.csv")
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    for stream, split in enumerate(SPLITS):
+        expected = frame_bootstrap(rows, split, stream)
+        ours = metrics[split]["native"]["ci95"]["challenge_score"]
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_per_video_file_adds_up_to_the_metrics_and_gives_their_intervals(evaluated) -> None:
+    stats = PerVideoStats.load(evaluated)
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert stats.unit == "video" and len(stats.groups) == 5 and stats.classes == list(EXPRESSIONS_7)
+    assert stats.points == ["native", "bilinear/8", "bilinear/16"]
+    settings = BootstrapSettings(2000, 0, 0.95)
+    boot = VideoBootstrap.create(stats, settings)
+    for split in SPLITS:
+        intervals = boot.intervals(split, stats.confusions)
+        for p, key in enumerate(("native", "8", "16")):
+            confusion = stats.confusions[stats.split_groups(split), p].sum(axis=0)
+            entry = SplitMetrics.from_confusion(confusion, EXPRESSIONS_7)
+            assert entry.challenge_score == metrics[split][key]["challenge_score"]
+            for metric, bounds in intervals[p].items():
+                assert list(bounds) == metrics[split][key]["ci95"][metric]
 
 
 def test_native_metrics_equal_training_validation(trained, evaluated) -> None:
