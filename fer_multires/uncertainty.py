@@ -23,11 +23,13 @@ Everything here works on per-group confusion matrices, never on frames:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fer_multires.metrics import metrics_from_confusion
 from fer_multires.results import EVAL_SPLITS, NATIVE, VAL_LOADERS
@@ -98,12 +100,13 @@ def group_confusions(
     Returns:
         ``(V, P, C, C)`` int64 counts, rows = true class.
     """
-    points = predicted.shape[1]
     cells = num_classes * num_classes
-    cell = label.astype(np.int64)[:, None] * num_classes + predicted.astype(np.int64)
-    index = (group.astype(np.int64)[:, None] * points + np.arange(points)) * cells + cell
-    counts = np.bincount(index.ravel(), minlength=num_groups * points * cells)
-    return counts.reshape(num_groups, points, num_classes, num_classes)
+    base = group.astype(np.int64) * cells + label.astype(np.int64) * num_classes
+    counts = np.empty((num_groups, predicted.shape[1], cells), np.int64)
+    for point in range(predicted.shape[1]):  # one point at a time: N-sized temporaries only
+        index = base + predicted[:, point]
+        counts[:, point] = np.bincount(index, minlength=num_groups * cells).reshape(-1, cells)
+    return counts.reshape(num_groups, -1, num_classes, num_classes)
 
 
 def draw_videos(num_groups: int, samples: int, seed: int, stream: int) -> np.ndarray:
@@ -141,13 +144,29 @@ def resampled_metrics(counts: np.ndarray, per_group: np.ndarray) -> dict[str, np
     shape = per_group.shape[1:]
     flat = per_group.reshape(num_groups, -1).astype(np.float64)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in INTERVAL_METRICS}
-    for start in range(0, len(counts), CHUNK):
-        block = counts[start : start + CHUNK].astype(np.float64)
-        confusions = (block @ flat).reshape(len(block), *shape)
-        metrics = metrics_from_confusion(confusions)
-        for name, key in INTERVAL_METRICS.items():
-            parts[name].append(metrics[key].numpy())
+    with one_torch_thread():
+        for start in range(0, len(counts), CHUNK):
+            block = counts[start : start + CHUNK].astype(np.float64)
+            confusions = (block @ flat).reshape(len(block), *shape)
+            metrics = metrics_from_confusion(confusions)
+            for name, key in INTERVAL_METRICS.items():
+                parts[name].append(metrics[key].numpy())
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch's CPU operations on one thread inside the block, then restore the count.
+
+    The bootstrap's reductions over many small 7 x 7 matrices take 0.1 s on one thread and 1 to
+    2 s on two threads of a loaded 2-core machine (``benchmarks/bootstrap.py``).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> np.ndarray:
@@ -203,21 +222,20 @@ class PerVideoStats:
         return self.points.index(name)
 
     def save(self, eval_dir: str | Path) -> Path:
-        """Write ``per_video.npz`` into an evaluation's folder (compact: only non-zero cells)."""
-        group, point, true, pred = np.nonzero(self.confusions)
+        """Write ``per_video.npz`` into an evaluation's folder (compressed, smallest integers)."""
+        counts = self.confusions.reshape(len(self.groups), len(self.points), -1)
+        dtype = np.uint16 if counts.max(initial=0) <= np.iinfo(np.uint16).max else np.int64
         path = per_video_file(eval_dir)
         save_npz_atomic(
             path,
+            compressed=True,
             format_version=np.array(FORMAT_VERSION),
             classes=np.array(self.classes, dtype=str),
             groups=np.asarray(self.groups, dtype=str),
             group_split=self.group_split.astype(np.int8),
             unit=np.array(self.unit),
             points=np.array(self.points, dtype=str),
-            cell_group=group.astype(np.int32),
-            cell_point=point.astype(np.int32),
-            cell_index=(true * len(self.classes) + pred).astype(np.int32),
-            cell_count=self.confusions[group, point, true, pred].astype(np.int64),
+            counts=counts.astype(dtype),
         )
         return path
 
@@ -236,18 +254,14 @@ class PerVideoStats:
             raise ValueError(f"{path}: not a per_video.npz of format {FORMAT_VERSION}")
         classes = [str(c) for c in arrays["classes"]]
         points = [str(p) for p in arrays["points"]]
-        num_classes = len(classes)
-        confusions = np.zeros((len(arrays["groups"]), len(points), num_classes**2), np.int64)
-        confusions[arrays["cell_group"], arrays["cell_point"], arrays["cell_index"]] = arrays[
-            "cell_count"
-        ]
+        shape = (len(arrays["groups"]), len(points), len(classes), len(classes))
         return cls(
             classes=classes,
             groups=arrays["groups"].astype(str),
             group_split=arrays["group_split"].astype(np.int8),
             unit=str(arrays["unit"]),
             points=points,
-            confusions=confusions.reshape(-1, len(points), num_classes, num_classes),
+            confusions=arrays["counts"].astype(np.int64).reshape(shape),
         )
 
 
