@@ -237,22 +237,52 @@ def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: st
 
 
 def plot_comparison(
-    a: Mapping[str, float], b: Mapping[str, float], names: tuple[str, str], ylabel: str,
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    names: tuple[str, str],
+    ylabel: str,
     path: str | Path,
-) -> None:  # fmt: skip
-    """Plot two models' score against resolution (log scale), native as dashed lines."""
-    figure = new_figure(6.0, 4.0)
-    ax = figure.subplots()
+    bands: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]] = ({}, {}),
+    difference: Mapping[str, tuple[float, Sequence[float] | None]] | None = None,
+) -> None:
+    """Plot two models' score against resolution (log scale), native as dashed lines.
+
+    Args:
+        a: model A's score per resolution key (``"8"``, ..., ``"native"``).
+        b: model B's.
+        names: the two models' names.
+        ylabel: the score axis label.
+        path: the PNG to write.
+        bands: each model's own interval per key, drawn as a shaded band.
+        difference: per key, A - B and its paired interval (or None): a second panel with the
+            difference, its band and the zero line.
+    """
+    panels = 2 if difference else 1
+    figure = new_figure(6.0 * panels, 4.0)
+    axes = np.atleast_1d(figure.subplots(1, panels))
+    ax = axes[0]
     keys = sorted((k for k in a.keys() & b.keys() if k != NATIVE), key=int)
     xs = [int(k) for k in keys]
-    for i, (scores, name) in enumerate(((a, names[0]), (b, names[1]))):
+    for i, (scores, name, band) in enumerate(((a, names[0], bands[0]), (b, names[1], bands[1]))):
         ax.plot(xs, [scores[k] for k in keys], marker="o", color=f"C{i}", label=name)
+        draw_band(ax, xs, [band.get(k) for k in keys], f"C{i}")
         if NATIVE in scores:
             ax.axhline(scores[NATIVE], color=f"C{i}", linestyle="--", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_ylim(0.0, 1.0)  # from 0: a small drop must not look like a cliff
-    ax.set_xlabel("input resolution (px, shorter side; dashed: native)")
     ax.set_ylabel(ylabel)
     ax.legend()
+    if difference:
+        diff_ax = axes[1]
+        diff_ax.plot(xs, [difference[k][0] for k in keys], marker="o", color="C2")
+        draw_band(diff_ax, xs, [difference[k][1] for k in keys], "C2")
+        diff_ax.axhline(0.0, color="0.3", linewidth=1)
+        if NATIVE in difference:
+            diff_ax.axhline(difference[NATIVE][0], color="C2", linestyle="--", linewidth=1)
+        diff_ax.set_ylabel(f"{names[0]} - {names[1]} (band: paired interval)")
+    for axis in axes:
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(xs, [str(x) for x in xs])
+        axis.minorticks_off()
+        axis.set_xlabel("input resolution (px, shorter side; dashed: native)")
+        axis.grid(alpha=0.3)
     save_figure_atomic(figure, path)
