@@ -146,6 +146,11 @@ def test_failed_eval_after_fit_keeps_the_checkpoint(trained, tmp_path, monkeypat
     assert not (run_dir / "eval" / "error.txt").exists()
     (job,) = write_report(run_dir)
     assert job.status == "ok" and job.eval_dir == (run_dir / "eval").resolve()
+    # the report shows the evaluation's scores with their intervals
+    entry = json.loads((run_dir / "eval" / "metrics.json").read_text())["val_rest"]["native"]
+    low, high = entry["ci95"]["challenge_score"]
+    cell = f"{entry['challenge_score']:.3f} [{low:.3f}, {high:.3f}]"
+    assert cell in (run_dir / "report.md").read_text()
 
 
 def test_predictions_csv_reproduces_metrics(evaluated) -> None:
@@ -448,6 +453,75 @@ def test_cli_honours_a_data_root_override(trained, evaluated, tmp_path) -> None:
     expected = [r for r in read_predictions(evaluated / "predictions.csv")
                 if (r["video"], r["frame"]) != ("val_002", "5")]  # fmt: skip
     assert read_predictions(out_dir / "predictions.csv") == expected
+    # the same model on one frame fewer: compare refuses, naming both files
+    refused = run_compare(evaluated, out_dir, tmp_path / "cmp")
+    assert refused.returncode == 1
+    assert (
+        f"{evaluated / 'metrics.json'} and {out_dir / 'metrics.json'} evaluate different data"
+        in (refused.stderr)
+    )
+
+
+def run_compare(a: Path, b: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "fer_multires.compare", str(a), str(b), "--out", str(out), *extra],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def paired_reference(a: list[dict], b: list[dict], split: str, samples: int) -> np.ndarray:
+    """The paired interval of the native score difference, from two predictions.csv files."""
+    a = [r for r in a if split in ("val_full", r["split"])]
+    b = [r for r in b if split in ("val_full", r["split"])]
+    assert [(r["video"], r["frame"]) for r in a] == [(r["video"], r["frame"]) for r in b]
+    videos = sorted({r["video"] for r in a})
+    index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
+
+    def score(rows: list[dict]) -> float:
+        confusion = confusion_from_labels([index[r["label"]] for r in rows],
+                                          [index[r["predicted"]] for r in rows], 7)  # fmt: skip
+        return SplitMetrics.from_confusion(confusion, EXPRESSIONS_7).challenge_score
+
+    differences = []
+    for sample in draw_videos(len(videos), samples, seed=0, stream=SPLITS.index(split)):
+        rows = [i for g in sample for i, r in enumerate(a) if r["video"] == videos[g]]
+        differences.append(score([a[i] for i in rows]) - score([b[i] for i in rows]))
+    return np.quantile(differences, [0.025, 0.975])
+
+
+def test_compare_cli_pairs_two_models_on_the_same_videos(trained, evaluated, tmp_path) -> None:
+    ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for value in ckpt["state_dict"].values():  # another model: perturbed weights
+        if value.is_floating_point():
+            value.add_(
+                0.5 * value.std().nan_to_num() * torch.randn(value.shape, generator=generator)
+            )
+    other_ckpt = tmp_path / "run" / "checkpoints" / "other.ckpt"
+    other_ckpt.parent.mkdir(parents=True)
+    torch.save(ckpt, other_ckpt)
+    shutil.copy(trained["run_dir"] / "config.yaml", tmp_path / "run" / "config.yaml")
+    other = tmp_path / "other"
+    run_eval(other_ckpt, other)
+    result = run_compare(evaluated, other, tmp_path / "cmp", "--samples", "300")
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdicts = ("beyond the interval", "the data cannot tell multires and baseline apart")
+    assert any(v in result.stdout for v in verdicts)
+    with (tmp_path / "cmp" / "comparison.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 3  # splits x (8, 16, native)
+    mine, theirs = (read_predictions(d / "predictions.csv") for d in (evaluated, other))
+    for split in ("val_rest", "val_full"):
+        (row,) = [r for r in rows if r["split"] == split and r["resolution"] == "native"]
+        expected = paired_reference(mine, theirs, split, 300)
+        np.testing.assert_allclose([float(row["ci_low"]), float(row["ci_high"])], expected,
+                                   atol=1e-6)  # fmt: skip
+    # an evaluation written before per_video.npz existed: compared without intervals, and said
+    (other / "per_video.npz").unlink()
+    result = run_compare(evaluated, other, tmp_path / "cmp_old")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{other / 'metrics.json'} has no per_video.npz" in result.stdout
 
 
 def test_eval_after_fit_under_ddp_equals_one_process(trained, tmp_path) -> None:
