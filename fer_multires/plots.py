@@ -199,12 +199,18 @@ def plot_score_grids(grids: Sequence[ScoreGrid]) -> Any:
     return figure
 
 
-def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: str) -> Any:
+def plot_resolution_curves(
+    curves: Mapping[str, Mapping[str, float]],
+    ylabel: str,
+    bands: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+) -> Any:
     """Draw a score against input resolution, one line per label; native as a square at right.
 
     Args:
         curves: ``{label: {"8" | "16" | ... | "native": score}}``.
         ylabel: the score axis label.
+        bands: ``{label: {resolution: (low, high)}}``: each line's intervals, shaded (a line
+            with an interval missing at any resolution gets no band).
     """
     all_res = sorted({int(r) for scores in curves.values() for r in scores if r.isdigit()})
     native_x = 2.0 * max(all_res, default=1)
@@ -212,7 +218,10 @@ def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: st
     ax = figure.add_subplot()
     for label, scores in curves.items():
         points = sorted((int(r), v) for r, v in scores.items() if r.isdigit())
-        (line,) = ax.plot([r for r, _ in points], [v for _, v in points], marker="o", label=label)
+        xs = [r for r, _ in points]
+        (line,) = ax.plot(xs, [v for _, v in points], marker="o", label=label)
+        band = (bands or {}).get(label, {})
+        draw_band(ax, xs, [band.get(str(r)) for r in xs], line.get_color())
         if NATIVE in scores:
             ax.plot([native_x], [scores[NATIVE]], marker="s", color=line.get_color(),
                     linestyle="none")  # fmt: skip

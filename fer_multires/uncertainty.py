@@ -46,6 +46,9 @@ INTERVAL_METRICS: dict[str, str] = {
 SPLIT_STREAMS: dict[str, int] = {split: i for i, split in enumerate(EVAL_SPLITS)}
 #: Version of the ``per_video.npz`` layout.
 FORMAT_VERSION = 1
+#: Fewer groups than this in a split, and its interval says little: a bootstrap can only draw
+#: from the videos there are (with 2 videos, 3 distinct resamples), so the report warns.
+FEW_GROUPS = 10
 #: Resamples scored per matrix product (bounds the memory of large image sets).
 CHUNK = 500
 
@@ -74,10 +77,15 @@ class BootstrapSettings:
         """The confidence level in percent (the ``95`` of ``ci95``)."""
         return round(self.confidence * 100)
 
-    def to_json(self, unit: str) -> dict[str, object]:
-        """Return the ``bootstrap`` entry of ``metrics.json`` (``unit``: what was resampled)."""
+    def to_json(self, unit: str, groups: Mapping[str, int]) -> dict[str, object]:
+        """Return the ``bootstrap`` entry of ``metrics.json``.
+
+        Args:
+            unit: what was resampled, ``video`` or ``image``.
+            groups: how many of them each split has.
+        """
         return {"samples": self.samples, "seed": self.seed, "confidence": self.confidence,
-                "resampled": unit}  # fmt: skip
+                "resampled": unit, "groups": dict(groups)}  # fmt: skip
 
 
 def point_name(kernel: str | None, key: str) -> str:

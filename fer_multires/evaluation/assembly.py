@@ -32,6 +32,8 @@ from fer_multires.results import (
 )
 from fer_multires.smoothing import GAUSSIAN_WINDOW_SIGMAS, choose_window, smooth_probabilities
 from fer_multires.uncertainty import (
+    FEW_GROUPS,
+    BootstrapSettings,
     PerVideoStats,
     VideoBootstrap,
     group_confusions,
@@ -301,6 +303,17 @@ def evaluated_dataset(datamodule: FERDataModule) -> str:
     return name if split == "val" else f"{name} ({split} split)"
 
 
+def bootstrap_entry(per_video: PerVideoStats, settings: BootstrapSettings) -> dict[str, Any]:
+    """Return ``metrics.json``'s ``bootstrap`` entry; warn about splits with few videos."""
+    groups = {split: len(per_video.split_groups(split)) for split in EVAL_SPLITS}
+    for split, count in groups.items():
+        if count < FEW_GROUPS:
+            log.warning("%s has %d %ss: its intervals say little (a bootstrap draws only "
+                        "from the %ss there are)", split, count, per_video.unit,
+                        per_video.unit)  # fmt: skip
+    return settings.to_json(per_video.unit, groups)
+
+
 def build_results(
     raw: RawResults,
     settings: EvalSettings,
@@ -354,5 +367,5 @@ def build_results(
         excluded_classes=dict(raw.excluded["val_full"]),
         degradations=degradations,
         jpeg_quality=settings.jpeg_quality,
-        bootstrap=settings.bootstrap.to_json(raw.per_video.unit) if bootstrap else None,
+        bootstrap=bootstrap_entry(raw.per_video, settings.bootstrap) if bootstrap else None,
     )

@@ -17,6 +17,7 @@ from fer_multires.evaluation.assembly import Predictions, RawResults
 from fer_multires.plots import plot_confusion_matrix, plot_resolution_robustness
 from fer_multires.results import EVAL_SPLITS, NATIVE, EvalResults, SplitMetrics, json_interval
 from fer_multires.runs import METRICS_FILE
+from fer_multires.uncertainty import FEW_GROUPS
 from fer_multires.utils.io import write_json_atomic, write_text_atomic
 from fer_multires.utils.tables import markdown_table, with_interval
 
@@ -162,10 +163,18 @@ def interval_lines(results: EvalResults) -> list[str]:
     if not boot:
         return []
     unit = boot.get("resampled", "video")
+    few = [f"{split} ({n} {unit}s)" for split, n in (boot.get("groups") or {}).items()
+           if n < FEW_GROUPS]  # fmt: skip
+    warning = (
+        f" Few {unit}s in {', '.join(few)}: there the interval says little, since a bootstrap can "
+        f"only draw from the {unit}s there are."
+        if few
+        else ""
+    )
     return [
         f"In brackets: the {round(boot['confidence'] * 100)}% percentile interval of a bootstrap "
         f"over {unit}s ({boot['samples']} resamples of whole {unit}s, seed {boot['seed']}; "
-        "frames of one video are not independent). See docs/evaluation.md.",
+        f"frames of one video are not independent). See docs/evaluation.md.{warning}",
         "",
     ]
 

@@ -18,10 +18,12 @@ from fer_multires.results import (
     load_eval_results,
 )
 from fer_multires.runs import (
+    CONFIG_FILE,
     RUN_MARKERS,
     config_file,
     config_files,
     eval_error_message,
+    hydra_file,
     last_checkpoint_path,
     read_training_results,
     run_status,
@@ -247,16 +249,21 @@ def eval_intervals(eval_dir: Path) -> dict[str, dict[str, tuple[float, float]]]:
 
 
 def seed_free_config(run_dir: Path) -> tuple[int | None, str | None]:
-    """Return a run's seed and its resolved config without it, as canonical JSON.
+    """Return a run's seed and its config without it, as canonical JSON.
 
-    Left out: the top-level ``seed`` and every ``seed`` key holding the same value (``data.seed``
-    is ``${seed}``); the run's own directory, wherever a path holds it, is replaced by
-    ``<run_dir>``. Runs of one sweep that differ only in ``seed=...`` get the same string.
+    Read from Hydra's copy of the composed config (``.hydra/config.yaml``, unresolved), where
+    the keys that follow the seed say so (``data.seed: ${seed}``): the top-level ``seed`` and
+    every ``${seed}`` are left out. Without it, from the resolved ``config.yaml``, leaving out
+    every ``seed`` key holding the run's seed. The run's own directory, wherever a path holds
+    it, is replaced by ``<run_dir>``. Runs of one sweep that differ only in ``seed=...`` get the
+    same string.
 
     Returns:
-        ``(seed, config)``; ``(None, None)`` without a readable ``config.yaml``.
+        ``(seed, config)``; ``(None, None)`` without a readable config.
     """
-    data = read_yaml(config_file(run_dir)) if config_file(run_dir).is_file() else None
+    unresolved, resolved = hydra_file(run_dir, CONFIG_FILE), config_file(run_dir)
+    source = unresolved if unresolved.is_file() else resolved
+    data = read_yaml(source) if source.is_file() else None
     if not isinstance(data, dict):
         return None, None
     seed = data.get("seed")
@@ -264,10 +271,14 @@ def seed_free_config(run_dir: Path) -> tuple[int | None, str | None]:
     own |= {str(d.get("output_dir")) for d in [data.get("paths")] if isinstance(d, dict)}
     own.discard("None")
 
+    def follows_seed(key: Any, value: Any) -> bool:
+        if source == unresolved:
+            return value == "${seed}"
+        return key == "seed" and value == seed
+
     def without_seed(node: Any) -> Any:
         if isinstance(node, Mapping):
-            return {str(k): without_seed(v) for k, v in node.items()
-                    if not (k == "seed" and v == seed)}  # fmt: skip
+            return {str(k): without_seed(v) for k, v in node.items() if not follows_seed(k, v)}
         if isinstance(node, list):
             return [without_seed(v) for v in node]
         if isinstance(node, str):
@@ -275,7 +286,8 @@ def seed_free_config(run_dir: Path) -> tuple[int | None, str | None]:
                 node = node.replace(path, "<run_dir>")
         return node
 
-    return integer(seed), json.dumps(without_seed(data), sort_keys=True, default=str)
+    top = {k: v for k, v in data.items() if k != "seed"}
+    return integer(seed), json.dumps(without_seed(top), sort_keys=True, default=str)
 
 
 def eval_challenge_scores(

@@ -188,12 +188,25 @@ def curves(jobs: Sequence[Job], common: Sequence[str]) -> dict[str, dict[str, fl
     Two jobs with the same short label (e.g. from two sweeps below one folder) keep two lines:
     the second is labelled with its full job name.
     """
-    lines: dict[str, dict[str, float]] = {}
+    return {label: job.eval_scores[REPORT_SPLIT] for label, job in curve_jobs(jobs, common).items()}
+
+
+def curve_bands(
+    jobs: Sequence[Job], common: Sequence[str]
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Return ``{legend label: {resolution: interval}}`` of the lines of :func:`curves`."""
+    return {label: job.eval_intervals.get(REPORT_SPLIT, {})
+            for label, job in curve_jobs(jobs, common).items()}  # fmt: skip
+
+
+def curve_jobs(jobs: Sequence[Job], common: Sequence[str]) -> dict[str, Job]:
+    """Return the evaluated jobs by legend label (a repeated label: the full job name)."""
+    labelled: dict[str, Job] = {}
     for job in jobs:
         if job.eval_scores.get(REPORT_SPLIT):
             label = short_label(job, common)
-            lines[job.name if label in lines else label] = job.eval_scores[REPORT_SPLIT]
-    return lines
+            labelled[job.name if label in labelled else label] = job
+    return labelled
 
 
 # --------------------------------------------------------------------------- jobs.csv
@@ -335,10 +348,16 @@ def mean_sd(values: Sequence[float | None]) -> str:
 
 
 def group_label(group: Sequence[Job], common: Sequence[str]) -> str:
-    """Name a seed group by its overrides other than the common ones and ``seed``."""
-    overrides = [o for o in varying_overrides(group[0], common)
-                 if re.sub(r"^[+~]+", "", o).split("=", 1)[0] != "seed"]  # fmt: skip
-    return " ".join(overrides) or ", ".join(job.name for job in group)
+    """Name a seed group by its overrides other than ``seed``.
+
+    Those not every job shares; all of them where the whole report is one group.
+    """
+
+    def not_seed(overrides: Sequence[str]) -> list[str]:
+        return [o for o in overrides if re.sub(r"^[+~]+", "", o).split("=", 1)[0] != "seed"]
+
+    label = not_seed(varying_overrides(group[0], common)) or not_seed(group[0].overrides)
+    return " ".join(label) or ", ".join(job.name for job in group)
 
 
 def seeds_section(jobs: Sequence[Job], common: Sequence[str], low_res: str) -> list[str]:

@@ -93,15 +93,18 @@ def test_output_directory_shape(evaluated) -> None:
     assert smoothing["chosen_on"] == "val_select" and smoothing["chosen_window"] in (1, 3, 5)
     for split in SPLITS:
         assert smoothing["results"][split]["1"] == metrics[split]["native"]
+    groups = {"val_select": 2, "val_rest": 3, "val_full": 5}
     assert metrics["bootstrap"] == {"samples": 2000, "seed": 0, "confidence": 0.95,
-                                    "resampled": "video"}  # fmt: skip
+                                    "resampled": "video", "groups": groups}  # fmt: skip
     robustness = (evaluated / "resolution_robustness.csv").read_text().splitlines()
     assert robustness[0] == (
         "degradation,split,resolution,accuracy,f1_macro,challenge_score,n,score_ci_low,score_ci_high"
     )
     assert len(robustness) == 1 + 3 * 3 and robustness[-1].startswith("bilinear,val_full,native,")
     report = (evaluated / "report.md").read_text()
-    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent)):
+    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent),
+                 "Few videos in val_select (2 videos), val_rest (3 videos), val_full (5 videos): "
+                 "there the interval says little"):  # fmt: skip
         assert text in report
     for png in ("resolution_robustness.png", "confusion_matrix.png"):
         assert (evaluated / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

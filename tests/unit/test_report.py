@@ -283,15 +283,21 @@ def test_degradations_get_a_table_of_their_own(tmp_path: Path) -> None:
 
 
 def seeded_run(root: Path, num: int, experiment: str, seed: int, val_rest: float) -> Path:
-    """A job of ``-m seed=... +experiment=...``: its config records the seed and its folder."""
+    """A job of ``-m seed=... +experiment=...``: its config records the seed and its folder.
+
+    As train writes them: Hydra's copy unresolved (``data.seed: ${seed}``), ``config.yaml``
+    resolved; a seed of 0 equals the synthetic set's own seed there.
+    """
     overrides = [f"seed={seed}", f"+experiment={experiment}"]
     run = root / job_name(num, *overrides)
     config = multires_config(8, 64 if experiment == "paper_multires" else 128)
     config |= {"seed": seed, "run_dir": str(run), "paths": {"output_dir": str(run)}}
-    config["data"] |= {"seed": seed, "val_select_seed": 0}
+    config["data"] |= {"seed": "${seed}", "val_select_seed": 0, "synthetic": {"seed": 0}}
     config["callbacks"] = {"model_checkpoint": {"dirpath": str(run / "checkpoints")}}
     write_training_run(run, overrides, config, {"val_select": 0.6, "val_rest": val_rest,
                                                 "val_full": 0.6})  # fmt: skip
+    config["data"]["seed"] = seed
+    write_yaml(run / "config.yaml", config)
     write_eval_output(run / "eval", base=val_rest)
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     for entry in metrics["val_rest"].values():
@@ -336,12 +342,24 @@ def test_runs_differing_only_in_seed_are_aggregated(tmp_path: Path) -> None:
     assert len(jobs) == 5
 
 
-def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hydra_copy", [True, False])
+def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path, hydra_copy) -> None:
     root = tmp_path / "multirun"
-    seeded_run(root, 0, "paper_multires", 1, 0.5)
-    other = seeded_run(root, 1, "paper_multires", 2, 0.6)
-    config = yaml.safe_load((other / "config.yaml").read_text())
-    config["data"]["batch_size"] = 32
-    write_yaml(other / "config.yaml", config)
+    runs = [seeded_run(root, i, "paper_multires", seed, 0.5) for i, seed in enumerate((0, 1))]
+    if not hydra_copy:  # a job without Hydra's copy: the resolved config.yaml alone
+        for run in runs:
+            (run / ".hydra" / "config.yaml").unlink()
+    write_report(root)
+    grouped = (
+        "| +experiment=paper_multires | 0, 1 | 0.500 ± 0.000 (n=2) |"
+        in (root / "report.md").read_text()
+    )
+    # seed 0 equals the synthetic set's seed: only the unresolved copy tells that it is not ${seed}
+    assert grouped == hydra_copy
+    for name in ("config.yaml", ".hydra/config.yaml"):
+        if (runs[1] / name).exists():
+            config = yaml.safe_load((runs[1] / name).read_text())
+            config["data"]["batch_size"] = 32
+            write_yaml(runs[1] / name, config)
     write_report(root)
     assert "## Seeds" not in (root / "report.md").read_text()
