@@ -84,18 +84,6 @@ def load_evaluation(eval_dir: Path) -> Evaluation:
     return Evaluation(Path(eval_dir), results, per_video)
 
 
-def load_scores(eval_dir: Path, split: str = REPORT_SPLIT) -> dict[str, dict[str, float]]:
-    """Return ``{kernel: {resolution key: challenge score}}`` of one split of an evaluate output.
-
-    Raises:
-        ResultsError: if ``eval_dir`` holds no evaluation's metrics.json, or lacks the split.
-    """
-    results = load_eval_results(eval_dir)
-    if split not in results.splits:
-        raise ResultsError(f"{metrics_file(eval_dir)}: no {split!r} results")
-    return {kernel: results.scores(split, kernel) for kernel in results.kernels()}
-
-
 def video_difference(a: PerVideoStats, b: PerVideoStats) -> tuple[str, Any, Any] | None:
     """Say how two evaluations' videos (images) differ, or None if they are the same.
 

@@ -152,7 +152,7 @@ def resampled_metrics(counts: np.ndarray, per_group: np.ndarray) -> dict[str, np
     shape = per_group.shape[1:]
     flat = per_group.reshape(num_groups, -1).astype(np.float64)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in INTERVAL_METRICS}
-    with one_torch_thread():
+    with single_torch_thread():
         for start in range(0, len(counts), CHUNK):
             block = counts[start : start + CHUNK].astype(np.float64)
             confusions = (block @ flat).reshape(len(block), *shape)
@@ -163,7 +163,7 @@ def resampled_metrics(counts: np.ndarray, per_group: np.ndarray) -> dict[str, np
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
+def single_torch_thread() -> Iterator[None]:
     """Run torch's CPU operations on one thread inside the block, then restore the count.
 
     The bootstrap's reductions over many small 7 x 7 matrices take 0.1 s on one thread and 1 to
