@@ -47,26 +47,28 @@ def confusion_from_labels(
 
 
 def metrics_from_confusion(confusion: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
-    """Compute accuracy, per-class F1, macro F1 and challenge score from a confusion matrix.
+    """Compute accuracy, per-class F1, macro F1 and challenge score from confusion matrices.
 
     Args:
-        confusion: ``C x C`` counts, rows = true class, columns = predicted class.
+        confusion: ``C x C`` counts, rows = true class, columns = predicted class; or a stack
+            ``(..., C, C)`` of them (the bootstrap scores thousands at once).
 
     Returns:
-        ``{"acc", "f1", "score", "f1_per_class", "n"}`` as float64 tensors (``f1_per_class`` of
-        length C; ``n`` the number of samples). With no samples, every value is 0.
+        ``{"acc", "f1", "score", "f1_per_class", "n"}`` as float64 tensors of the leading shape
+        (``f1_per_class`` with a last axis of length C; ``n`` the number of samples). With no
+        samples, every value is 0.
     """
     cm = torch.as_tensor(confusion, dtype=torch.float64)
-    n = cm.sum()
-    true_pos = cm.diagonal()
-    support = cm.sum(dim=1)
-    predicted = cm.sum(dim=0)
+    n = cm.sum(dim=(-2, -1))
+    true_pos = cm.diagonal(dim1=-2, dim2=-1)
+    support = cm.sum(dim=-1)
+    predicted = cm.sum(dim=-2)
     denominator = support + predicted
     f1_per_class = torch.where(
         denominator > 0, 2 * true_pos / denominator.clamp(min=1), torch.zeros_like(true_pos)
     )
-    acc = true_pos.sum() / n if n > 0 else torch.zeros((), dtype=torch.float64)
-    f1 = f1_per_class.mean()
+    acc = torch.where(n > 0, true_pos.sum(dim=-1) / n.clamp(min=1), torch.zeros_like(n))
+    f1 = f1_per_class.mean(dim=-1)
     return {
         "acc": acc,
         "f1": f1,

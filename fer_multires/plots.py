@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_multires.results import NATIVE
+from fer_multires.results import NATIVE, json_interval
 from fer_multires.utils.io import atomic_output
 
 #: ``(metric key, axis title)`` of the panels of the resolution-robustness figure.
@@ -57,7 +57,8 @@ def plot_resolution_robustness(
 
     With one degradation kernel, one line per split; with several, one line per kernel on
     ``split``. The native resolution (no degradation) is a dashed line. The y axes start at 0,
-    so that a small drop does not look like a cliff.
+    so that a small drop does not look like a cliff. Entries with an interval (``ci95``) get a
+    shaded band.
 
     Args:
         results: ``{kernel: {split: {"native" | str(resolution): {"challenge_score",
@@ -78,6 +79,7 @@ def plot_resolution_robustness(
             color = f"C{i}"
             ys = [by_res[str(r)][key] for r in xs]
             ax.plot(xs, ys, marker="o", color=color, label=name)
+            draw_band(ax, xs, [json_interval(by_res[str(r)], key) for r in xs], color)
             if i == 0 or len(results) == 1:
                 ax.axhline(by_res[NATIVE][key], color=color, linestyle="--", linewidth=1)
         if xs:
@@ -91,6 +93,16 @@ def plot_resolution_robustness(
     figure.supylabel("dashed: native resolution (no degradation)", fontsize="small")
     axes[0].legend(loc="best", fontsize="small")
     save_figure_atomic(figure, path)
+
+
+def draw_band(
+    ax: Any, xs: Sequence[float], intervals: Sequence[Sequence[float] | None], color: str
+) -> None:
+    """Shade the intervals around a line (nothing if any point lacks one)."""
+    if not xs or any(b is None for b in intervals):
+        return
+    lows, highs = zip(*intervals, strict=True)
+    ax.fill_between(xs, lows, highs, color=color, alpha=0.2, linewidth=0)
 
 
 def plot_confusion_matrix(
@@ -187,12 +199,18 @@ def plot_score_grids(grids: Sequence[ScoreGrid]) -> Any:
     return figure
 
 
-def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: str) -> Any:
+def plot_resolution_curves(
+    curves: Mapping[str, Mapping[str, float]],
+    ylabel: str,
+    bands: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+) -> Any:
     """Draw a score against input resolution, one line per label; native as a square at right.
 
     Args:
         curves: ``{label: {"8" | "16" | ... | "native": score}}``.
         ylabel: the score axis label.
+        bands: ``{label: {resolution: (low, high)}}``: each line's intervals, shaded (a line
+            with an interval missing at any resolution gets no band).
     """
     all_res = sorted({int(r) for scores in curves.values() for r in scores if r.isdigit()})
     native_x = 2.0 * max(all_res, default=1)
@@ -200,7 +218,10 @@ def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: st
     ax = figure.add_subplot()
     for label, scores in curves.items():
         points = sorted((int(r), v) for r, v in scores.items() if r.isdigit())
-        (line,) = ax.plot([r for r, _ in points], [v for _, v in points], marker="o", label=label)
+        xs = [r for r, _ in points]
+        (line,) = ax.plot(xs, [v for _, v in points], marker="o", label=label)
+        band = (bands or {}).get(label, {})
+        draw_band(ax, xs, [band.get(str(r)) for r in xs], line.get_color())
         if NATIVE in scores:
             ax.plot([native_x], [scores[NATIVE]], marker="s", color=line.get_color(),
                     linestyle="none")  # fmt: skip
@@ -225,22 +246,52 @@ def plot_resolution_curves(curves: Mapping[str, Mapping[str, float]], ylabel: st
 
 
 def plot_comparison(
-    a: Mapping[str, float], b: Mapping[str, float], names: tuple[str, str], ylabel: str,
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    names: tuple[str, str],
+    ylabel: str,
     path: str | Path,
-) -> None:  # fmt: skip
-    """Plot two models' score against resolution (log scale), native as dashed lines."""
-    figure = new_figure(6.0, 4.0)
-    ax = figure.subplots()
+    bands: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]] = ({}, {}),
+    difference: Mapping[str, tuple[float, Sequence[float] | None]] | None = None,
+) -> None:
+    """Plot two models' score against resolution (log scale), native as dashed lines.
+
+    Args:
+        a: model A's score per resolution key (``"8"``, ..., ``"native"``).
+        b: model B's.
+        names: the two models' names.
+        ylabel: the score axis label.
+        path: the PNG to write.
+        bands: each model's own interval per key, drawn as a shaded band.
+        difference: per key, A - B and its paired interval (or None): a second panel with the
+            difference, its band and the zero line.
+    """
+    panels = 2 if difference else 1
+    figure = new_figure(6.0 * panels, 4.0)
+    axes = np.atleast_1d(figure.subplots(1, panels))
+    ax = axes[0]
     keys = sorted((k for k in a.keys() & b.keys() if k != NATIVE), key=int)
     xs = [int(k) for k in keys]
-    for i, (scores, name) in enumerate(((a, names[0]), (b, names[1]))):
+    for i, (scores, name, band) in enumerate(((a, names[0], bands[0]), (b, names[1], bands[1]))):
         ax.plot(xs, [scores[k] for k in keys], marker="o", color=f"C{i}", label=name)
+        draw_band(ax, xs, [band.get(k) for k in keys], f"C{i}")
         if NATIVE in scores:
             ax.axhline(scores[NATIVE], color=f"C{i}", linestyle="--", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_ylim(0.0, 1.0)  # from 0: a small drop must not look like a cliff
-    ax.set_xlabel("input resolution (px, shorter side; dashed: native)")
     ax.set_ylabel(ylabel)
     ax.legend()
+    if difference:
+        diff_ax = axes[1]
+        diff_ax.plot(xs, [difference[k][0] for k in keys], marker="o", color="C2")
+        draw_band(diff_ax, xs, [difference[k][1] for k in keys], "C2")
+        diff_ax.axhline(0.0, color="0.3", linewidth=1)
+        if NATIVE in difference:
+            diff_ax.axhline(difference[NATIVE][0], color="C2", linestyle="--", linewidth=1)
+        diff_ax.set_ylabel(f"{names[0]} - {names[1]} (band: paired interval)")
+    for axis in axes:
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(xs, [str(x) for x in xs])
+        axis.minorticks_off()
+        axis.set_xlabel("input resolution (px, shorter side; dashed: native)")
+        axis.grid(alpha=0.3)
     save_figure_atomic(figure, path)

@@ -12,8 +12,9 @@ the notebook, the tests) goes through this module:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,24 @@ REPORT_SPLIT = "val_rest"
 NATIVE = "native"
 
 
+#: The key of an interval beside a score in ``metrics.json``: ``ci95`` for a 95% interval.
+INTERVAL_KEY = re.compile(r"ci(\d{2})")
+
+
+def interval_key(percent: int) -> str:
+    """Return the ``metrics.json`` key of a ``percent`` % interval (``ci95``)."""
+    return f"ci{percent}"
+
+
+def json_interval(entry: Mapping[str, Any], metric: str) -> tuple[float, float] | None:
+    """Return the interval of ``metric`` stored in one ``metrics.json`` entry, or None."""
+    for key, value in entry.items():
+        if INTERVAL_KEY.fullmatch(key) and metric in value:
+            low, high = value[metric]
+            return float(low), float(high)
+    return None
+
+
 class ResultsError(ValueError):
     """A ``metrics.json`` that is missing, unreadable or not of the expected shape."""
 
@@ -46,6 +65,10 @@ class SplitMetrics:
         f1_per_class: F1 of each class, by name, in label order.
         challenge_score: 0.33 accuracy + 0.67 macro F1.
         n: frames counted.
+        ci: ``{metric: (low, high)}``, the bootstrap interval over videos of
+            ``challenge_score``, ``accuracy`` and ``f1_macro`` (None: not computed, or an
+            evaluation written before intervals existed).
+        ci_percent: the interval's confidence level in percent (``ci95`` in ``metrics.json``).
     """
 
     accuracy: float
@@ -53,6 +76,8 @@ class SplitMetrics:
     f1_per_class: dict[str, float]
     challenge_score: float
     n: int
+    ci: dict[str, tuple[float, float]] | None = None
+    ci_percent: int = 95
 
     @classmethod
     def from_confusion(cls, confusion: np.ndarray, classes: Sequence[str]) -> SplitMetrics:
@@ -63,18 +88,36 @@ class SplitMetrics:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SplitMetrics:
-        """Read one entry of an evaluation's ``metrics.json``."""
+        """Read one entry of an evaluation's ``metrics.json`` (with or without an interval)."""
+        key = next((k for k in data if INTERVAL_KEY.fullmatch(k)), None)
         return cls(
             accuracy=float(data["accuracy"]),
             f1_macro=float(data["f1_macro"]),
             f1_per_class={str(c): float(f) for c, f in data["f1_per_class"].items()},
             challenge_score=float(data["challenge_score"]),
             n=int(data["n"]),
-        )
+            ci=None if key is None else {
+                str(m): (float(lo), float(hi)) for m, (lo, hi) in data[key].items()
+            },
+            ci_percent=95 if key is None else int(key[2:]),
+        )  # fmt: skip
+
+    def with_interval(self, ci: Mapping[str, tuple[float, float]], percent: int) -> SplitMetrics:
+        """Return these metrics with an interval."""
+        return replace(self, ci=dict(ci), ci_percent=percent)
 
     def to_json(self) -> dict[str, Any]:
-        """Return the JSON entry."""
-        return asdict(self)
+        """Return the JSON entry (the interval, if any, as ``ci<percent>: {metric: [lo, hi]}``)."""
+        data: dict[str, Any] = {
+            "accuracy": self.accuracy,
+            "f1_macro": self.f1_macro,
+            "f1_per_class": dict(self.f1_per_class),
+            "challenge_score": self.challenge_score,
+            "n": self.n,
+        }
+        if self.ci is not None:
+            data[interval_key(self.ci_percent)] = {m: list(b) for m, b in self.ci.items()}
+        return data
 
 
 @dataclass
@@ -98,6 +141,8 @@ class EvalResults:
         degradations: ``{kernel: {split: {resolution key: metrics}}}`` for every evaluated way
             of making the low resolutions; ``splits`` holds the training kernel's (bilinear).
         jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
+        bootstrap: how the intervals were computed (``samples``, ``seed``, ``confidence``,
+            ``resampled``: ``video`` or ``image``); None without intervals.
     """
 
     checkpoint: str
@@ -114,6 +159,7 @@ class EvalResults:
     excluded_classes: dict[str, int] = field(default_factory=dict)
     degradations: dict[str, dict[str, dict[str, SplitMetrics]]] = field(default_factory=dict)
     jpeg_quality: int | None = None
+    bootstrap: dict[str, Any] | None = None
 
     def kernels(self) -> list[str]:
         """Return the evaluated degradation kernels (the training's alone for older files)."""
@@ -160,6 +206,7 @@ class EvalResults:
             for kernel, by_split in self.degradations.items()
         }
         data["jpeg_quality"] = self.jpeg_quality
+        data["bootstrap"] = self.bootstrap
         return data
 
     @classmethod
@@ -197,6 +244,7 @@ class EvalResults:
                 for kernel, by_split in (data.get("degradations") or {}).items()
             },
             jpeg_quality=data.get("jpeg_quality"),
+            bootstrap=data.get("bootstrap"),
         )
 
 

@@ -45,6 +45,9 @@ CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 #: A training's summary, or an evaluation's results.
 METRICS_FILE = "metrics.json"
+#: An evaluation's per-video (per-image) confusion matrices at every resolution and degradation:
+#: what intervals and paired comparisons are recomputed from, without the model.
+PER_VIDEO_FILE = "per_video.npz"
 #: A failed run's (or evaluation's) error.
 ERROR_FILE = "error.txt"
 #: The folder of a run's evaluation after training.
@@ -69,6 +72,11 @@ def metrics_file(path: str | Path) -> Path:
     """Return the ``metrics.json`` of a run or evaluation directory (a file is returned as is)."""
     path = Path(path)
     return path / METRICS_FILE if path.is_dir() else path
+
+
+def per_video_file(path: str | Path) -> Path:
+    """Return the ``per_video.npz`` beside an evaluation's ``metrics.json`` (or in its folder)."""
+    return metrics_file(path).parent / PER_VIDEO_FILE
 
 
 def error_file(run_dir: str | Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,15 @@ from fer_multires.results import (
     SplitMetrics,
 )
 from fer_multires.smoothing import GAUSSIAN_WINDOW_SIGMAS, choose_window, smooth_probabilities
+from fer_multires.uncertainty import (
+    FEW_GROUPS,
+    BootstrapSettings,
+    PerVideoStats,
+    VideoBootstrap,
+    group_confusions,
+    per_video_stats,
+    point_name,
+)
 from fer_multires.utils.io import printable_name
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,9 @@ class Predictions:
         label: per row, the true class index (into the evaluation's classes).
         predicted: per row, the predicted class index (argmax of the logits).
         probs: ``(N, C)`` class probabilities (softmax of the logits).
+        point_predicted: ``(N, P)`` the predicted class at every evaluated point
+            (:func:`~fer_multires.evaluation.module.evaluation_points`; native first).
+        has_videos: whether the rows are video frames (else still images).
     """
 
     split: np.ndarray
@@ -54,7 +67,13 @@ class Predictions:
     label: np.ndarray
     predicted: np.ndarray
     probs: np.ndarray
+    point_predicted: np.ndarray
     has_videos: bool = True
+
+    @property
+    def unit(self) -> str:
+        """What a group of rows is: ``video``, or ``image`` for still images."""
+        return "video" if self.has_videos else "image"
 
     def mask(self, split: str) -> np.ndarray:
         """Return the rows of ``split`` (all rows for ``val_full``)."""
@@ -74,6 +93,7 @@ class RawResults:
         skipped: unreadable samples left out, per split.
         excluded: per split, the samples of each class the model does not know.
         predictions: the native-resolution predictions.
+        per_video: the confusion matrices of each video (image) at every point.
     """
 
     confusions: dict[str, dict[str, np.ndarray]]
@@ -81,6 +101,7 @@ class RawResults:
     skipped: dict[str, int]
     excluded: dict[str, dict[str, int]]
     predictions: Predictions
+    per_video: PerVideoStats
 
 
 def load_raw_results(
@@ -113,7 +134,35 @@ def load_raw_results(
         split: match.excluded_counts(datamodule.splits[split].label) for split in EVAL_SPLITS
     }
     predictions = build_predictions(data, datamodule, skipped, excluded, match)
-    return RawResults(degradations[TRAINING_KERNEL], degradations, skipped, excluded, predictions)
+    names = [point_name(k, NATIVE if r is None else str(r)) for k, r in points]
+    per_video = per_video_stats(
+        predictions.video, predictions.split, predictions.label, predictions.point_predicted,
+        names, match.shared, predictions.unit,
+    )  # fmt: skip
+    check_per_video(per_video, degradations)
+    return RawResults(
+        degradations[TRAINING_KERNEL], degradations, skipped, excluded, predictions, per_video
+    )
+
+
+def check_per_video(
+    per_video: PerVideoStats, degradations: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]
+) -> None:
+    """Check that the per-video matrices add up to each split's (summed-metric) matrix.
+
+    Raises:
+        RuntimeError: naming the split and point where they differ (a bug, not bad input).
+    """
+    for kernel, by_split in degradations.items():
+        for split, by_key in by_split.items():
+            rows = per_video.split_groups(split)
+            for key, confusion in by_key.items():
+                summed = per_video.confusions[rows, per_video.point_index(kernel, key)].sum(0)
+                if not np.array_equal(summed, confusion):
+                    raise RuntimeError(
+                        f"{split} {point_name(kernel, key)}: the per-{per_video.unit} confusion "
+                        "matrices do not add up to the split's"
+                    )
 
 
 def build_predictions(
@@ -148,13 +197,15 @@ def build_predictions(
     frame = np.concatenate(frames)
     order = np.lexsort((frame, np.unique(video.astype(str), return_inverse=True)[1]))
     split_rows = np.concatenate([np.flatnonzero(data["split"] == s) for s in range(2)])
+    point_predicted = data["predicted"][split_rows][order].astype(np.int64)
     return Predictions(
         split=np.concatenate(names)[order],
         video=video[order],
         frame=frame[order],
         label=np.concatenate(labels)[order],
-        predicted=data["predicted"][split_rows][order],
+        predicted=point_predicted[:, 0],
         probs=data["probs"][split_rows][order],
+        point_predicted=point_predicted,
         has_videos=datamodule.splits["val_full"].has_videos,
     )
 
@@ -183,12 +234,18 @@ def check_coverage(split: str, rows: np.ndarray, size: int, skipped: int, exclud
 
 
 def smoothing_results(
-    predictions: Predictions, kind: str, windows: Sequence[int], classes: Sequence[str]
+    predictions: Predictions,
+    kind: str,
+    windows: Sequence[int],
+    classes: Sequence[str],
+    bootstrap: VideoBootstrap | None = None,
 ) -> dict[str, Any]:
     """Score temporal smoothing for each window; choose the window on ``val_select``.
 
     Window 1 (no smoothing, the argmax of the logits) is always scored, so smoothing is only
-    chosen when it helps on ``val_select``.
+    chosen when it helps on ``val_select``. With ``bootstrap``, each score gets its interval on
+    the same draws of videos as the unsmoothed scores (smoothing stays within a video, so the
+    smoothed per-video confusion matrices are resampled as the others are).
 
     Returns:
         ``{"kind", "windows", "chosen_window", "chosen_on", "results": {split: {window: metrics}}}``
@@ -198,7 +255,7 @@ def smoothing_results(
         return {"kind": "none"}
     if not predictions.has_videos:
         return {"kind": "none", "reason": "still images: the dataset has no videos to smooth"}
-    video_ids = np.unique(predictions.video.astype(str), return_inverse=True)[1]
+    names, video_ids = np.unique(predictions.video.astype(str), return_inverse=True)
     all_windows = sorted({1, *windows})
     results: dict[str, dict[str, Any]] = {split: {} for split in EVAL_SPLITS}
     for window in all_windows:
@@ -208,12 +265,18 @@ def smoothing_results(
                 predictions.probs, video_ids, predictions.frame, window, kind
             )
             predicted = smoothed.argmax(axis=1)
+        per_group = group_confusions(
+            video_ids, predictions.label, predicted[:, None], len(names), len(classes)
+        )
         for split in EVAL_SPLITS:
             rows = predictions.mask(split)
             confusion = confusion_from_labels(
                 predictions.label[rows], predicted[rows], len(classes)
             )
-            results[split][str(window)] = SplitMetrics.from_confusion(confusion, classes).to_json()
+            metrics = SplitMetrics.from_confusion(confusion, classes)
+            if bootstrap is not None and (ci := bootstrap.intervals(split, per_group)):
+                metrics = metrics.with_interval(ci[0], bootstrap.settings.percent)
+            results[split][str(window)] = metrics.to_json()
     chosen = choose_window(
         {w: results["val_select"][str(w)]["challenge_score"] for w in all_windows}
     )
@@ -240,6 +303,17 @@ def evaluated_dataset(datamodule: FERDataModule) -> str:
     return name if split == "val" else f"{name} ({split} split)"
 
 
+def bootstrap_entry(per_video: PerVideoStats, settings: BootstrapSettings) -> dict[str, Any]:
+    """Return ``metrics.json``'s ``bootstrap`` entry; warn about splits with few videos."""
+    groups = {split: len(per_video.split_groups(split)) for split in EVAL_SPLITS}
+    for split, count in groups.items():
+        if count < FEW_GROUPS:
+            log.warning("%s has %d %ss: its intervals say little (a bootstrap draws only "
+                        "from the %ss there are)", split, count, per_video.unit,
+                        per_video.unit)  # fmt: skip
+    return settings.to_json(per_video.unit, groups)
+
+
 def build_results(
     raw: RawResults,
     settings: EvalSettings,
@@ -247,18 +321,35 @@ def build_results(
     run_config: Path | None,
     match: ClassMatch,
 ) -> EvalResults:
-    """Assemble the evaluation's results: per split and resolution, plus context and smoothing."""
+    """Assemble the evaluation's results: per split and resolution, plus context and smoothing.
+
+    Every score gets its bootstrap interval over videos (``eval.bootstrap``), every point of a
+    split on the same draws.
+    """
     classes = list(match.shared)
+    bootstrap = None
+    intervals: dict[str, list[dict[str, tuple[float, float]]] | None] = {}
+    if settings.bootstrap.enabled:
+        start = time.perf_counter()
+        bootstrap = VideoBootstrap.create(raw.per_video, settings.bootstrap)
+        intervals = {s: bootstrap.intervals(s, raw.per_video.confusions) for s in EVAL_SPLITS}
+        log.info("bootstrap intervals (%d resamples of %d %ss) in %.2f s",
+                 settings.bootstrap.samples, len(raw.per_video.groups), raw.per_video.unit,
+                 time.perf_counter() - start)  # fmt: skip
 
-    def metrics(by_split: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
-        return {
-            split: {
-                key: SplitMetrics.from_confusion(confusion, classes)
-                for key, confusion in by_split[split].items()
-            }
-            for split in EVAL_SPLITS
-        }
+    def metrics(kernel: str) -> dict[str, dict[str, SplitMetrics]]:
+        out: dict[str, dict[str, SplitMetrics]] = {}
+        for split in EVAL_SPLITS:
+            out[split] = {}
+            for key, confusion in raw.degradations[kernel][split].items():
+                entry = SplitMetrics.from_confusion(confusion, classes)
+                if ci := intervals.get(split):
+                    point = raw.per_video.point_index(kernel, key)
+                    entry = entry.with_interval(ci[point], settings.bootstrap.percent)
+                out[split][key] = entry
+        return out
 
+    degradations = {kernel: metrics(kernel) for kernel in raw.degradations}
     return EvalResults(
         checkpoint=os.path.abspath(settings.ckpt_path),
         data_root=os.path.abspath(datamodule.root),
@@ -267,11 +358,14 @@ def build_results(
         native_size=list(datamodule.native_size),
         resolutions=list(settings.resolutions),
         skipped_images=raw.skipped,
-        splits=metrics(raw.confusions),
-        smoothing=smoothing_results(raw.predictions, settings.smoothing, settings.windows, classes),
+        splits=degradations[TRAINING_KERNEL],
+        smoothing=smoothing_results(
+            raw.predictions, settings.smoothing, settings.windows, classes, bootstrap
+        ),
         dataset=evaluated_dataset(datamodule),
         model_classes=list(match.model_classes),
         excluded_classes=dict(raw.excluded["val_full"]),
-        degradations={kernel: metrics(by_split) for kernel, by_split in raw.degradations.items()},
+        degradations=degradations,
         jpeg_quality=settings.jpeg_quality,
+        bootstrap=bootstrap_entry(raw.per_video, settings.bootstrap) if bootstrap else None,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from fer_multires.data.batch_transforms import DEGRADATIONS, TRAINING_KERNEL
 from fer_multires.runs import hydra_record, missing_run_config, resolve_checkpoint, run_config_of
 from fer_multires.smoothing import check_smoothing
+from fer_multires.uncertainty import BootstrapSettings
 from fer_multires.utils.config import required
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class EvalSettings:
         jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
         compile: compile the backbone (``torch.compile``) for the evaluation; None: as the
             checkpoint was trained (its ``model.compile``).
+        bootstrap: the intervals' bootstrap over videos (``eval.bootstrap``).
     """
 
     ckpt_path: Path
@@ -59,6 +61,51 @@ class EvalSettings:
     degradations: tuple[str, ...] = (TRAINING_KERNEL,)
     jpeg_quality: int = 30
     compile: bool | None = None
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+
+
+def check_bootstrap(node: Any) -> BootstrapSettings:
+    """Validate ``eval.bootstrap``: ``samples``, ``seed`` and ``confidence``.
+
+    ``samples``: 0 (no intervals) or >= 100; ``seed``: >= 0; ``confidence``: a whole percent
+    from 0.50 to 0.99. A missing node or key takes the default (2,000 resamples, seed 0, 95%).
+
+    Raises:
+        ValueError: naming the ``eval.bootstrap.*`` key.
+    """
+    if node is None:
+        return BootstrapSettings()
+    if not (OmegaConf.is_dict(node) or isinstance(node, dict)):
+        raise ValueError(f"eval.bootstrap={node!r} must be a mapping (samples, seed, confidence)")
+    unknown = sorted(set(node) - {"samples", "seed", "confidence"})
+    if unknown:
+        raise ValueError(f"eval.bootstrap: unknown key(s) {', '.join(map(str, unknown))}; "
+                         "expected samples, seed, confidence")  # fmt: skip
+    default = BootstrapSettings()
+    samples = node.get("samples", default.samples)
+    if (
+        isinstance(samples, bool)
+        or not isinstance(samples, int)
+        or not (samples == 0 or samples >= 100)
+    ):
+        raise ValueError(
+            f"eval.bootstrap.samples={samples!r} must be an integer >= 100 (0: no intervals)"
+        )
+    seed = node.get("seed", default.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"eval.bootstrap.seed={seed!r} must be an integer >= 0")
+    confidence = node.get("confidence", default.confidence)
+    if (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, int | float)
+        or not 0.5 <= confidence <= 0.99
+        or abs(confidence * 100 - round(confidence * 100)) > 1e-9
+    ):
+        raise ValueError(
+            f"eval.bootstrap.confidence={confidence!r} must be a whole percent from 0.50 to 0.99 "
+            "(e.g. 0.95)"
+        )
+    return BootstrapSettings(int(samples), int(seed), float(confidence))
 
 
 def check_compile(value: Any) -> bool | None:
@@ -145,6 +192,7 @@ def check_eval_node(node: DictConfig, ckpt_path: Path) -> EvalSettings:
         degradations=check_degradations(node.get("degradations")),
         jpeg_quality=check_jpeg_quality(node.get("jpeg_quality", 30)),
         compile=check_compile(node.get("compile")),
+        bootstrap=check_bootstrap(node.get("bootstrap")),
     )
 
 

@@ -2,8 +2,9 @@
 
 Exact on any number of processes: the data module partitions the loaders across processes without
 padding, each (split, resolution) has a :class:`~fer_multires.metrics.ChallengeScore` whose
-confusion matrix is summed across processes, and the native-resolution predictions are gathered
-on global rank 0.
+confusion matrix is summed across processes, and the predictions (the native probabilities, the
+predicted class at every point) are gathered on global rank 0, where the per-video confusion
+matrices are counted from them.
 
 No batch waits for the device (see :mod:`fer_multires.models.module`): unreadable samples are
 counted on the host before the transfer, and the native predictions stay on the device until the
@@ -128,6 +129,7 @@ class EvalModule(LightningModule):
         self.skipped[split].add(dropped)
         if not len(labels):
             return
+        predicted, native_logits = [], None
         for i, (kernel, resolution) in enumerate(self.points):
             x = self.batch_transform.eval(
                 images, resolution, kernel or TRAINING_KERNEL, self.jpeg_quality
@@ -136,8 +138,10 @@ class EvalModule(LightningModule):
             if not self.all_columns:
                 logits = logits[:, self.logit_columns]
             self.scores[metric_key(split, i)].update(logits, labels)
+            predicted.append(logits.argmax(dim=1))
             if resolution is None:
-                self._keep(dataloader_idx, index, logits)
+                native_logits = logits
+        self._keep(dataloader_idx, index, native_logits, torch.stack(predicted, dim=1))
 
     def known_classes(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Leave out samples of classes the model does not know; relabel to shared classes."""
@@ -150,13 +154,19 @@ class EvalModule(LightningModule):
             "label": mapped[keep],
         }
 
-    def _keep(self, split_id: int, index: torch.Tensor, logits: torch.Tensor) -> None:
-        """Keep the native predictions on the device (read back once, at the epoch's end)."""
+    def _keep(
+        self, split_id: int, index: torch.Tensor, logits: torch.Tensor, predicted: torch.Tensor
+    ) -> None:
+        """Keep the native probabilities and every point's predicted class on the device.
+
+        Read back once, at the epoch's end; the predictions at every point give the per-video
+        confusion matrices (:mod:`fer_multires.uncertainty`).
+        """
         self._rows.append(
             {
                 "split": torch.full_like(index, split_id, dtype=torch.int8),
                 "index": index.long(),
-                "predicted": logits.argmax(dim=1),
+                "predicted": predicted.to(torch.int16),
                 "probs": F.softmax(logits, dim=1).float(),
             }
         )
@@ -166,7 +176,7 @@ class EvalModule(LightningModule):
         empty = {
             "split": np.zeros(0, np.int8),
             "index": np.zeros(0, np.int64),
-            "predicted": np.zeros(0, np.int64),
+            "predicted": np.zeros((0, len(self.points)), np.int16),
             "probs": np.zeros((0, num_classes), np.float32),
         }
         if not self._rows:

@@ -15,10 +15,11 @@ import numpy as np
 
 from fer_multires.evaluation.assembly import Predictions, RawResults
 from fer_multires.plots import plot_confusion_matrix, plot_resolution_robustness
-from fer_multires.results import EVAL_SPLITS, NATIVE, EvalResults
+from fer_multires.results import EVAL_SPLITS, NATIVE, EvalResults, SplitMetrics, json_interval
 from fer_multires.runs import METRICS_FILE
+from fer_multires.uncertainty import FEW_GROUPS
 from fer_multires.utils.io import write_json_atomic, write_text_atomic
-from fer_multires.utils.tables import markdown_table
+from fer_multires.utils.tables import markdown_table, with_interval
 
 HONESTY_NOTE = (
     "val_select was used for model selection (and to choose the smoothing window), so val_rest "
@@ -27,14 +28,18 @@ HONESTY_NOTE = (
 
 
 def predictions_csv(predictions: Predictions, classes: Sequence[str]) -> str:
-    """Render ``predictions.csv``: video (or image), frame, label, predicted, ``p_<Class>``."""
+    """Render ``predictions.csv``: split, video (or image), frame, label, predicted, ``p_<Class>``.
+
+    One row per ``val_full`` sample; ``split`` is ``val_select`` or ``val_rest``.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    source = "video" if predictions.has_videos else "image"
-    writer.writerow([source, "frame", "label", "predicted", *(f"p_{c}" for c in classes)])
+    header = ["split", predictions.unit, "frame", "label", "predicted"]
+    writer.writerow([*header, *(f"p_{c}" for c in classes)])
     names = np.asarray(classes, dtype=object)
     probs = np.char.mod("%.6g", predictions.probs)
     rows = zip(
+        predictions.split,
         predictions.video,
         predictions.frame.tolist(),
         names[predictions.label],
@@ -42,21 +47,36 @@ def predictions_csv(predictions: Predictions, classes: Sequence[str]) -> str:
         probs.tolist(),
         strict=True,
     )
-    writer.writerows([video, frame, label, pred, *p] for video, frame, label, pred, p in rows)
+    writer.writerows([split, video, frame, label, pred, *p]
+                     for split, video, frame, label, pred, p in rows)  # fmt: skip
     return buffer.getvalue()
+
+
+#: The columns of ``resolution_robustness.csv`` (the interval's bounds empty without one).
+ROBUSTNESS_COLUMNS: tuple[str, ...] = (
+    "degradation", "split", "resolution", "accuracy", "f1_macro", "challenge_score", "n",
+    "score_ci_low", "score_ci_high",
+)  # fmt: skip
+
+
+def score_cell(m: SplitMetrics, metric: str = "challenge_score") -> str:
+    """Render one metric of a split with its interval: ``0.612 [0.571, 0.650]``."""
+    return with_interval(getattr(m, metric), (m.ci or {}).get(metric))
 
 
 def robustness_csv(results: EvalResults) -> str:
     """Render ``resolution_robustness.csv``: one row per (degradation, split, resolution)."""
-    lines = ["degradation,split,resolution,accuracy,f1_macro,challenge_score,n"]
+    lines = [",".join(ROBUSTNESS_COLUMNS)]
     for kernel in results.kernels():
         by_split = results.kernel_splits(kernel)
         for split in EVAL_SPLITS:
             for key in results.resolution_keys():
                 m = by_split[split][key]
+                low, high = (m.ci or {}).get("challenge_score", ("", ""))
+                bounds = ",".join(f"{b:.6f}" if b != "" else "" for b in (low, high))
                 lines.append(
                     f"{kernel},{split},{key},{m.accuracy:.6f},{m.f1_macro:.6f},"
-                    f"{m.challenge_score:.6f},{m.n}"
+                    f"{m.challenge_score:.6f},{m.n},{bounds}"
                 )
     return "\n".join(lines) + "\n"
 
@@ -68,9 +88,10 @@ def native_tables(results: EvalResults) -> list[str]:
     classes = results.classes
     per_class = [[s, *(native[s].f1_per_class[c] for c in classes)] for s in splits]
     summary_rows = [
-        [s, native[s].accuracy, native[s].f1_macro, native[s].challenge_score, native[s].n]
+        [s, *(score_cell(native[s], m) for m in ("accuracy", "f1_macro", "challenge_score")),
+         native[s].n]
         for s in splits
-    ]
+    ]  # fmt: skip
     return [
         "## Table 3: per-class F1 (native resolution)",
         "",
@@ -88,8 +109,8 @@ def resolution_table(results: EvalResults) -> list[str]:
     rows = []
     for key in results.resolution_keys():
         rest = results.splits["val_rest"][key]
-        scores = [results.splits[s][key].challenge_score for s in EVAL_SPLITS]
-        rows.append([key, *scores, rest.accuracy, rest.f1_macro])
+        scores = [score_cell(results.splits[s][key]) for s in EVAL_SPLITS]
+        rows.append([key, *scores, score_cell(rest, "accuracy"), score_cell(rest, "f1_macro")])
     header = ["resolution", *EVAL_SPLITS, "val_rest accuracy", "val_rest macro F1"]
     return [
         "## Resolution robustness (challenge score, bilinear: the training's degradation)",
@@ -105,7 +126,7 @@ def degradation_table(results: EvalResults) -> list[str]:
     if len(kernels) < 2:
         return []
     rows = [
-        [key, *(results.kernel_splits(k)["val_rest"][key].challenge_score for k in kernels)]
+        [key, *(score_cell(results.kernel_splits(k)["val_rest"][key]) for k in kernels)]
         for key in results.resolution_keys()
     ]
     quality = f" (JPEG quality {results.jpeg_quality})" if "jpeg" in kernels else ""
@@ -136,6 +157,28 @@ def classes_lines(results: EvalResults) -> list[str]:
     return lines
 
 
+def interval_lines(results: EvalResults) -> list[str]:
+    """Say how the intervals in brackets were computed (nothing without intervals)."""
+    boot = results.bootstrap
+    if not boot:
+        return []
+    unit = boot.get("resampled", "video")
+    few = [f"{split} ({n} {unit}s)" for split, n in (boot.get("groups") or {}).items()
+           if n < FEW_GROUPS]  # fmt: skip
+    warning = (
+        f" Few {unit}s in {', '.join(few)}: there the interval says little, since a bootstrap can "
+        f"only draw from the {unit}s there are."
+        if few
+        else ""
+    )
+    return [
+        f"In brackets: the {round(boot['confidence'] * 100)}% percentile interval of a bootstrap "
+        f"over {unit}s ({boot['samples']} resamples of whole {unit}s, seed {boot['seed']}; "
+        f"frames of one video are not independent). See docs/evaluation.md.{warning}",
+        "",
+    ]
+
+
 def format_report(results: EvalResults, plots: bool) -> str:
     """Render ``report.md``: the paper's Tables 3 and 4, resolution and smoothing tables."""
     counts = ", ".join(f"{s} {results.splits[s][NATIVE].n}" for s in EVAL_SPLITS)
@@ -152,6 +195,7 @@ def format_report(results: EvalResults, plots: bool) -> str:
         "",
         f"> {HONESTY_NOTE}",
         "",
+        *interval_lines(results),
         *native_tables(results),
         *resolution_table(results),
         *degradation_table(results),
@@ -163,6 +207,11 @@ def format_report(results: EvalResults, plots: bool) -> str:
         lines += ["## Confusion matrix (val_full, native)", ""]
         lines += ["![confusion matrix](confusion_matrix.png)"]
     return "\n".join(lines) + "\n"
+
+
+def json_score_cell(entry: Mapping[str, Any], metric: str = "challenge_score") -> str:
+    """Render one metric of a ``metrics.json`` entry with its interval, if it has one."""
+    return with_interval(entry[metric], json_interval(entry, metric))
 
 
 def format_smoothing_section(smoothing: Mapping[str, Any]) -> list[str]:
@@ -179,11 +228,11 @@ def format_smoothing_section(smoothing: Mapping[str, Any]) -> list[str]:
         rows.append(
             [
                 name,
-                results["val_select"][key]["challenge_score"],
-                rest["accuracy"],
-                rest["f1_macro"],
-                rest["challenge_score"],
-                results["val_full"][key]["challenge_score"],
+                json_score_cell(results["val_select"][key]),
+                json_score_cell(rest, "accuracy"),
+                json_score_cell(rest, "f1_macro"),
+                json_score_cell(rest),
+                json_score_cell(results["val_full"][key]),
             ]
         )
     header = ["window (frames)", "val_select score", "val_rest accuracy", "val_rest macro F1"]
@@ -198,23 +247,31 @@ def format_smoothing_section(smoothing: Mapping[str, Any]) -> list[str]:
         *markdown_table(header, rows),
         "",
         f"Chosen on val_select: window {chosen}. On val_rest its challenge score is "
-        f"{rest['challenge_score']:.4f} (unsmoothed {rest_raw['challenge_score']:.4f}).",
+        f"{json_score_cell(rest)} (unsmoothed {json_score_cell(rest_raw)}).",
         "",
     ]
 
 
 def format_compact_table(results: EvalResults) -> str:
-    """Render the challenge score per resolution and split as plain text."""
-    lines = [f"{'resolution':>10}" + "".join(f"{s:>12}" for s in EVAL_SPLITS)]
+    """Render the challenge score per resolution and split as plain text, with intervals."""
+    width = 24 if results.bootstrap else 12
+    lines = [f"{'resolution':>10}" + "".join(f"{s:>{width}}" for s in EVAL_SPLITS)]
     for key in results.resolution_keys():
-        scores = "".join(f"{results.splits[s][key].challenge_score:>12.4f}" for s in EVAL_SPLITS)
+        scores = "".join(f"{score_cell(results.splits[s][key]):>{width}}" for s in EVAL_SPLITS)
         lines.append(f"{key:>10}{scores}")
-    return "\n".join(["challenge score", *lines])
+    boot = results.bootstrap
+    title = "challenge score"
+    if boot:
+        title += (
+            f" [{round(boot['confidence'] * 100)}% interval, bootstrap over {boot['resampled']}s]"
+        )
+    return "\n".join([title, *lines])
 
 
 def write_outputs(output_dir: Path, results: EvalResults, raw: RawResults, plots: bool) -> None:
-    """Write metrics.json, predictions.csv, the robustness table and figures, and report.md."""
+    """Write metrics.json, per_video.npz, predictions.csv, robustness table, figures, report.md."""
     write_json_atomic(output_dir / METRICS_FILE, results.to_json())
+    raw.per_video.save(output_dir)
     write_text_atomic(
         output_dir / "predictions.csv", predictions_csv(raw.predictions, results.classes)
     )

@@ -27,6 +27,7 @@ from fer_multires.sweeps.summary import (
     DEFAULT_LOW_RES,
     check_low_res,
     common_overrides,
+    curve_bands,
     curves,
     heatmap_metrics,
     jobs_csv,
@@ -75,7 +76,7 @@ def write_report(
     )
     lines = curves(jobs, common)
     figure = (
-        plot_resolution_curves(lines, f"{REPORT_SPLIT} challenge score")
+        plot_resolution_curves(lines, f"{REPORT_SPLIT} challenge score", curve_bands(jobs, common))
         if lines
         else placeholder_figure(
             "no evaluate outputs found in the runs: no resolution curves.\n"

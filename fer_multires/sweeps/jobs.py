@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,12 @@ from fer_multires.results import (
     load_eval_results,
 )
 from fer_multires.runs import (
+    CONFIG_FILE,
     RUN_MARKERS,
+    config_file,
     config_files,
     eval_error_message,
+    hydra_file,
     last_checkpoint_path,
     read_training_results,
     run_status,
@@ -78,6 +82,13 @@ class Job:
     eval_error: str | None = None
     #: ``{kernel: {resolution: val_rest score}}`` for every evaluated degradation kernel.
     degradation_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: ``{split: {resolution: (low, high)}}``: the evaluation's interval of each score.
+    eval_intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    #: The run's ``seed``, if its config records one.
+    seed: int | None = None
+    #: The run's config without its seed (canonical JSON): runs that share it differ only in
+    #: their seed. None if the run has no readable ``config.yaml``.
+    config_without_seed: str | None = None
 
     @property
     def status_kind(self) -> str:
@@ -87,6 +98,12 @@ class Job:
     def eval_score(self, resolution: str, split: str = REPORT_SPLIT) -> float | None:
         """Return the evaluate challenge score of ``split`` at ``resolution``, if any."""
         return self.eval_scores.get(split, {}).get(resolution)
+
+    def eval_interval(
+        self, resolution: str, split: str = REPORT_SPLIT
+    ) -> tuple[float, float] | None:
+        """Return the interval of the evaluate score of ``split`` at ``resolution``, if any."""
+        return self.eval_intervals.get(split, {}).get(resolution)
 
 
 # --------------------------------------------------------------------------- values
@@ -216,6 +233,63 @@ def training_scores(results: TrainingResults) -> dict[str, float]:
     return {s: v for s, v in scores.items() if v is not None}
 
 
+def eval_intervals(eval_dir: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Return ``{split: {resolution: (low, high)}}`` of an evaluate output's challenge scores.
+
+    Empty for an unreadable output or one written before intervals existed.
+    """
+    try:
+        results = load_eval_results(eval_dir)
+    except ResultsError:
+        return {}
+    return {
+        split: {key: m.ci["challenge_score"] for key, m in by_key.items() if m.ci}
+        for split, by_key in results.splits.items()
+    }
+
+
+def seed_free_config(run_dir: Path) -> tuple[int | None, str | None]:
+    """Return a run's seed and its config without it, as canonical JSON.
+
+    Read from Hydra's copy of the composed config (``.hydra/config.yaml``, unresolved), where
+    the keys that follow the seed say so (``data.seed: ${seed}``): the top-level ``seed`` and
+    every ``${seed}`` are left out. Without it, from the resolved ``config.yaml``, leaving out
+    every ``seed`` key holding the run's seed. The run's own directory, wherever a path holds
+    it, is replaced by ``<run_dir>``. Runs of one sweep that differ only in ``seed=...`` get the
+    same string.
+
+    Returns:
+        ``(seed, config)``; ``(None, None)`` without a readable config.
+    """
+    unresolved, resolved = hydra_file(run_dir, CONFIG_FILE), config_file(run_dir)
+    source = unresolved if unresolved.is_file() else resolved
+    data = read_yaml(source) if source.is_file() else None
+    if not isinstance(data, dict):
+        return None, None
+    seed = data.get("seed")
+    own = {str(v) for v in (data.get("run_dir"), run_dir) if isinstance(v, str | Path) and v}
+    own |= {str(d.get("output_dir")) for d in [data.get("paths")] if isinstance(d, dict)}
+    own.discard("None")
+
+    def follows_seed(key: Any, value: Any) -> bool:
+        if source == unresolved:
+            return value == "${seed}"
+        return key == "seed" and value == seed
+
+    def without_seed(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {str(k): without_seed(v) for k, v in node.items() if not follows_seed(k, v)}
+        if isinstance(node, list):
+            return [without_seed(v) for v in node]
+        if isinstance(node, str):
+            for path in sorted(own, key=len, reverse=True):
+                node = node.replace(path, "<run_dir>")
+        return node
+
+    top = {k: v for k, v in data.items() if k != "seed"}
+    return integer(seed), json.dumps(without_seed(top), sort_keys=True, default=str)
+
+
 def eval_challenge_scores(
     eval_dir: Path,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
@@ -271,10 +345,12 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
         else results.checkpoint,
         eval_error=eval_error,
     )
+    job.seed, job.config_without_seed = seed_free_config(run_dir)
     evals = evals_of_run(run_dir, external)
     if evals:
         job.eval_dir, job.eval_count = evals[0], len(evals)
         job.eval_scores, job.degradation_scores = eval_challenge_scores(evals[0])
+        job.eval_intervals = eval_intervals(evals[0])
     return job
 
 

@@ -16,7 +16,7 @@ from fer_multires.plots import ScoreGrid
 from fer_multires.results import EVAL_SPLITS, NATIVE, REPORT_SPLIT
 from fer_multires.sweeps.discovery import ReportError
 from fer_multires.sweeps.jobs import OFF, Job
-from fer_multires.utils.tables import markdown_table
+from fer_multires.utils.tables import markdown_table, with_interval
 
 #: Resolutions of the table's low-resolution columns (evaluate's resolution keys).
 LOW_RES_KEYS = ("8", "16", "32", NATIVE)
@@ -188,12 +188,25 @@ def curves(jobs: Sequence[Job], common: Sequence[str]) -> dict[str, dict[str, fl
     Two jobs with the same short label (e.g. from two sweeps below one folder) keep two lines:
     the second is labelled with its full job name.
     """
-    lines: dict[str, dict[str, float]] = {}
+    return {label: job.eval_scores[REPORT_SPLIT] for label, job in curve_jobs(jobs, common).items()}
+
+
+def curve_bands(
+    jobs: Sequence[Job], common: Sequence[str]
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Return ``{legend label: {resolution: interval}}`` of the lines of :func:`curves`."""
+    return {label: job.eval_intervals.get(REPORT_SPLIT, {})
+            for label, job in curve_jobs(jobs, common).items()}  # fmt: skip
+
+
+def curve_jobs(jobs: Sequence[Job], common: Sequence[str]) -> dict[str, Job]:
+    """Return the evaluated jobs by legend label (a repeated label: the full job name)."""
+    labelled: dict[str, Job] = {}
     for job in jobs:
         if job.eval_scores.get(REPORT_SPLIT):
             label = short_label(job, common)
-            lines[job.name if label in lines else label] = job.eval_scores[REPORT_SPLIT]
-    return lines
+            labelled[job.name if label in labelled else label] = job
+    return labelled
 
 
 # --------------------------------------------------------------------------- jobs.csv
@@ -209,8 +222,8 @@ def low_res_column(resolution: str) -> str:
     return f"{REPORT_SPLIT}_score_{resolution}"
 
 
-def job_row(job: Job) -> dict[str, str]:
-    """Return the job's ``jobs.csv`` row."""
+def job_row(job: Job, group: int | None = None) -> dict[str, str]:
+    """Return the job's ``jobs.csv`` row (``group``: its seed group's number, if any)."""
     m = job.multires
     row = {
         "job": job.name,
@@ -222,6 +235,8 @@ def job_row(job: Job) -> dict[str, str]:
         "p": "" if m.p is None else f"{m.p:g}",
         "sampling": m.sampling or "",
         "epochs": "" if job.epochs is None else str(job.epochs),
+        "seed": "" if job.seed is None else str(job.seed),
+        "seed_group": "" if group is None else str(group),
     }
     row.update({f"{s}_score": fmt(job.scores.get(s)) for s in EVAL_SPLITS})
     row.update({low_res_column(r): fmt(job.eval_score(r)) for r in LOW_RES_KEYS})
@@ -233,7 +248,8 @@ def job_row(job: Job) -> dict[str, str]:
 
 def jobs_csv(jobs: Sequence[Job]) -> str:
     """Render ``jobs.csv``."""
-    rows = [job_row(job) for job in jobs]
+    groups = {id(job): i for i, group in enumerate(seed_groups(jobs), 1) for job in group}
+    rows = [job_row(job, groups.get(id(job))) for job in jobs]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -281,7 +297,7 @@ def jobs_section(jobs: Sequence[Job], common: Sequence[str]) -> list[str]:
             job.status,
             "" if job.epochs is None else str(job.epochs),
             *(fmt(job.scores.get(s)) for s in EVAL_SPLITS),
-            *(fmt(job.eval_score(r)) for r in LOW_RES_KEYS),
+            *(eval_cell(job, r) for r in LOW_RES_KEYS),
         ]
         for job in jobs
     ]
@@ -295,9 +311,88 @@ def jobs_section(jobs: Sequence[Job], common: Sequence[str]) -> list[str]:
         "val_full: the best checkpoint's, from training (`metrics.json`; for an incomplete job, "
         "the best val_select epoch in `metrics.csv`). "
         f"{REPORT_SPLIT} @R: from the job's evaluate output, images degraded to R px and scaled "
-        "back. Full paths and settings: `jobs.csv`.",
+        "back; in brackets its 95% bootstrap interval over videos. Full paths and settings: "
+        "`jobs.csv`.",
     ]
     return lines
+
+
+def eval_cell(job: Job, resolution: str) -> str:
+    """Render a job's evaluate score at ``resolution`` with its interval, if it has one."""
+    score, interval = job.eval_score(resolution), job.eval_interval(resolution)
+    if score is None or interval is None:
+        return fmt(score)
+    return with_interval(score, interval)
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def seed_groups(jobs: Sequence[Job]) -> list[list[Job]]:
+    """Group the runs whose configs differ only in ``seed`` (groups of two seeds or more)."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.config_without_seed is not None and job.seed is not None:
+            groups.setdefault(job.config_without_seed, []).append(job)
+    return [group for group in groups.values() if len({job.seed for job in group}) > 1]
+
+
+def mean_sd(values: Sequence[float | None]) -> str:
+    """Render ``mean ± standard deviation (n)`` of the values present (sample SD, n - 1)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "-"
+    if len(present) == 1:
+        return f"{present[0]:.3f} (n=1)"
+    return f"{np.mean(present):.3f} ± {np.std(present, ddof=1):.3f} (n={len(present)})"
+
+
+def group_label(group: Sequence[Job], common: Sequence[str]) -> str:
+    """Name a seed group by its overrides other than ``seed``.
+
+    Those not every job shares; all of them where the whole report is one group.
+    """
+
+    def not_seed(overrides: Sequence[str]) -> list[str]:
+        return [o for o in overrides if re.sub(r"^[+~]+", "", o).split("=", 1)[0] != "seed"]
+
+    label = not_seed(varying_overrides(group[0], common)) or not_seed(group[0].overrides)
+    return " ".join(label) or ", ".join(job.name for job in group)
+
+
+def seeds_section(jobs: Sequence[Job], common: Sequence[str], low_res: str) -> list[str]:
+    """Tabulate each group of runs that differ only in their seed: mean, SD and count."""
+    groups = seed_groups(jobs)
+    if not groups:
+        return []
+    low = f"{REPORT_SPLIT} @{low_res}" + (" px" if low_res != NATIVE else "")
+    header = ["runs (overrides but seed)", "seeds", f"{REPORT_SPLIT} (training)",
+              f"{REPORT_SPLIT} @native", low,
+              f"per run: {REPORT_SPLIT} native [95% interval]"]  # fmt: skip
+    rows = []
+    for group in groups:
+        ordered = sorted(group, key=lambda job: job.seed)
+        per_run = "; ".join(f"seed {job.seed}: {eval_cell(job, NATIVE) or '-'}" for job in ordered)
+        rows.append([
+            group_label(ordered, common),
+            ", ".join(str(job.seed) for job in ordered),
+            mean_sd([job.scores.get(REPORT_SPLIT) for job in ordered]),
+            mean_sd([job.eval_score(NATIVE) for job in ordered]),
+            mean_sd([low_res_score(job, low_res) for job in ordered]),
+            per_run,
+        ])  # fmt: skip
+    return [
+        "## Seeds",
+        "",
+        "Runs whose configs differ only in `seed`, aggregated: mean ± standard deviation over "
+        f"the seeds (n: the runs with that score; @{low_res}: {describe(low_res)}). The SD is "
+        "the spread from training randomness; each run's own interval (last column) is the "
+        "spread from the choice of validation videos. `seed_group` in `jobs.csv` names each "
+        "run's group.",
+        "",
+        *markdown_table(header, rows),
+        "",
+    ]
 
 
 def heatmap_section(jobs: Sequence[Job], metrics: Sequence[HeatmapMetric]) -> list[str]:
@@ -389,6 +484,7 @@ def render_markdown(
     lines = [f"# Report: {root}", "", status_summary(jobs) + ".", ""]
     lines += [selection_line(jobs, low_res), ""]
     lines += [*jobs_section(jobs, common), ""]
+    lines += seeds_section(jobs, common, low_res)
     lines += [*heatmap_section(jobs, metrics), ""]
     lines += degradations_section(jobs, low_res)
     lines += curves_section(jobs, root)

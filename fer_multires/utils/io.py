@@ -154,10 +154,10 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> None:
-    """Save arrays as ``.npz`` to ``path`` through a temporary file and an atomic rename."""
+def save_npz_atomic(path: str | Path, compressed: bool = False, **arrays: np.ndarray) -> None:
+    """Save arrays as ``.npz`` (``compressed``: deflated) through a temporary file and a rename."""
     with atomic_output(path, binary=True) as f:
-        np.savez(f, **arrays)
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
 def read_json(path: str | Path) -> Any:

@@ -18,6 +18,15 @@ def markdown_cell(value: Any, digits: int = 4) -> str:
     return text.replace("|", "\\|").replace("\n", " ") or "-"
 
 
+def with_interval(value: float, interval: Sequence[float] | None, digits: int = 3) -> str:
+    """Render a score with its interval, ``0.612 [0.571, 0.650]`` (the score alone without one)."""
+    text = f"{value:.{digits}f}"
+    if interval is None:
+        return text
+    low, high = interval
+    return f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def markdown_table(
     header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4
 ) -> list[str]:

@@ -22,11 +22,13 @@ from fer_multires.data.synthetic import image_sets
 from fer_multires.metrics import confusion_from_labels
 from fer_multires.report import write_report
 from fer_multires.results import SplitMetrics
+from fer_multires.uncertainty import BootstrapSettings, PerVideoStats, VideoBootstrap, draw_videos
 
 SPLITS = ("val_select", "val_rest", "val_full")
 
 OUTPUTS = (
     "metrics.json",
+    "per_video.npz",
     "predictions.csv",
     "resolution_robustness.csv",
     "resolution_robustness.png",
@@ -72,7 +74,10 @@ def test_output_directory_shape(evaluated) -> None:
         assert sorted(metrics[split]) == sorted(keys)
         for key in keys:
             entry = metrics[split][key]
-            assert set(entry) == {"accuracy", "f1_macro", "f1_per_class", "challenge_score", "n"}
+            assert set(entry) == {"accuracy", "f1_macro", "f1_per_class", "challenge_score", "n",
+                                  "ci95"}  # fmt: skip
+            for metric, (low, high) in entry["ci95"].items():
+                assert low <= entry[metric] <= high, (split, key, metric)
             assert list(entry["f1_per_class"]) == list(EXPRESSIONS_7)
             assert entry["challenge_score"] == pytest.approx(
                 0.33 * entry["accuracy"] + 0.67 * entry["f1_macro"]
@@ -88,11 +93,18 @@ def test_output_directory_shape(evaluated) -> None:
     assert smoothing["chosen_on"] == "val_select" and smoothing["chosen_window"] in (1, 3, 5)
     for split in SPLITS:
         assert smoothing["results"][split]["1"] == metrics[split]["native"]
+    groups = {"val_select": 2, "val_rest": 3, "val_full": 5}
+    assert metrics["bootstrap"] == {"samples": 2000, "seed": 0, "confidence": 0.95,
+                                    "resampled": "video", "groups": groups}  # fmt: skip
     robustness = (evaluated / "resolution_robustness.csv").read_text().splitlines()
-    assert robustness[0] == "degradation,split,resolution,accuracy,f1_macro,challenge_score,n"
+    assert robustness[0] == (
+        "degradation,split,resolution,accuracy,f1_macro,challenge_score,n,score_ci_low,score_ci_high"
+    )
     assert len(robustness) == 1 + 3 * 3 and robustness[-1].startswith("bilinear,val_full,native,")
     report = (evaluated / "report.md").read_text()
-    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent)):
+    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent),
+                 "Few videos in val_select (2 videos), val_rest (3 videos), val_full (5 videos): "
+                 "there the interval says little"):  # fmt: skip
         assert text in report
     for png in ("resolution_robustness.png", "confusion_matrix.png"):
         assert (evaluated / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -137,12 +149,18 @@ def test_failed_eval_after_fit_keeps_the_checkpoint(trained, tmp_path, monkeypat
     assert not (run_dir / "eval" / "error.txt").exists()
     (job,) = write_report(run_dir)
     assert job.status == "ok" and job.eval_dir == (run_dir / "eval").resolve()
+    # the report shows the evaluation's scores with their intervals
+    entry = json.loads((run_dir / "eval" / "metrics.json").read_text())["val_rest"]["native"]
+    low, high = entry["ci95"]["challenge_score"]
+    cell = f"{entry['challenge_score']:.3f} [{low:.3f}, {high:.3f}]"
+    assert cell in (run_dir / "report.md").read_text()
 
 
 def test_predictions_csv_reproduces_metrics(evaluated) -> None:
     rows = read_predictions(evaluated / "predictions.csv")
-    assert list(rows[0]) == ["video", "frame", "label", "predicted",
+    assert list(rows[0]) == ["split", "video", "frame", "label", "predicted",
                              *(f"p_{c}" for c in EXPRESSIONS_7)]  # fmt: skip
+    assert [sum(r["split"] == s for r in rows) for s in ("val_select", "val_rest")] == [18, 27]
     keys = [(r["video"], int(r["frame"])) for r in rows]
     assert keys == sorted(keys) and len(set(keys)) == 45
     index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
@@ -156,7 +174,48 @@ def test_predictions_csv_reproduces_metrics(evaluated) -> None:
     recomputed = SplitMetrics.from_confusion(
         confusion_from_labels(labels, predicted, 7), EXPRESSIONS_7
     ).to_json()
-    assert recomputed == metrics["val_full"]["native"]
+    assert recomputed == {k: v for k, v in metrics["val_full"]["native"].items() if k != "ci95"}
+
+
+def frame_bootstrap(rows: list[dict[str, str]], split: str, stream: int) -> np.ndarray:
+    """A plain bootstrap of predictions.csv, grouped by video, on the evaluation's draws."""
+    rows = [r for r in rows if split == "val_full" or r["split"] == split]
+    videos = sorted({r["video"] for r in rows})
+    index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
+    by_video = {v: [r for r in rows if r["video"] == v] for v in videos}
+    scores = []
+    for sample in draw_videos(len(videos), 2000, seed=0, stream=stream):
+        drawn = [r for g in sample for r in by_video[videos[g]]]
+        confusion = confusion_from_labels([index[r["label"]] for r in drawn],
+                                          [index[r["predicted"]] for r in drawn], 7)  # fmt: skip
+        scores.append(SplitMetrics.from_confusion(confusion, EXPRESSIONS_7).challenge_score)
+    return np.quantile(scores, [0.025, 0.975])
+
+
+def test_native_intervals_equal_a_bootstrap_of_predictions_csv(evaluated) -> None:
+    rows = read_predictions(evaluated / "predictions.csv")
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    for stream, split in enumerate(SPLITS):
+        expected = frame_bootstrap(rows, split, stream)
+        ours = metrics[split]["native"]["ci95"]["challenge_score"]
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_per_video_file_adds_up_to_the_metrics_and_gives_their_intervals(evaluated) -> None:
+    stats = PerVideoStats.load(evaluated)
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert stats.unit == "video" and len(stats.groups) == 5 and stats.classes == list(EXPRESSIONS_7)
+    assert stats.points == ["native", "bilinear/8", "bilinear/16"]
+    settings = BootstrapSettings(2000, 0, 0.95)
+    boot = VideoBootstrap.create(stats, settings)
+    for split in SPLITS:
+        intervals = boot.intervals(split, stats.confusions)
+        for p, key in enumerate(("native", "8", "16")):
+            confusion = stats.confusions[stats.split_groups(split), p].sum(axis=0)
+            entry = SplitMetrics.from_confusion(confusion, EXPRESSIONS_7)
+            assert entry.challenge_score == metrics[split][key]["challenge_score"]
+            for metric, bounds in intervals[p].items():
+                assert list(bounds) == metrics[split][key]["ci95"][metric]
 
 
 def test_native_metrics_equal_training_validation(trained, evaluated) -> None:
@@ -397,6 +456,75 @@ def test_cli_honours_a_data_root_override(trained, evaluated, tmp_path) -> None:
     expected = [r for r in read_predictions(evaluated / "predictions.csv")
                 if (r["video"], r["frame"]) != ("val_002", "5")]  # fmt: skip
     assert read_predictions(out_dir / "predictions.csv") == expected
+    # the same model on one frame fewer: compare refuses, naming both files
+    refused = run_compare(evaluated, out_dir, tmp_path / "cmp")
+    assert refused.returncode == 1
+    assert (
+        f"{evaluated / 'metrics.json'} and {out_dir / 'metrics.json'} evaluate different data"
+        in (refused.stderr)
+    )
+
+
+def run_compare(a: Path, b: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "fer_multires.compare", str(a), str(b), "--out", str(out), *extra],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def paired_reference(a: list[dict], b: list[dict], split: str, samples: int) -> np.ndarray:
+    """The paired interval of the native score difference, from two predictions.csv files."""
+    a = [r for r in a if split in ("val_full", r["split"])]
+    b = [r for r in b if split in ("val_full", r["split"])]
+    assert [(r["video"], r["frame"]) for r in a] == [(r["video"], r["frame"]) for r in b]
+    videos = sorted({r["video"] for r in a})
+    index = {c: i for i, c in enumerate(EXPRESSIONS_7)}
+
+    def score(rows: list[dict]) -> float:
+        confusion = confusion_from_labels([index[r["label"]] for r in rows],
+                                          [index[r["predicted"]] for r in rows], 7)  # fmt: skip
+        return SplitMetrics.from_confusion(confusion, EXPRESSIONS_7).challenge_score
+
+    differences = []
+    for sample in draw_videos(len(videos), samples, seed=0, stream=SPLITS.index(split)):
+        rows = [i for g in sample for i, r in enumerate(a) if r["video"] == videos[g]]
+        differences.append(score([a[i] for i in rows]) - score([b[i] for i in rows]))
+    return np.quantile(differences, [0.025, 0.975])
+
+
+def test_compare_cli_pairs_two_models_on_the_same_videos(trained, evaluated, tmp_path) -> None:
+    ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for value in ckpt["state_dict"].values():  # another model: perturbed weights
+        if value.is_floating_point():
+            value.add_(
+                0.5 * value.std().nan_to_num() * torch.randn(value.shape, generator=generator)
+            )
+    other_ckpt = tmp_path / "run" / "checkpoints" / "other.ckpt"
+    other_ckpt.parent.mkdir(parents=True)
+    torch.save(ckpt, other_ckpt)
+    shutil.copy(trained["run_dir"] / "config.yaml", tmp_path / "run" / "config.yaml")
+    other = tmp_path / "other"
+    run_eval(other_ckpt, other)
+    result = run_compare(evaluated, other, tmp_path / "cmp", "--samples", "300")
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdicts = ("beyond the interval", "the data cannot tell multires and baseline apart")
+    assert any(v in result.stdout for v in verdicts)
+    with (tmp_path / "cmp" / "comparison.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 3  # splits x (8, 16, native)
+    mine, theirs = (read_predictions(d / "predictions.csv") for d in (evaluated, other))
+    for split in ("val_rest", "val_full"):
+        (row,) = [r for r in rows if r["split"] == split and r["resolution"] == "native"]
+        expected = paired_reference(mine, theirs, split, 300)
+        np.testing.assert_allclose([float(row["ci_low"]), float(row["ci_high"])], expected,
+                                   atol=1e-6)  # fmt: skip
+    # an evaluation written before per_video.npz existed: compared without intervals, and said
+    (other / "per_video.npz").unlink()
+    result = run_compare(evaluated, other, tmp_path / "cmp_old")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{other / 'metrics.json'} has no per_video.npz" in result.stdout
 
 
 def test_eval_after_fit_under_ddp_equals_one_process(trained, tmp_path) -> None:

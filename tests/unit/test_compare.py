@@ -1,13 +1,21 @@
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fer_multires.compare import main
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.results import SplitMetrics
+from fer_multires.uncertainty import (
+    BootstrapSettings,
+    VideoBootstrap,
+    draw_videos,
+    per_video_stats,
+)
 
 
 def entry(score: float) -> dict:
@@ -120,3 +128,147 @@ def test_evaluations_with_no_resolution_in_common_are_an_error(tmp_path: Path, c
     b = fake_eval(tmp_path / "b", {"32": 0.5})
     assert main([str(a), str(b), "--out", str(tmp_path)]) == 1
     assert "share no evaluated resolution: nothing to compare" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- paired intervals
+
+KEYS = ("native", "8", "16")
+
+
+def frames(videos: int = 12, per_video: int = 15, seed: int = 0):
+    """Frames of videos (one expression each); every third video in val_select."""
+    rng = np.random.default_rng(seed)
+    video = np.repeat(np.arange(videos), per_video)
+    label = rng.integers(0, 7, videos)[video]
+    split = np.where(video % 3 == 0, "val_select", "val_rest")
+    names = np.array([f"vid{v:02d}" for v in video])
+    return names, split, label, rng
+
+
+def predictions(label: np.ndarray, rng: np.random.Generator, right: list[float]) -> np.ndarray:
+    """Predicted classes at each point of KEYS, right with the given probabilities."""
+    columns = []
+    for p in right:
+        wrong = (label + rng.integers(1, 7, label.size)) % 7
+        columns.append(np.where(rng.random(label.size) < p, label, wrong))
+    return np.stack(columns, axis=1)
+
+
+def paired_eval(path: Path, names, split, label, predicted: np.ndarray) -> Path:
+    """An evaluate output (metrics.json with intervals, per_video.npz) of these frames."""
+    points = ["native", "bilinear/8", "bilinear/16"]
+    stats = per_video_stats(names, split, label, predicted, points, EXPRESSIONS_7, "video")
+    boot = VideoBootstrap.create(stats, BootstrapSettings())
+    metrics: dict = {"dataset": "affwild2", "classes": list(EXPRESSIONS_7)}
+    for s in ("val_select", "val_rest", "val_full"):
+        rows = stats.split_groups(s)
+        intervals = boot.intervals(s, stats.confusions)
+        metrics[s] = {
+            key: SplitMetrics.from_confusion(stats.confusions[rows, p].sum(0), EXPRESSIONS_7)
+            .with_interval(intervals[p], 95)
+            .to_json()
+            for p, key in enumerate(KEYS)
+        }
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    stats.save(path)
+    return path
+
+
+def reference_score(label: np.ndarray, predicted: np.ndarray) -> float:
+    f1 = []
+    for c in range(7):
+        tp = np.sum((label == c) & (predicted == c))
+        denominator = np.sum(label == c) + np.sum(predicted == c)
+        f1.append(2 * tp / denominator if denominator else 0.0)
+    return 0.33 * np.mean(label == predicted) + 0.67 * np.mean(f1)
+
+
+def test_paired_interval_equals_a_frame_level_recomputation(tmp_path: Path, capsys) -> None:
+    names, split, label, rng = frames()
+    pred_a = predictions(label, rng, [0.8, 0.6, 0.7])
+    pred_b = predictions(label, rng, [0.8, 0.3, 0.5])
+    a = paired_eval(tmp_path / "a", names, split, label, pred_a)
+    b = paired_eval(tmp_path / "b", names, split, label, pred_b)
+    out = tmp_path / "out"
+    assert main([str(a), str(b), "--out", str(out), "--samples", "500", "--seed", "3"]) == 0
+    with (out / "comparison.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["split", "kernel", "resolution", "score_a", "score_b", "difference",
+                             "ci_low", "ci_high"]  # fmt: skip
+    assert len(rows) == 3 * 3  # splits x resolutions
+    # the straightforward way: resample val_rest's videos, score both models on the same frames
+    videos = sorted(set(names[split == "val_rest"]))
+    drawn = draw_videos(len(videos), 500, seed=3, stream=1)
+    for p, key in enumerate(KEYS):
+        differences = []
+        for sample in drawn:
+            rows_drawn = np.concatenate([np.flatnonzero(names == videos[g]) for g in sample])
+            differences.append(
+                reference_score(label[rows_drawn], pred_a[rows_drawn, p])
+                - reference_score(label[rows_drawn], pred_b[rows_drawn, p])
+            )
+        (row,) = [r for r in rows if r["split"] == "val_rest" and r["resolution"] == key]
+        expected = np.quantile(differences, [0.025, 0.975])
+        np.testing.assert_allclose(
+            [float(row["ci_low"]), float(row["ci_high"])], expected, atol=1e-6
+        )  # 6 decimals in the CSV
+    printed = capsys.readouterr().out
+    assert (
+        "multires holds up better at low resolution than baseline, beyond the interval" in printed
+    )
+    assert "paired bootstrap over videos (500 resamples, seed 3)" in printed
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_difference_beyond_the_interval_is_said(tmp_path: Path, capsys) -> None:
+    names, split, label, rng = frames(seed=1)
+    a = paired_eval(tmp_path / "a", names, split, label, predictions(label, rng, [0.7, 0.5, 0.6]))
+    b = paired_eval(tmp_path / "b", names, split, label, predictions(label, rng, [0.7, 0.5, 0.6]))
+    assert main([str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "the data cannot tell multires and baseline apart at low resolution" in printed
+    c = paired_eval(tmp_path / "c", names, split, label, predictions(label, rng, [0.7, 0.1, 0.1]))
+    assert main([str(c), str(a), "--out", str(tmp_path / "out")]) == 0
+    assert "multires does NOT help at low resolution: baseline is better beyond the interval" in (
+        capsys.readouterr().out
+    )
+
+
+def test_evaluations_of_other_videos_are_refused_naming_both_files(tmp_path: Path, capsys):
+    names, split, label, rng = frames()
+    predicted = predictions(label, rng, [0.7, 0.5, 0.6])
+    a = paired_eval(tmp_path / "a", names, split, label, predicted)
+    renamed = np.where(names == "vid01", "other", names)
+    b = paired_eval(tmp_path / "b", renamed, split, label, predicted)
+    assert main([str(a), str(b), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{a / 'metrics.json'} and {b / 'metrics.json'} evaluate different data (videos:" in err
+    assert "vid01 not in the other" in err
+    # the same videos, one frame moved from vid01 to vid02: other frame counts
+    moved = names.copy()
+    moved[np.flatnonzero(names == "vid01")[0]] = "vid02"
+    c = paired_eval(tmp_path / "c", moved, split, label, predicted)
+    assert main([str(a), str(c), "--out", str(tmp_path)]) == 1
+    assert "evaluate different data (frames of video vid01: 15 against 14)" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "comparison.md").exists()
+
+
+def test_an_evaluation_without_per_video_file_is_compared_without_intervals(tmp_path, capsys):
+    names, split, label, rng = frames()
+    a = paired_eval(tmp_path / "a", names, split, label, predictions(label, rng, [0.8, 0.6, 0.7]))
+    b = paired_eval(tmp_path / "b", names, split, label, predictions(label, rng, [0.8, 0.3, 0.5]))
+    (b / "per_video.npz").unlink()  # written before intervals existed
+    assert main([str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert f"No intervals on the differences: {b / 'metrics.json'} has no per_video.npz" in printed
+    assert "re-run python -m fer_multires.evaluate on it" in printed
+    rows = (tmp_path / "out" / "comparison.csv").read_text().splitlines()
+    assert all(r.endswith(",,") for r in rows[1:])
+
+
+def test_bad_bootstrap_flags_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), str(tmp_path), "--samples", "10"])

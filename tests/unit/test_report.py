@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -279,3 +280,86 @@ def test_degradations_get_a_table_of_their_own(tmp_path: Path) -> None:
     )
     assert "| job | bilinear | jpeg |" in report
     assert "| a | 0.7300 | 0.2000 |" in report and "| b | 0.7300 | - |" in report
+
+
+def seeded_run(root: Path, num: int, experiment: str, seed: int, val_rest: float) -> Path:
+    """A job of ``-m seed=... +experiment=...``: its config records the seed and its folder.
+
+    As train writes them: Hydra's copy unresolved (``data.seed: ${seed}``), ``config.yaml``
+    resolved; a seed of 0 equals the synthetic set's own seed there.
+    """
+    overrides = [f"seed={seed}", f"+experiment={experiment}"]
+    run = root / job_name(num, *overrides)
+    config = multires_config(8, 64 if experiment == "paper_multires" else 128)
+    config |= {"seed": seed, "run_dir": str(run), "paths": {"output_dir": str(run)}}
+    config["data"] |= {"seed": "${seed}", "val_select_seed": 0, "synthetic": {"seed": 0}}
+    config["callbacks"] = {"model_checkpoint": {"dirpath": str(run / "checkpoints")}}
+    write_training_run(run, overrides, config, {"val_select": 0.6, "val_rest": val_rest,
+                                                "val_full": 0.6})  # fmt: skip
+    config["data"]["seed"] = seed
+    write_yaml(run / "config.yaml", config)
+    write_eval_output(run / "eval", base=val_rest)
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    for entry in metrics["val_rest"].values():
+        score = entry["challenge_score"]
+        entry["ci95"] = {"challenge_score": [score - 0.05, score + 0.04]}
+    (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_runs_differing_only_in_seed_are_aggregated(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    scores = {1: 0.50, 2: 0.56, 3: 0.53}
+    for num, (seed, score) in enumerate(scores.items()):
+        seeded_run(root, num, "paper_multires", seed, score)
+    seeded_run(root, 3, "paper_baseline", 1, 0.40)
+    seeded_run(root, 4, "paper_baseline", 2, 0.44)
+    jobs = write_report(root)
+    report = (root / "report.md").read_text()
+    assert (
+        "| runs (overrides but seed) | seeds | val_rest (training) | val_rest @native | "
+        "val_rest @8-32 px |" in report
+    )
+    values = list(scores.values())
+    training = f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n=3)"
+    # the evaluation's val_rest native score is the base; the 8-32 px mean of the fake curve
+    low = [np.mean([v - 0.01 - (0.3 if r == "8" else 0.0) for r in ("8", "12", "16", "24", "32")])
+           for v in values]  # fmt: skip
+    low_text = f"{np.mean(low):.3f} ± {np.std(low, ddof=1):.3f} (n=3)"
+    native = [round(v - 0.01, 4) for v in values]
+    per_run = "; ".join(
+        f"seed {s}: {v:.3f} [{v - 0.05:.3f}, {v + 0.04:.3f}]"
+        for s, v in zip(scores, native, strict=True)
+    )
+    native_text = f"{np.mean(native):.3f} ± {np.std(native, ddof=1):.3f} (n=3)"
+    row = f"| +experiment=paper_multires | 1, 2, 3 | {training} | {native_text} | {low_text} | "
+    assert row + per_run + " |" in report
+    assert "| +experiment=paper_baseline | 1, 2 | 0.420 ± 0.028 (n=2) |" in report
+    with (root / "jobs.csv").open(newline="") as f:
+        rows = {r["job"]: r for r in csv.DictReader(f)}
+    groups = {r["seed_group"] for name, r in rows.items() if "paper_multires" in name}
+    assert groups == {"1"} and {r["seed"] for r in rows.values()} == {"1", "2", "3"}
+    assert len(jobs) == 5
+
+
+@pytest.mark.parametrize("hydra_copy", [True, False])
+def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path, hydra_copy) -> None:
+    root = tmp_path / "multirun"
+    runs = [seeded_run(root, i, "paper_multires", seed, 0.5) for i, seed in enumerate((0, 1))]
+    if not hydra_copy:  # a job without Hydra's copy: the resolved config.yaml alone
+        for run in runs:
+            (run / ".hydra" / "config.yaml").unlink()
+    write_report(root)
+    grouped = (
+        "| +experiment=paper_multires | 0, 1 | 0.500 ± 0.000 (n=2) |"
+        in (root / "report.md").read_text()
+    )
+    # seed 0 equals the synthetic set's seed: only the unresolved copy tells that it is not ${seed}
+    assert grouped == hydra_copy
+    for name in ("config.yaml", ".hydra/config.yaml"):
+        if (runs[1] / name).exists():
+            config = yaml.safe_load((runs[1] / name).read_text())
+            config["data"]["batch_size"] = 32
+            write_yaml(runs[1] / name, config)
+    write_report(root)
+    assert "## Seeds" not in (root / "report.md").read_text()
