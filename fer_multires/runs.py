@@ -6,6 +6,8 @@ A training run's directory (``run_dir``)::
     .hydra/              Hydra's copy of the config and the command-line overrides
     checkpoints/         the best checkpoint(s) and last.ckpt (what ckpt_path=last resumes)
     metrics.json         the training's summary (its best checkpoint, scores, counts)
+    initial_weights.json where the initial weights came from (model.pretrained: the name, the
+                         Hub revision, the file and its sha256; written when training starts)
     error.txt            a failed run's overrides and error
     eval/                the evaluation after training (eval_after_fit): an evaluation directory
 
@@ -43,6 +45,8 @@ CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 #: A training's summary, or an evaluation's results.
 METRICS_FILE = "metrics.json"
+#: Where a run's initial weights came from (``models/pretrained.py``, ``WeightsSource``).
+INITIAL_WEIGHTS_FILE = "initial_weights.json"
 #: A failed run's (or evaluation's) error.
 ERROR_FILE = "error.txt"
 #: The folder of a run's evaluation after training.
@@ -75,6 +79,11 @@ def error_file(run_dir: str | Path) -> Path:
 def eval_dir(run_dir: str | Path) -> Path:
     """Return the folder of a run's evaluation after training."""
     return Path(run_dir) / EVAL_DIR
+
+
+def initial_weights_file(run_dir: str | Path) -> Path:
+    """Return where a run records where its initial weights came from."""
+    return Path(run_dir) / INITIAL_WEIGHTS_FILE
 
 
 def config_file(run_dir: str | Path) -> Path:
