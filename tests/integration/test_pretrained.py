@@ -1,4 +1,4 @@
-"""Training from weights by name (issue 26), offline, from a Hugging Face cache in a temporary HF_HOME.
+"""Training from weights by name (issue 26), offline, from a Hugging Face cache in a temp HF_HOME.
 
 The cache is written in the layout ``hf_hub_download`` leaves (``conftest.write_hub_repo``);
 ``HF_HUB_OFFLINE=1`` everywhere: nothing reaches the network.
@@ -67,7 +67,8 @@ def offline_cache(hf_home, monkeypatch) -> Path:
     [
         ("seresnet50", "timm:seresnet50.a1_in1k", NotCachedError,
          "python -m fer_multires.weights fetch timm:seresnet50.a1_in1k"),
-        ("seresnet18", TAG, PretrainedError, "holds test_resnet weights; model.backbone=seresnet18"),
+        ("seresnet18", TAG, PretrainedError,
+         "holds test_resnet weights; model.backbone=seresnet18"),
         ("test_resnet", "hf-hub:nobody/nothing", NotCachedError, "is not in the cache"),
     ],
 )  # fmt: skip
@@ -82,3 +83,36 @@ def test_bad_names_stop_training_before_any_data_is_read(
     assert words in str(err.value)
     assert not initial_weights_file(run_dir).exists()
     assert not (run_dir / "config.yaml").exists()
+
+
+def run_weights(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_multires.weights", *args],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+
+def test_fetch_fills_a_cache_that_show_and_training_read_offline(fake_hub, tmp_path) -> None:
+    """The cluster workflow: fetch on a login node (a Hub on 127.0.0.1), then offline."""
+    model = timm.create_model("test_resnet", pretrained=False)
+    fake_hub.repos["me/fer"] = (COMMIT, timm_repo_files(model, "test_resnet"))
+    home = tmp_path / "hf_home"
+    env = {**os.environ, "HF_HOME": str(home), "HF_ENDPOINT": fake_hub.url}
+    env.pop("HF_HUB_CACHE", None)
+    env.pop("HF_HUB_OFFLINE", None)
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+
+    before = run_weights(offline, "show", "hf-hub:me/fer")
+    assert before.returncode == 1 and "python -m fer_multires.weights fetch" in before.stderr
+    fetched = run_weights(env, "fetch", "hf-hub:me/fer", "hf-hub:nobody/nothing")
+    assert fetched.returncode == 1  # one of the two does not exist
+    assert "the Hub repository nobody/nothing does not exist" in fetched.stderr
+    snapshot = home / "hub" / "models--me--fer" / "snapshots" / COMMIT
+    assert f"file:     {snapshot / 'model.safetensors'}" in fetched.stdout
+    assert f"revision: {COMMIT}" in fetched.stdout
+    shown = run_weights(offline, "show", "hf-hub:me/fer")
+    assert shown.returncode == 0 and "cached (usable offline)" in shown.stdout
+    assert (
+        fetched.stdout.split("sha256:")[1].split()[0] == shown.stdout.split("sha256:")[1].split()[0]
+    )
+    requests = len(fake_hub.requests)
+    assert run_weights(offline, "show", "hf-hub:me/fer").returncode == 0
+    assert len(fake_hub.requests) == requests  # offline: the Hub is not asked
