@@ -98,6 +98,8 @@ class EvalResults:
         degradations: ``{kernel: {split: {resolution key: metrics}}}`` for every evaluated way
             of making the low resolutions; ``splits`` holds the training kernel's (bilinear).
         jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
+        initial_weights: where the training started from (the run's ``initial_weights.json``,
+            see ``models/pretrained.py``), or None when not recorded.
     """
 
     checkpoint: str
@@ -114,6 +116,7 @@ class EvalResults:
     excluded_classes: dict[str, int] = field(default_factory=dict)
     degradations: dict[str, dict[str, dict[str, SplitMetrics]]] = field(default_factory=dict)
     jpeg_quality: int | None = None
+    initial_weights: dict[str, Any] | None = None
 
     def kernels(self) -> list[str]:
         """Return the evaluated degradation kernels (the training's alone for older files)."""
@@ -160,6 +163,7 @@ class EvalResults:
             for kernel, by_split in self.degradations.items()
         }
         data["jpeg_quality"] = self.jpeg_quality
+        data["initial_weights"] = self.initial_weights
         return data
 
     @classmethod
@@ -197,6 +201,7 @@ class EvalResults:
                 for kernel, by_split in (data.get("degradations") or {}).items()
             },
             jpeg_quality=data.get("jpeg_quality"),
+            initial_weights=data.get("initial_weights"),
         )
 
 

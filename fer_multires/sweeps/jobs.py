@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fer_multires.models.pretrained import describe_initial_weights, read_initial_weights
 from fer_multires.results import (
     EVAL_SPLITS,
     REPORT_SPLIT,
@@ -78,6 +79,7 @@ class Job:
     eval_error: str | None = None
     #: ``{kernel: {resolution: val_rest score}}`` for every evaluated degradation kernel.
     degradation_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    initial_weights: str = ""
 
     @property
     def status_kind(self) -> str:
@@ -270,6 +272,7 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
         if results is None
         else results.checkpoint,
         eval_error=eval_error,
+        initial_weights=describe_initial_weights(read_initial_weights(run_dir)),
     )
     evals = evals_of_run(run_dir, external)
     if evals:

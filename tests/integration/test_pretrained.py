@@ -6,6 +6,8 @@ The cache is written in the layout ``hf_hub_download`` leaves (``conftest.write_
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ from huggingface_hub import constants
 
 from fer_multires.models.pretrained import NotCachedError, PretrainedError
 from fer_multires.runs import initial_weights_file
+from fer_multires.sweeps import write_report
 
 TAG = "timm:test_resnet.r160_in1k"
 COMMIT = "2" * 40
@@ -37,6 +40,7 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_from_a_cached_name_offline_records_it(hf_home, tmp_path) -> None:
+    """Trained by name offline; the record is shown by the evaluation and the sweep report."""
     data_root = make_image_tree(tmp_path / "data", train_videos=2, val_videos=3, frames=4)
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
@@ -44,7 +48,7 @@ def test_train_from_a_cached_name_offline_records_it(hf_home, tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fer_multires.train", *train_overrides(data_root, tmp_path),
          f"run_dir={run_dir}", "model.backbone=test_resnet", f"model.pretrained={TAG}",
-         "logger=none"],
+         "logger=none", "eval_after_fit=true", "eval.resolutions=[8]", "eval.plots=false"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -53,6 +57,20 @@ def test_train_from_a_cached_name_offline_records_it(hf_home, tmp_path) -> None:
     assert record["name"] == TAG and record["revision"] == COMMIT
     assert Path(record["file"]) == weights / "model.safetensors"
     assert len(record["sha256"]) == 64
+    line = f"{TAG} (revision {COMMIT}, model.safetensors, sha256 {record['sha256']})"
+    evaluation = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert evaluation["initial_weights"] == record
+    assert (
+        f"- initial weights (model.pretrained): {line}"
+        in (run_dir / "eval" / "report.md").read_text()
+    )
+    write_report(run_dir, tmp_path / "report")
+    assert (
+        f"Initial weights (model.pretrained), all jobs: {line}"
+        in (tmp_path / "report" / "report.md").read_text()
+    )
+    (row,) = csv.DictReader(io.StringIO((tmp_path / "report" / "jobs.csv").read_text()))
+    assert row["initial_weights"] == line
 
 
 @pytest.fixture
