@@ -166,12 +166,21 @@ def best_checkpoint_of_run(run_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path, key: str = "ckpt_path") -> Path:
-    """Return the checkpoint file to use: ``path``, or a training run directory's best checkpoint.
+    """Return the model to use: ``path``, a training run directory's best checkpoint, or a folder.
+
+    A Hub-ready folder (``export.hub=true``) is returned as is; ``hf-hub:<org>/<repo>`` is its
+    snapshot in the Hugging Face cache (:func:`fer_multires.models.hub.resolve_hub_folder`).
 
     Raises:
         FileNotFoundError: if the file does not exist, or the run directory names no checkpoint
             that exists.
+        ValueError: for an ``hf-hub:`` name that is not cached (saying what to run).
     """
+    from fer_multires.models.hub import resolve_hub_folder  # timm, torch: only when needed
+
+    folder = resolve_hub_folder(str(path), key)
+    if folder is not None:
+        return folder
     path = Path(path)
     if path.is_dir():
         best = best_checkpoint_of_run(path)

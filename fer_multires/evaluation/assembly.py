@@ -22,7 +22,7 @@ from fer_multires.evaluation.classes import ClassMatch
 from fer_multires.evaluation.config import EvalSettings
 from fer_multires.evaluation.module import evaluation_points
 from fer_multires.metrics import confusion_from_labels
-from fer_multires.models.pretrained import read_initial_weights
+from fer_multires.models.hub import initial_weights_of
 from fer_multires.results import (
     EVAL_SPLITS,
     NATIVE,
@@ -275,5 +275,5 @@ def build_results(
         excluded_classes=dict(raw.excluded["val_full"]),
         degradations={kernel: metrics(by_split) for kernel, by_split in raw.degradations.items()},
         jpeg_quality=settings.jpeg_quality,
-        initial_weights=read_initial_weights(run_config.parent) if run_config else None,
+        initial_weights=initial_weights_of(settings.ckpt_path, run_config),
     )
