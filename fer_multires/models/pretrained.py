@@ -293,7 +293,7 @@ def _check_blob(path: Path, digest: str, name: str, key: str) -> None:
 def _not_cached(name: WeightsName, download: bool, key: str) -> NotCachedError:
     from huggingface_hub import constants
 
-    if download and not constants.is_offline_mode():
+    if download and not constants.HF_HUB_OFFLINE:
         why = "could not be fetched (no connection to the Hub?) and is not in the cache"
     elif download:
         why = "is not in the cache and HF_HUB_OFFLINE=1 forbids fetching it"
@@ -333,7 +333,7 @@ def _reachable() -> bool:
     """Whether the Hub may be asked (not in offline mode)."""
     from huggingface_hub import constants
 
-    return not constants.is_offline_mode()
+    return not constants.HF_HUB_OFFLINE
 
 
 def resolve_weights(value: str, download: bool = False, key: str = KEY) -> WeightsSource:

@@ -40,7 +40,11 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_from_a_cached_name_offline_records_it(hf_home, tmp_path) -> None:
-    """Trained by name offline; the record is shown by the evaluation and the sweep report."""
+    """Trained by name offline; the record is shown by the evaluation and the sweep report.
+
+    Under DDP as on GPUs (``strategy=ddp``: rank 1 is the script run again with LOCAL_RANK=1,
+    before any process group), rank 1 reads the name from the cache and writes no record.
+    """
     data_root = make_image_tree(tmp_path / "data", train_videos=2, val_videos=3, frames=4)
     run_dir = tmp_path / "run"
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0"}
@@ -48,7 +52,8 @@ def test_train_from_a_cached_name_offline_records_it(hf_home, tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fer_multires.train", *train_overrides(data_root, tmp_path),
          f"run_dir={run_dir}", "model.backbone=test_resnet", f"model.pretrained={TAG}",
-         "logger=none", "eval_after_fit=true", "eval.resolutions=[8]", "eval.plots=false"],
+         "logger=none", "eval_after_fit=true", "eval.resolutions=[8]", "eval.plots=false",
+         "trainer=ddp_sim", "trainer.strategy=ddp", "data.batch_size=2"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,6 +63,7 @@ def test_train_from_a_cached_name_offline_records_it(hf_home, tmp_path) -> None:
     assert Path(record["file"]) == weights / "model.safetensors"
     assert len(record["sha256"]) == 64
     line = f"{TAG} (revision {COMMIT}, model.safetensors, sha256 {record['sha256']})"
+    assert f"initial weights: {line}" in (run_dir / "train_ddp_process_1.log").read_text()
     evaluation = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert evaluation["initial_weights"] == record
     assert (
@@ -108,7 +114,7 @@ def run_weights(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
 
 
-def test_fetch_fills_a_cache_that_show_and_training_read_offline(fake_hub, tmp_path) -> None:
+def test_fetch_fills_a_cache_that_show_reads_offline(fake_hub, tmp_path) -> None:
     """The cluster workflow: fetch on a login node (a Hub on 127.0.0.1), then offline."""
     model = timm.create_model("test_resnet", pretrained=False)
     fake_hub.repos["me/fer"] = (COMMIT, timm_repo_files(model, "test_resnet"))
