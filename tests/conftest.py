@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+
+# Nothing in the tests reaches the Hugging Face Hub: offline before huggingface_hub is imported
+# (it reads this once), for this process and the commands the tests run. The tests that fetch
+# name a Hub on 127.0.0.1 (FakeHub) explicitly.
+os.environ["HF_HUB_OFFLINE"] = "1"
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 

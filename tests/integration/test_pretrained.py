@@ -7,6 +7,7 @@ The cache is written in the layout ``hf_hub_download`` leaves (``conftest.write_
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -124,19 +125,20 @@ def test_fetch_fills_a_cache_that_show_reads_offline(fake_hub, tmp_path) -> None
     env.pop("HF_HUB_OFFLINE", None)
     offline = {**env, "HF_HUB_OFFLINE": "1"}
 
-    before = run_weights(offline, "show", "hf-hub:me/fer")
-    assert before.returncode == 1 and "python -m fer_multires.weights fetch" in before.stderr
     fetched = run_weights(env, "fetch", "hf-hub:me/fer", "hf-hub:nobody/nothing")
     assert fetched.returncode == 1  # one of the two does not exist
     assert "the Hub repository nobody/nothing does not exist" in fetched.stderr
     snapshot = home / "hub" / "models--me--fer" / "snapshots" / COMMIT
     assert f"file:     {snapshot / 'model.safetensors'}" in fetched.stdout
     assert f"revision: {COMMIT}" in fetched.stdout
-    shown = run_weights(offline, "show", "hf-hub:me/fer")
-    assert shown.returncode == 0 and "cached (usable offline)" in shown.stdout
-    assert (
-        fetched.stdout.split("sha256:")[1].split()[0] == shown.stdout.split("sha256:")[1].split()[0]
-    )
     requests = len(fake_hub.requests)
-    assert run_weights(offline, "show", "hf-hub:me/fer").returncode == 0
+    shown = run_weights(offline, "show", "hf-hub:me/fer", "hf-hub:me/other")
     assert len(fake_hub.requests) == requests  # offline: the Hub is not asked
+    assert shown.returncode == 1  # me/other is not cached
+    assert "cached (usable offline): hf-hub:me/fer" in shown.stdout
+    assert "not cached: NAME=hf-hub:me/other" in shown.stderr
+    assert "python -m fer_multires.weights fetch hf-hub:me/other" in shown.stderr
+    sha256 = fetched.stdout.split("sha256:")[1].split()[0]
+    assert sha256 == shown.stdout.split("sha256:")[1].split()[0]
+    blob = (snapshot / "model.safetensors").resolve()
+    assert blob.name == sha256 == hashlib.sha256(blob.read_bytes()).hexdigest()
