@@ -210,11 +210,16 @@ def parse_weights_name(value: str, key: str = KEY) -> WeightsName:
     if cfg is None:
         arch = model_tag.split(".", 1)[0]
         known = timm.list_pretrained(f"{arch}.*") if arch else []
+        if known:
+            hint = f"{arch}'s are: {', '.join(known)}"
+        elif timm.is_model(arch):
+            hint = f"timm has none for {arch} at all"
+        else:
+            hint = f"timm has no model {arch!r}"
         raise PretrainedError(
-            f"{key}={value}: timm has no pretrained weights named {model_tag!r}; "
-            + (f"{arch}'s are: {', '.join(known)}" if known else
-               "list them with python -c \"import timm; print(timm.list_pretrained('NAME*'))\"")
-        )  # fmt: skip
+            f"{key}={value}: timm has no pretrained weights named {model_tag!r} ({hint}); list "
+            "them with python -c \"import timm; print(timm.list_pretrained('seresnet*'))\""
+        )
     if not cfg.hf_hub_id:
         raise PretrainedError(
             f"{key}={value}: timm's weights for {model_tag} are not on the Hugging Face Hub "
