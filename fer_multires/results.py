@@ -143,6 +143,8 @@ class EvalResults:
         jpeg_quality: the JPEG quality of the ``jpeg`` degradation.
         bootstrap: how the intervals were computed (``samples``, ``seed``, ``confidence``,
             ``resampled``: ``video`` or ``image``); None without intervals.
+        initial_weights: where the training started from (the run's ``initial_weights.json``,
+            see ``models/pretrained.py``), or None when not recorded.
     """
 
     checkpoint: str
@@ -160,6 +162,7 @@ class EvalResults:
     degradations: dict[str, dict[str, dict[str, SplitMetrics]]] = field(default_factory=dict)
     jpeg_quality: int | None = None
     bootstrap: dict[str, Any] | None = None
+    initial_weights: dict[str, Any] | None = None
 
     def kernels(self) -> list[str]:
         """Return the evaluated degradation kernels (the training's alone for older files)."""
@@ -207,6 +210,7 @@ class EvalResults:
         }
         data["jpeg_quality"] = self.jpeg_quality
         data["bootstrap"] = self.bootstrap
+        data["initial_weights"] = self.initial_weights
         return data
 
     @classmethod
@@ -245,6 +249,7 @@ class EvalResults:
             },
             jpeg_quality=data.get("jpeg_quality"),
             bootstrap=data.get("bootstrap"),
+            initial_weights=data.get("initial_weights"),
         )
 
 

@@ -6,6 +6,8 @@ A training run's directory (``run_dir``)::
     .hydra/              Hydra's copy of the config and the command-line overrides
     checkpoints/         the best checkpoint(s) and last.ckpt (what ckpt_path=last resumes)
     metrics.json         the training's summary (its best checkpoint, scores, counts)
+    initial_weights.json where the initial weights came from (model.pretrained: the name, the
+                         Hub revision, the file and its sha256; written when training starts)
     error.txt            a failed run's overrides and error
     run.lock             held by the command running in it (train, evaluate, predict); names it
     eval/                the evaluation after training (eval_after_fit): an evaluation directory
@@ -48,6 +50,8 @@ METRICS_FILE = "metrics.json"
 #: An evaluation's per-video (per-image) confusion matrices at every resolution and degradation:
 #: what intervals and paired comparisons are recomputed from, without the model.
 PER_VIDEO_FILE = "per_video.npz"
+#: Where a run's initial weights came from (``models/pretrained.py``, ``WeightsSource``).
+INITIAL_WEIGHTS_FILE = "initial_weights.json"
 #: A failed run's (or evaluation's) error.
 ERROR_FILE = "error.txt"
 #: The folder of a run's evaluation after training.
@@ -92,6 +96,9 @@ def eval_dir(run_dir: str | Path) -> Path:
 def lock_file(run_dir: str | Path) -> Path:
     """Return the lock file of a run (or output) directory (:mod:`fer_multires.run_guard`)."""
     return Path(run_dir) / LOCK_FILE
+def initial_weights_file(run_dir: str | Path) -> Path:
+    """Return where a run records where its initial weights came from."""
+    return Path(run_dir) / INITIAL_WEIGHTS_FILE
 
 
 def config_file(run_dir: str | Path) -> Path:
@@ -174,12 +181,21 @@ def best_checkpoint_of_run(run_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path, key: str = "ckpt_path") -> Path:
-    """Return the checkpoint file to use: ``path``, or a training run directory's best checkpoint.
+    """Return the model to use: ``path``, a training run directory's best checkpoint, or a folder.
+
+    A Hub-ready folder (``export.hub=true``) is returned as is; ``hf-hub:<org>/<repo>`` is its
+    snapshot in the Hugging Face cache (:func:`fer_multires.models.hub.resolve_hub_folder`).
 
     Raises:
         FileNotFoundError: if the file does not exist, or the run directory names no checkpoint
             that exists.
+        ValueError: for an ``hf-hub:`` name that is not cached (saying what to run).
     """
+    from fer_multires.models.hub import resolve_hub_folder  # timm, torch: only when needed
+
+    folder = resolve_hub_folder(str(path), key)
+    if folder is not None:
+        return folder
     path = Path(path)
     if path.is_dir():
         best = best_checkpoint_of_run(path)

@@ -35,6 +35,7 @@ from fer_multires.evaluation.outputs import format_compact_table
 from fer_multires.evaluation.runner import evaluate_checkpoint
 from fer_multires.models.backbone import detect_weights_format
 from fer_multires.models.module import FERModule
+from fer_multires.models.pretrained import record_initial_weights
 from fer_multires.results import EvalResults, TrainingResults, load_training_results
 from fer_multires.run_guard import is_launching_process, resolve_ckpt_path, run_dir_lock
 from fer_multires.runs import METRICS_FILE, checkpoints_dir, config_file, error_file, eval_dir
@@ -124,6 +125,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule: FERDataModule = instantiate(cfg.data)  # errors name their config key
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    record_initial_weights(cfg.model, run_dir)  # fetched on rank 0, checked, before any data
     warn_on_weight_normalisation_mismatch(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+
+# Nothing in the tests reaches the Hugging Face Hub: offline before huggingface_hub is imported
+# (it reads this once), for this process and the commands the tests run. The tests that fetch
+# name a Hub on 127.0.0.1 (FakeHub) explicitly.
+os.environ["HF_HUB_OFFLINE"] = "1"
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -208,3 +214,143 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------- the Hugging Face cache (issue 26)
+
+
+def write_hub_repo(
+    cache: Path, repo_id: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "c0de"
+) -> Path:
+    """Write a Hub repository into a Hugging Face cache as ``hf_hub_download`` leaves it.
+
+    ``models--<org>--<repo>/blobs/<etag>`` (the sha256 for LFS files, weights; the git blob
+    sha1 for the others), ``snapshots/<commit>/<file>`` symlinks to the blobs, and
+    ``refs/main`` holding the commit hash.
+
+    Returns:
+        The snapshot folder.
+    """
+    import hashlib
+    import os
+
+    folder = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (folder / "blobs").mkdir(exist_ok=True)
+    for name, data in files.items():
+        if name.endswith((".safetensors", ".bin")):
+            etag = hashlib.sha256(data).hexdigest()
+        else:
+            etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        blob = folder / "blobs" / etag
+        blob.write_bytes(data)
+        pointer = snapshot / name
+        pointer.unlink(missing_ok=True)
+        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def timm_repo_files(model, architecture: str) -> dict[str, bytes]:
+    """A timm-format repository's files for a model: ``config.json`` and ``model.safetensors``."""
+    import json
+
+    from safetensors.torch import save
+
+    config = {"architecture": architecture, "num_classes": model.num_classes}
+    return {
+        "config.json": json.dumps(config).encode(),
+        "model.safetensors": save({k: v.contiguous() for k, v in model.state_dict().items()}),
+    }
+
+
+class FakeHub:
+    """A Hugging Face Hub on 127.0.0.1 that serves repositories as the Hub's ``resolve`` URLs do.
+
+    ``HEAD``/``GET /<org>/<repo>/resolve/<revision>/<file>`` answer with the headers
+    ``hf_hub_download`` reads (``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``, sizes), or 404
+    with the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``),
+    so huggingface_hub's own code fetches, caches and raises as against the real Hub. Point it
+    there with ``HF_ENDPOINT=<url>`` (a subprocess) or :meth:`patch` (this process).
+
+    Attributes:
+        repos: ``{repo_id: (commit, {file: bytes})}``.
+        requests: the paths asked for, in order.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.repos: dict[str, tuple[str, dict[str, bytes]]] = {}
+        self.requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.answer(body=False)
+
+            def do_GET(self) -> None:
+                self.answer(body=True)
+
+            def answer(self, body: bool) -> None:
+                hub.requests.append(self.path)
+                status, headers, data = hub.resolve(self.path)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def resolve(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        import hashlib
+        from urllib.parse import unquote
+
+        parts = unquote(path).lstrip("/").split("/")
+        if len(parts) < 5 or parts[2] != "resolve":
+            return 404, {"X-Error-Code": "RepoNotFound"}, b""
+        repo_id, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+        if repo_id not in self.repos:
+            return 404, {"X-Error-Code": "RepoNotFound", "X-Error-Message": "not found"}, b""
+        commit, files = self.repos[repo_id]
+        if revision not in ("main", commit):
+            return 404, {"X-Error-Code": "RevisionNotFound"}, b""
+        if filename not in files:
+            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b""
+        data = files[filename]
+        etag = hashlib.sha256(data).hexdigest()
+        return 200, {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "X-Linked-Etag": f'"{etag}"',
+                     "X-Linked-Size": str(len(data))}, data  # fmt: skip
+
+    def patch(self, monkeypatch) -> None:
+        """Point this process's huggingface_hub at the fake Hub, online."""
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "ENDPOINT", self.url)
+        template = self.url + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub():
+    """A :class:`FakeHub` for one test."""
+    hub = FakeHub()
+    yield hub
+    hub.close()

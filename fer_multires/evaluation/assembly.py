@@ -23,6 +23,7 @@ from fer_multires.evaluation.classes import ClassMatch
 from fer_multires.evaluation.config import EvalSettings
 from fer_multires.evaluation.module import evaluation_points
 from fer_multires.metrics import confusion_from_labels
+from fer_multires.models.hub import initial_weights_of
 from fer_multires.results import (
     EVAL_SPLITS,
     NATIVE,
@@ -368,4 +369,5 @@ def build_results(
         degradations=degradations,
         jpeg_quality=settings.jpeg_quality,
         bootstrap=bootstrap_entry(raw.per_video, settings.bootstrap) if bootstrap else None,
+        initial_weights=initial_weights_of(settings.ckpt_path, run_config),
     )

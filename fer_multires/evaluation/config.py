@@ -284,6 +284,45 @@ def data_group_override(task_overrides: Sequence[str]) -> str | None:
     return None
 
 
+def given_data_keys(task_overrides: Sequence[str]) -> set[str]:
+    """Return the ``data.*`` keys given on the command line (without ``data.``)."""
+    return {
+        o.key_or_group[len("data.") :]
+        for o in OverridesParser.create().parse_overrides(list(task_overrides))
+        if o.key_or_group.startswith("data.")
+    }
+
+
+def hub_folder_data_config(
+    cfg: DictConfig, folder: Path, task_overrides: Sequence[str]
+) -> DictConfig:
+    """Return the command line's data config with a Hub folder's image settings.
+
+    A folder has no training run to take the data from: ``data=NAME data.root=PATH`` name it;
+    :data:`MODEL_INPUT_KEYS` come from the folder's ``config.json`` unless given too.
+
+    Raises:
+        ValueError: naming ``data.root`` if it was not given.
+    """
+    from fer_multires.models.hub import read_hub_model
+
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise ValueError(
+            f"data.root: ckpt_path is a Hub folder ({folder}), without the training run's data "
+            "config: give the data on the command line, data=NAME data.root=PATH (the image "
+            "sizes and normalisation come from the folder)"
+        )
+    model_input = read_hub_model(folder).model_input.to_json()
+    given = given_data_keys(task_overrides)
+    data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+    kept = [f"{k}={model_input[k]}" for k in MODEL_INPUT_KEYS if k not in given]
+    for key in MODEL_INPUT_KEYS:
+        if key not in given:
+            data[key] = model_input[key]
+    log.info("data config from the command line; from %s: %s", folder, ", ".join(kept) or "nothing")
+    return data
+
+
 def other_dataset_config(
     cfg: DictConfig, run_data: DictConfig, run_config: Path, task_overrides: Sequence[str]
 ) -> DictConfig:
@@ -291,11 +330,7 @@ def other_dataset_config(
 
     Keys given on the command line (``data.crop_size=...``) win over the run's.
     """
-    given = {
-        o.key_or_group[len("data.") :]
-        for o in OverridesParser.create().parse_overrides(list(task_overrides))
-        if o.key_or_group.startswith("data.")
-    }
+    given = given_data_keys(task_overrides)
     data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
     kept = []
     for key in MODEL_INPUT_KEYS:
@@ -314,8 +349,13 @@ def resolve_data_config(
     """Return the data config to evaluate on, and the run config it came from (or None).
 
     Raises:
-        ValueError: if the checkpoint has no run config and ``data.root`` was not given.
+        ValueError: if the checkpoint has no run config (or is a Hub folder) and ``data.root``
+            was not given.
     """
+    from fer_multires.models.hub import is_hub_folder
+
+    if is_hub_folder(ckpt_path):
+        return hub_folder_data_config(cfg, ckpt_path, task_overrides), None
     run_config = run_config_of(ckpt_path)
     if run_config is None:
         if OmegaConf.is_missing(cfg.data, "root"):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fer_multires.evaluation.assembly import Predictions, RawResults
+from fer_multires.models.pretrained import describe_initial_weights
 from fer_multires.plots import plot_confusion_matrix, plot_resolution_robustness
 from fer_multires.results import EVAL_SPLITS, NATIVE, EvalResults, SplitMetrics, json_interval
 from fer_multires.runs import METRICS_FILE
@@ -179,6 +180,13 @@ def interval_lines(results: EvalResults) -> list[str]:
     ]
 
 
+def initial_weights_lines(record: Mapping[str, Any] | None) -> list[str]:
+    """Say where the evaluated model's training started from, when its run recorded it."""
+    if record is None:
+        return []
+    return [f"- initial weights (model.pretrained): {describe_initial_weights(record)}"]
+
+
 def format_report(results: EvalResults, plots: bool) -> str:
     """Render ``report.md``: the paper's Tables 3 and 4, resolution and smoothing tables."""
     counts = ", ".join(f"{s} {results.splits[s][NATIVE].n}" for s in EVAL_SPLITS)
@@ -192,6 +200,7 @@ def format_report(results: EvalResults, plots: bool) -> str:
         f"- samples evaluated: {counts}; "
         f"unreadable images skipped: {results.skipped_images['val_full']}",
         *classes_lines(results),
+        *initial_weights_lines(results.initial_weights),
         "",
         f"> {HONESTY_NOTE}",
         "",

@@ -24,11 +24,10 @@ from fer_multires.evaluation.classes import ClassMatch, match_classes
 from fer_multires.evaluation.config import EvalSettings, check_settings, resolve_data_config
 from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
 from fer_multires.evaluation.outputs import format_compact_table, write_outputs
-from fer_multires.models.module import FERModule
+from fer_multires.models.hub import load_trained, trained_class_names
 from fer_multires.results import EvalResults
 from fer_multires.runs import error_file
 from fer_multires.utils.checkpoint_io import require_writable_dir
-from fer_multires.utils.checkpoints import checkpoint_class_names
 from fer_multires.utils.config import instantiate
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def evaluate_checkpoint(
     require_writable_dir(output_dir, "run_dir")  # before the work, not at its end
     match = class_match(settings.ckpt_path, datamodule)
     settings = below_native(settings, datamodule.native_size)
-    model = FERModule.load_from_checkpoint(settings.ckpt_path, pretrained=None, map_location="cpu")
+    model = load_trained(settings.ckpt_path)  # a checkpoint or a Hub folder
     module = EvalModule(
         model,
         datamodule.batch_transform,
@@ -101,7 +100,7 @@ def class_match(ckpt_path: Path, datamodule: FERDataModule) -> ClassMatch:
     Raises:
         ValueError: if they share no class.
     """
-    trained = checkpoint_class_names(ckpt_path, "ckpt_path")
+    trained = trained_class_names(ckpt_path, "ckpt_path")
     try:
         match = match_classes(trained, datamodule.classes)
     except ValueError as err:

@@ -135,19 +135,29 @@ class Classifier:
 
 
 class TorchClassifier(Classifier):
-    """A fer_multires checkpoint, run with PyTorch on ``device``.
+    """A fer_multires checkpoint or Hub-ready folder, run with PyTorch on ``device``.
+
+    A folder (``export.hub=true``) carries its classes, image settings and evaluated scores in
+    its ``config.json``; a checkpoint takes them from its run.
 
     Raises:
-        ValueError: if the checkpoint is not a fer_multires one or has no run config.
+        ValueError: if the checkpoint is not a fer_multires one or has no run config, or the
+            folder is not one ``export`` wrote.
     """
 
     def __init__(self, ckpt_path: Path, device: torch.device, key: str = "ckpt_path") -> None:
-        from fer_multires.models.module import FERModule  # Lightning: only when needed
+        from fer_multires.models.hub import is_hub_folder, load_trained, read_hub_model
 
-        class_names = checkpoint_class_names(ckpt_path, key)
-        model_input, _ = model_input_of_run(ckpt_path, key)
-        super().__init__(class_names, model_input, ckpt_path, device)
-        module = FERModule.load_from_checkpoint(ckpt_path, pretrained=None, map_location="cpu")
+        if is_hub_folder(ckpt_path):
+            hub = read_hub_model(ckpt_path, key)
+            super().__init__(hub.class_names, hub.model_input, ckpt_path, device,
+                             hub.expected_scores)  # fmt: skip
+            module = hub.load_module()
+        else:
+            class_names = checkpoint_class_names(ckpt_path, key)
+            model_input, _ = model_input_of_run(ckpt_path, key)
+            super().__init__(class_names, model_input, ckpt_path, device)
+            module = load_trained(ckpt_path, key)
         self.model = module.eval().to(device)
 
     @torch.inference_mode()
@@ -222,7 +232,7 @@ class OnnxClassifier(Classifier):
 
 
 def load_classifier(path: Path, device: torch.device, key: str = "ckpt_path") -> Classifier:
-    """Return the classifier of a checkpoint (``.ckpt``) or an exported ``.onnx`` file."""
+    """Return the classifier of a checkpoint (``.ckpt``), a Hub folder or an ``.onnx`` file."""
     if path.suffix.lower() == ".onnx":
         return OnnxClassifier(path, device, key)
     return TorchClassifier(path, device, key)

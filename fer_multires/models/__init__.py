@@ -1,1 +1,1 @@
-"""Models: the timm backbone with local weights, and the LightningModule."""
+"""Models: the timm backbone and its initial weights, the LightningModule, the Hub folder."""

@@ -32,6 +32,7 @@ __all__ = [
     "apply_caffe_patches",
     "create_backbone",
     "detect_weights_format",
+    "fit_state_dict",
     "load_vggface2_state_dict",
 ]
 
@@ -281,9 +282,11 @@ def apply_caffe_patches(model: nn.Module) -> None:
 
 
 def create_backbone(name: str, num_classes: int, pretrained: str | Path | None = None) -> nn.Module:
-    """Create a timm classifier with a new ``num_classes``-way head, optionally from local weights.
+    """Create a timm classifier with a new ``num_classes``-way head, optionally with weights.
 
-    Nothing is downloaded: the model is built with ``pretrained=False`` or from a local file.
+    Nothing is downloaded: the model is built with ``pretrained=False``, from a local file, or
+    from a name already in the Hugging Face cache (training fetches names first:
+    :func:`~fer_multires.models.pretrained.prepare_weights`).
 
     Args:
         name: A timm model name, e.g. ``seresnet50`` (the paper's) or ``seresnet18``/``seresnet34``
@@ -292,9 +295,11 @@ def create_backbone(name: str, num_classes: int, pretrained: str | Path | None =
         pretrained: ``None`` for random initialisation; a timm-format state dict file
             (``.pth``/``.pt``/``.bin``/``.safetensors``), whose backbone must match ``name``
             exactly and whose head is kept only if it has ``num_classes`` outputs (otherwise the
-            head stays randomly initialised); or the VGGFace2 ``senet50_ft_weight.pkl`` (only with
+            head stays randomly initialised); the VGGFace2 ``senet50_ft_weight.pkl`` (only with
             ``name="seresnet50"``), converted with `load_vggface2_state_dict` and patched with
-            `apply_caffe_patches`.
+            `apply_caffe_patches`; or a name, ``timm:<model>.<tag>`` or
+            ``hf-hub:<org>/<repo>`` (:mod:`fer_multires.models.pretrained`), read from the cache
+            like a timm-format file.
 
     Returns:
         The model (a timm ``ResNet`` for the SE-ResNet names), in training mode.
@@ -303,7 +308,8 @@ def create_backbone(name: str, num_classes: int, pretrained: str | Path | None =
         FileNotFoundError: If ``pretrained`` does not exist.
         ValueError: If the file cannot be read, or its keys or shapes do not fit the model
             (the message names the file and the keys), or VGGFace2 weights are used with a model
-            other than ``seresnet50``.
+            other than ``seresnet50``; for a name that is not cached
+            (:class:`~fer_multires.models.pretrained.PretrainedError`).
     """
     if not timm.is_model(name):
         raise ValueError(f"Unknown timm model name '{name}'")
@@ -317,15 +323,21 @@ def create_backbone(name: str, num_classes: int, pretrained: str | Path | None =
         )
         return model
 
-    path = _check_file(pretrained)
-    fmt = detect_weights_format(path)
+    from fer_multires.models.pretrained import is_weights_name, resolve_weights
+
+    if is_weights_name(str(pretrained)):  # never a pickle: safetensors or weights-only torch.load
+        source = resolve_weights(str(pretrained), download=False)
+        path, fmt, origin = Path(source.file), "timm", source.describe()
+    else:
+        path = _check_file(pretrained)
+        fmt, origin = detect_weights_format(path), str(path)
     if fmt == "vggface2":
         model = _create_from_vggface2(name, num_classes, path)
         log.info(
             "Backbone %s: loaded VGGFace2 SE-ResNet-50 weights from %s (Caffe stride/pool "
             "patches applied, new random %d-class head)",
             name,
-            path,
+            origin,
             num_classes,
         )
     else:
@@ -333,7 +345,7 @@ def create_backbone(name: str, num_classes: int, pretrained: str | Path | None =
         log.info(
             "Backbone %s: loaded timm-format weights from %s (%s %d-class head)",
             name,
-            path,
+            origin,
             "head loaded from the file," if head_kept else "new random",
             num_classes,
         )
@@ -357,7 +369,7 @@ def _head_keys(model: nn.Module) -> set[str]:
 def _check_keys(
     state_dict: dict[str, torch.Tensor],
     model: nn.Module,
-    path: Path,
+    path: str | Path,
     allowed_missing: set[str],
 ) -> None:
     """Raise if ``state_dict`` does not fit ``model`` apart from the ``allowed_missing`` keys.
@@ -410,28 +422,50 @@ def _create_from_vggface2(name: str, num_classes: int, path: Path) -> nn.Module:
     return model
 
 
+def fit_state_dict(
+    state_dict: Any, model: nn.Module, source: str | Path
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """Check that a timm-format state dict fits ``model``, leaving out a head of another size.
+
+    Args:
+        state_dict: the weights read from ``source``.
+        model: the model they are for (may live on the meta device: only shapes are compared).
+        source: the file or name the weights came from, for the messages.
+
+    Returns:
+        The state dict to load (without the head if its size differs from the model's), and
+        whether the head is kept.
+
+    Raises:
+        WeightsFormatError: naming ``source``, if it is not a dict of tensors, or its keys or
+            shapes do not fit the model apart from the head.
+    """
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        raise WeightsFormatError(
+            f"Weights in {source} are not a state dict of tensors (expected a timm/PyTorch "
+            "state dict, or a checkpoint dict holding one under 'state_dict' or 'model')"
+        )
+    head = _head_keys(model)
+    target = model.state_dict()
+    fits = all(
+        k in state_dict and k in target and state_dict[k].shape == target[k].shape for k in head
+    )
+    if not fits:
+        state_dict = {k: v for k, v in state_dict.items() if k not in head}
+    _check_keys(state_dict, model, source, allowed_missing=head)
+    return state_dict, bool(head) and fits
+
+
 def _timm_filter(
     path: Path, head_kept: list[bool]
 ) -> Callable[[dict[str, Any], nn.Module], dict[str, Any]]:
     """A timm ``pretrained_filter_fn`` that validates the file and drops a head of another size."""
 
     def filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[str, Any]:
-        if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()
-        ):
-            raise WeightsFormatError(
-                f"Weights in {path} are not a state dict of tensors (expected a timm/PyTorch "
-                "state dict, or a checkpoint dict holding one under 'state_dict' or 'model')"
-            )
-        head = _head_keys(model)
-        target = model.state_dict()
-        fits = all(
-            k in state_dict and k in target and state_dict[k].shape == target[k].shape for k in head
-        )
-        head_kept.append(bool(head) and fits)
-        if not fits:
-            state_dict = {k: v for k, v in state_dict.items() if k not in head}
-        _check_keys(state_dict, model, path, allowed_missing=head)
+        state_dict, kept = fit_state_dict(state_dict, model, path)
+        head_kept.append(kept)
         return state_dict
 
     return filter_fn

@@ -60,7 +60,8 @@ class FERModule(LightningModule):
         backbone: timm model name (``seresnet50`` for the paper, ``seresnet18`` for CPU demos).
         num_classes: number of expression classes (7 or 8, from the data).
         class_names: class names in label order (for per-class metric names).
-        pretrained: local weights file (timm state dict or VGGFace2 ``.pkl``), or None.
+        pretrained: local weights file (timm state dict or VGGFace2 ``.pkl``), a name in the
+            Hugging Face cache (``timm:<model>.<tag>``, ``hf-hub:<org>/<repo>``), or None.
         class_weights: per-class loss weights, or None for an unweighted loss.
         optimizer: a partial optimizer (Hydra ``_partial_: true``), called with the parameter
             groups; defaults to Adam.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fer_multires.models.pretrained import describe_initial_weights, read_initial_weights
 from fer_multires.results import (
     EVAL_SPLITS,
     REPORT_SPLIT,
@@ -89,6 +90,7 @@ class Job:
     #: The run's config without its seed (canonical JSON): runs that share it differ only in
     #: their seed. None if the run has no readable ``config.yaml``.
     config_without_seed: str | None = None
+    initial_weights: str = ""
 
     @property
     def status_kind(self) -> str:
@@ -344,6 +346,7 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
         if results is None
         else results.checkpoint,
         eval_error=eval_error,
+        initial_weights=describe_initial_weights(read_initial_weights(run_dir)),
     )
     job.seed, job.config_without_seed = seed_free_config(run_dir)
     evals = evals_of_run(run_dir, external)

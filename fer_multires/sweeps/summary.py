@@ -240,6 +240,7 @@ def job_row(job: Job, group: int | None = None) -> dict[str, str]:
     }
     row.update({f"{s}_score": fmt(job.scores.get(s)) for s in EVAL_SPLITS})
     row.update({low_res_column(r): fmt(job.eval_score(r)) for r in LOW_RES_KEYS})
+    row["initial_weights"] = job.initial_weights
     row["checkpoint"] = job.checkpoint or ""
     row["eval_dir"] = str(job.eval_dir or "")
     row["run_dir"] = str(job.run_dir)
@@ -286,6 +287,15 @@ def selection_line(jobs: Sequence[Job], low_res: str) -> str:
     return line + "."
 
 
+def initial_weights_lines(jobs: Sequence[Job]) -> list[str]:
+    """Say where the jobs' training started from (``initial_weights.json``): once if all agree."""
+    kinds = {job.initial_weights for job in jobs}
+    if len(kinds) == 1:
+        return [f"Initial weights (model.pretrained), all jobs: {kinds.pop()}"]
+    return ["Initial weights (model.pretrained):", "",
+            *(f"- {job.name}: {job.initial_weights}" for job in jobs)]  # fmt: skip
+
+
 def jobs_section(jobs: Sequence[Job], common: Sequence[str]) -> list[str]:
     """Render the jobs table and its legend."""
     header = ["job", "overrides", "status", "epochs", *EVAL_SPLITS]
@@ -305,6 +315,7 @@ def jobs_section(jobs: Sequence[Job], common: Sequence[str]) -> list[str]:
     if common:
         lines += ["Overrides common to all jobs: " + " ".join(f"`{o}`" for o in common), ""]
     lines += markdown_table(header, rows)
+    lines += ["", *initial_weights_lines(jobs)]
     lines += [
         "",
         "Scores are challenge scores (0.33 accuracy + 0.67 macro F1). val_select, val_rest and "

@@ -1,0 +1,381 @@
+"""A trained model as a Hub-ready folder: written by ``export``, read by ``predict``, ``evaluate``.
+
+The folder (``python -m fer_multires.export ckpt_path=RUN export.hub=true``)::
+
+    model.safetensors   the classifier's weights (timm's state-dict keys), weights only
+    config.json         timm's format (written by ``timm.models.save_for_hf``: ``architecture``,
+                        ``num_classes``, ``label_names``, ``pretrained_cfg`` with the input size,
+                        crop, interpolation and normalisation), plus our fields under
+                        :data:`FIELDS_KEY`: the task, the classes in output order, the image
+                        settings (``ModelInput``), the training's multi-resolution range, where
+                        its initial weights came from, the evaluated scores
+    README.md           the model card, with the evaluation table when the run has one
+
+Upload it with ``hf upload <org>/<repo> <folder>``. Then ``ckpt_path=hf-hub:<org>/<repo>``
+(read from the Hugging Face cache, offline: ``python -m fer_multires.weights fetch`` fills it)
+or ``ckpt_path=<folder>`` work with ``predict`` and ``evaluate`` (whose data config then comes
+from the command line, ``data=NAME data.root=PATH``, with the folder's image settings), and
+``timm.create_model("hf-hub:<org>/<repo>", pretrained=True)`` builds the same classifier.
+Nothing in it is a pickle: loading never runs code from the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import OmegaConf
+
+from fer_multires.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, VGGFACE2_MEAN_BGR
+from fer_multires.models.pretrained import (
+    HUB_CONFIG_FILE,
+    HUB_PREFIX,
+    read_initial_weights,
+    resolve_weights,
+)
+from fer_multires.runs import ModelInput, find_evaluation, model_input_of_run
+from fer_multires.utils.checkpoints import checkpoint_class_names
+from fer_multires.utils.io import write_text_atomic
+
+if TYPE_CHECKING:
+    from fer_multires.models.module import FERModule
+
+#: The weights file of a folder (safetensors only: no pickles).
+WEIGHTS_FILE = "model.safetensors"
+#: The model card.
+README_FILE = "README.md"
+#: The key of our fields in ``config.json``.
+FIELDS_KEY = "fer_multires"
+#: The version of those fields' layout.
+FORMAT_VERSION = 1
+#: The task the models of this project solve (ABAW's name for expression classification).
+TASK = "expr"
+
+
+def is_hub_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding ``config.json`` and ``model.safetensors``."""
+    path = Path(path)
+    return path.is_dir() and (path / HUB_CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+def resolve_hub_folder(ref: str, key: str = "ckpt_path") -> Path | None:
+    """Return the folder ``ref`` names, or None if it names none (a run, a checkpoint file).
+
+    Args:
+        ref: ``hf-hub:<org>/<repo>[@<revision>]`` (the repository's snapshot in the Hugging
+            Face cache; never fetched here) or a folder written by ``export``.
+        key: the config key, for the messages.
+
+    Raises:
+        NotCachedError: for a repository that is not in the cache, saying what to run.
+        PretrainedError: for a repository without ``model.safetensors``.
+    """
+    if ref.startswith(HUB_PREFIX):
+        source = resolve_weights(ref, download=False, key=key)
+        if source.filename != WEIGHTS_FILE:
+            raise ValueError(
+                f"{key}={ref}: the repository has {source.filename}, not {WEIGHTS_FILE}; a model "
+                "to predict or evaluate with must be weights only (python -m fer_multires.export "
+                "export.hub=true writes one)"
+            )
+        return Path(source.file).parent
+    return Path(ref) if is_hub_folder(ref) else None
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A folder's model, as ``config.json`` describes it.
+
+    Attributes:
+        folder: the folder (a snapshot in the Hugging Face cache for ``hf-hub:`` names).
+        architecture: the timm architecture.
+        class_names: the classes, in output order.
+        model_input: the image settings its crops are prepared with.
+        fields: all of our fields (:data:`FIELDS_KEY`).
+    """
+
+    folder: Path
+    architecture: str
+    class_names: list[str]
+    model_input: ModelInput
+    fields: dict[str, Any]
+
+    @property
+    def expected_scores(self) -> dict[str, Any] | None:
+        """The run's evaluated scores per resolution (``ExpectedScore.to_json``), if any."""
+        return self.fields.get("expected_scores")
+
+    @property
+    def initial_weights(self) -> dict[str, Any] | None:
+        """Where the training started from (``initial_weights.json``), if recorded."""
+        return self.fields.get("initial_weights")
+
+    def load_module(self) -> FERModule:
+        """Return the classifier as a ``FERModule`` (eval mode, CPU), its weights loaded strictly.
+
+        Raises:
+            ValueError: naming the folder, if the weights do not fit the architecture.
+        """
+        from safetensors.torch import load_file
+
+        from fer_multires.models.module import FERModule
+
+        module = FERModule(self.architecture, len(self.class_names), self.class_names)
+        try:
+            module.model.load_state_dict(load_file(self.folder / WEIGHTS_FILE, device="cpu"))
+        except RuntimeError as err:
+            raise ValueError(
+                f"{self.folder / WEIGHTS_FILE} does not fit {self.architecture} with "
+                f"{len(self.class_names)} classes: {err}"
+            ) from err
+        return module.eval()
+
+
+def read_hub_model(folder: Path, key: str = "ckpt_path") -> HubModel:
+    """Read a folder's ``config.json``.
+
+    Raises:
+        ValueError: naming ``key`` and the file, if it is not a folder ``export`` wrote.
+    """
+    path = folder / HUB_CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        fields = config[FIELDS_KEY]
+        model = HubModel(
+            folder,
+            str(config["architecture"]),
+            [str(c) for c in fields["classes"]],
+            ModelInput.from_json(fields["model_input"]),
+            dict(fields),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{key}: {path} is not the config of a model exported by python -m fer_multires.export "
+            f"export.hub=true ({type(err).__name__}: {err}); a plain timm repository can be used "
+            "as model.pretrained to train from"
+        ) from err
+    if int(config.get("num_classes", -1)) != len(model.class_names):
+        raise ValueError(
+            f"{key}: {path}: num_classes={config.get('num_classes')} but "
+            f"{len(model.class_names)} classes in {FIELDS_KEY}.classes"
+        )
+    return model
+
+
+def trained_class_names(model_path: Path, key: str = "ckpt_path") -> list[str]:
+    """Return the classes a checkpoint or a Hub folder was trained for, in output order."""
+    if is_hub_folder(model_path):
+        return read_hub_model(model_path, key).class_names
+    return checkpoint_class_names(model_path, key)
+
+
+def load_trained(model_path: Path, key: str = "ckpt_path") -> FERModule:
+    """Return the trained classifier of a checkpoint or a Hub folder (CPU)."""
+    if is_hub_folder(model_path):
+        return read_hub_model(model_path, key).load_module()
+    from fer_multires.models.module import FERModule
+
+    return FERModule.load_from_checkpoint(model_path, pretrained=None, map_location="cpu")
+
+
+def initial_weights_of(model_path: Path, run_config: Path | None) -> dict[str, Any] | None:
+    """Return where the model's training started from: its run's record, or its folder's."""
+    if run_config is not None:
+        return read_initial_weights(run_config.parent)
+    if is_hub_folder(model_path):
+        return read_hub_model(model_path).initial_weights
+    return None
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def timm_data_config(model_input: ModelInput) -> dict[str, Any]:
+    """Return timm's preprocessing config for the image settings (``save_for_hf``'s data_config).
+
+    The evaluation resizes the shorter side to ``resize_size`` and centre-crops ``crop_size``
+    (timm: ``crop_pct = crop / resize``), bilinear. The ``vggface2`` normalisation (BGR, 0-255,
+    mean-subtracted) has no timm equivalent: its mean and scale are given in RGB order, and the
+    model card says that the channels must be reversed.
+    """
+    if model_input.normalization == "vggface2":
+        mean = tuple(m / 255.0 for m in reversed(VGGFACE2_MEAN_BGR))
+        std = (1 / 255.0,) * 3
+    else:
+        mean, std = IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+    size = model_input.crop_size
+    return {
+        "input_size": (3, size, size),
+        "crop_pct": model_input.crop_size / model_input.resize_size,
+        "crop_mode": "center",
+        "interpolation": "bilinear",
+        "mean": tuple(mean),
+        "std": tuple(std),
+    }
+
+
+def multires_of_run(run_config: Path) -> dict[str, Any] | None:
+    """Return the training's ``data.multires`` settings (None: multi-resolution was off)."""
+    data = OmegaConf.load(run_config).get("data") or {}
+    node = data.get("multires")
+    if node is None:
+        return None
+    settings = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in settings.items() if not k.startswith("_")}
+
+
+def hub_fields(ckpt_path: Path, class_names: list[str], expected: dict | None) -> dict[str, Any]:
+    """Return our ``config.json`` fields for a checkpoint of a run."""
+    from fer_multires import __version__
+
+    model_input, run_config = model_input_of_run(ckpt_path)
+    data = OmegaConf.load(run_config).get("data") or {}
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": TASK,
+        "classes": list(class_names),
+        "model_input": model_input.to_json(),
+        "multires": multires_of_run(run_config),
+        "dataset": data.get("dataset"),
+        "initial_weights": read_initial_weights(run_config.parent),
+        "expected_scores": expected,
+        "checkpoint": Path(ckpt_path).name,
+        "fer_multires_version": __version__,
+    }
+
+
+def model_card(architecture: str, fields: dict[str, Any], run_dir: Path) -> str:
+    """Return ``README.md``: what the model is, its input, its evaluation, how to use it."""
+    from fer_multires.evaluation.outputs import resolution_table
+    from fer_multires.models.pretrained import describe_initial_weights
+    from fer_multires.results import load_eval_results
+
+    m = fields["model_input"]
+    multires = fields.get("multires")
+    lines = [
+        "---",
+        "library_name: timm",
+        "pipeline_tag: image-classification",
+        "tags: [image-classification, facial-expression-recognition, fer_multires]",
+        "---",
+        "",
+        f"# {architecture}: facial expression classifier ({', '.join(fields['classes'])})",
+        "",
+        f"Trained with fer_multires {fields['fer_multires_version']} (task `{TASK}`) on "
+        f"`{fields.get('dataset') or 'unknown'}`.",
+        "",
+        f"- classes, in output order: {', '.join(fields['classes'])}",
+        f"- input: an aligned face crop; shorter side resized to {m['resize_size']} px, centre "
+        f"crop {m['crop_size']} px, bilinear, normalisation `{m['normalization']}`"
+        + (f", images first resized to {m['image_size']} px" if m.get("image_size") else ""),
+        "- multi-resolution training: "
+        + (
+            f"faces degraded to {multires.get('min_res')}-{multires.get('max_res')} px "
+            f"(p={multires.get('p')}, sampling {multires.get('sampling')})"
+            if multires
+            else "off"
+        ),
+        f"- initial weights: {describe_initial_weights(fields.get('initial_weights'))}",
+        "",
+    ]
+    if m["normalization"] == "vggface2":
+        lines += [
+            "> The `vggface2` normalisation feeds BGR channels (0-255, mean-subtracted); timm's "
+            "preprocessing config cannot say so: reverse the channels before timm's transforms.",
+            "",
+        ]
+    evaluation = find_evaluation(run_dir)
+    if evaluation is not None:
+        lines += resolution_table(load_eval_results(evaluation))
+        lines += ["val_rest: the honest estimate (validation videos not used for model selection).",
+                  ""]  # fmt: skip
+    else:
+        lines += ["No evaluation: the run has none (`python -m fer_multires.evaluate`).", ""]
+    lines += [
+        "## Use",
+        "",
+        "```bash",
+        "python -m fer_multires.weights fetch hf-hub:<org>/<repo>      # once, with internet",
+        "python -m fer_multires.predict ckpt_path=hf-hub:<org>/<repo> input=photo.jpg",
+        "python -m fer_multires.evaluate ckpt_path=hf-hub:<org>/<repo> data=affwild2 "
+        "data.root=/data/affwild2",
+        "```",
+        "",
+        'With timm alone: `timm.create_model("hf-hub:<org>/<repo>", pretrained=True)` builds the '
+        "classifier "
+        "(prepare faces as above).",
+        "",
+        f"Files: `{WEIGHTS_FILE}` (weights only), `{HUB_CONFIG_FILE}` (timm's config; our "
+        f"fields under `{FIELDS_KEY}`), `{README_FILE}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_hub_folder(ckpt_path: Path, out: Path) -> Path:
+    """Write a checkpoint of a run as a Hub-ready folder, checked by reading it back.
+
+    The folder is written beside ``out`` under a temporary name and renamed into place (an
+    existing folder is replaced) only after its model gives exactly the checkpoint's logits.
+
+    Args:
+        ckpt_path: a fer_multires checkpoint inside its run.
+        out: the folder to write.
+
+    Raises:
+        ValueError: if the checkpoint has no run config, or the folder read back differs.
+        ResultsError: if the run's evaluation cannot be read (its scores go into the folder).
+    """
+    from timm.models import save_for_hf
+
+    from fer_multires.inference.expected import load_expected_score
+    from fer_multires.inference.onnx_export import parity_batch
+
+    class_names = checkpoint_class_names(ckpt_path)
+    run_dir = model_input_of_run(ckpt_path)[1].parent
+    expected = load_expected_score(None, run_dir)
+    fields = hub_fields(ckpt_path, class_names, None if expected is None else expected.to_json())
+    model_input = ModelInput.from_json(fields["model_input"])
+    module = load_trained(ckpt_path)
+    model = module.model.eval().to(memory_format=torch.contiguous_format)  # safetensors needs it
+    architecture = model.pretrained_cfg.get("architecture") or module.hparams["backbone"]
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_for_hf(model, str(tmp), model_config={"label_names": class_names, FIELDS_KEY: fields},
+                    safe_serialization=True, data_config=timm_data_config(model_input))  # fmt: skip
+        write_text_atomic(tmp / README_FILE, model_card(architecture, fields, run_dir))
+        check_round_trip(
+            model, read_hub_model(tmp).load_module().model, parity_batch(model_input, 4)
+        )
+        replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def check_round_trip(model: torch.nn.Module, loaded: torch.nn.Module, batch: torch.Tensor) -> None:
+    """Refuse a folder whose model does not give exactly the checkpoint's logits."""
+    with torch.inference_mode():
+        expected, got = model(batch), loaded(batch)
+    if not torch.equal(expected, got):
+        raise ValueError(
+            f"the exported folder's model differs from the checkpoint's (largest logit "
+            f"difference {(expected - got).abs().max().item():.3g})"
+        )
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Move ``new`` to ``out``, replacing an existing folder only once ``new`` is complete."""
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
