@@ -96,6 +96,8 @@ def eval_dir(run_dir: str | Path) -> Path:
 def lock_file(run_dir: str | Path) -> Path:
     """Return the lock file of a run (or output) directory (:mod:`fer_multires.run_guard`)."""
     return Path(run_dir) / LOCK_FILE
+
+
 def initial_weights_file(run_dir: str | Path) -> Path:
     """Return where a run records where its initial weights came from."""
     return Path(run_dir) / INITIAL_WEIGHTS_FILE
