@@ -115,7 +115,7 @@ def test_read_only_evaluation_folder_is_an_error_before_the_evaluation(
     def no_work(*args, **kwargs):
         raise AssertionError("the evaluation started")
 
-    monkeypatch.setattr(runner.FERModule, "load_from_checkpoint", no_work)
+    monkeypatch.setattr(runner, "load_trained", no_work)
     out = tmp_path / "eval"
     overrides = [f"ckpt_path={trained}", f"run_dir={out}", f"paths.root_dir={tmp_path}",
                  "trainer.enable_progress_bar=false"]  # fmt: skip

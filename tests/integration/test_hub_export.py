@@ -82,7 +82,7 @@ def test_folder_holds_weights_config_and_model_card(trained_run, hub_folder) -> 
     assert card.startswith("---\nlibrary_name: timm\n")
     assert "## Resolution robustness" in card and ", ".join(CLASSES) in card
     val_rest_native = evaluation.splits["val_rest"]["native"].challenge_score
-    assert f"{val_rest_native:.4f}" in card
+    assert f"{val_rest_native:.3f} [" in card  # the score with its interval
     # timm's preprocessing config says what the evaluation does: 28 px shorter side, 24 crop
     cfg = config["pretrained_cfg"]
     assert cfg["input_size"] == [3, 24, 24] and cfg["crop_pct"] == pytest.approx(24 / 28)
