@@ -19,6 +19,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.evaluation.runner import evaluate
 from fer_multires.utils.config import CONFIG_DIR, rewrite_deprecated_overrides
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.data.readers.packed import pack_splits
 from fer_multires.utils.checkpoint_io import require_writable_dir
 from fer_multires.utils.config import CONFIG_DIR, instantiate

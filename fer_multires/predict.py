@@ -22,6 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.inference.runner import PredictResult, format_summary, predict
 from fer_multires.utils.config import CONFIG_DIR
 

@@ -237,8 +237,9 @@ def missing_run_config(ckpt_path: str | Path) -> str:
 class ModelInput:
     """How the training run prepared its images, hence how a face crop must be prepared.
 
-    The defaults are the ``data`` node's (``conf/data/_common.yaml``), used for a run config
-    that lacks a key (an older run).
+    Its defaults are the one home of the ``data`` node's (``FERDataModule``'s signature, hence
+    the ``data`` schema, refers to them), used too for a run config that lacks a key (an older
+    run).
 
     Attributes:
         resize_size: ``data.resize_size``, the shorter side after resizing.

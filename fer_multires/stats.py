@@ -14,6 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.data.labels import class_weights
 from fer_multires.data.readers.index import DatasetIndex
 from fer_multires.utils.config import CONFIG_DIR, instantiate

@@ -28,6 +28,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.plugins import CheckpointIO
 
+import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.callbacks import Preempted
 from fer_multires.data.datamodule import FERDataModule
 from fer_multires.evaluation.config import EvalSettings, check_eval_node, check_trainer_node
@@ -182,11 +183,10 @@ def skipped_images_line(validation: int, training: int) -> str | None:
     )
 
 
-#: The ``trainer`` keys that are counts or fractions (null allowed), checked before any work.
+#: The ``trainer`` counts or fractions that Lightning types as unions (int or float), which the
+#: schema leaves untyped: checked before any work. The others are typed by the schema.
 TRAINER_NUMBERS = (
-    "max_epochs", "min_epochs", "max_steps", "limit_train_batches", "limit_val_batches",
-    "check_val_every_n_epoch", "val_check_interval", "log_every_n_steps",
-    "accumulate_grad_batches", "gradient_clip_val",
+    "limit_train_batches", "limit_val_batches", "val_check_interval", "gradient_clip_val",
 )  # fmt: skip
 
 

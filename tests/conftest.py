@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
+import fer_multires.schemas  # noqa: F401 - the typed configs, as the entry points register them
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8
 from fer_multires.utils.config import CONFIG_DIR
 

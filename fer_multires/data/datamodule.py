@@ -52,6 +52,7 @@ from fer_multires.data.transforms import MultiResolution
 from fer_multires.data.transforms import image_size as measure_size
 from fer_multires.data.transforms_factory import Transforms, create_transforms
 from fer_multires.results import VAL_LOADERS
+from fer_multires.runs import ModelInput
 from fer_multires.utils.config import config_node
 
 log = logging.getLogger(__name__)
@@ -173,17 +174,17 @@ class FERDataModule(LightningDataModule):
         affectnet: Mapping[str, Any] | None = None,
         num_classes: int | None = None,
         classes: list[str] | None = None,
-        image_size: int | None = None,
+        image_size: int | None = ModelInput.image_size,
         packed_dir: str | None = None,
         synthetic: SyntheticSpec | Mapping[str, Any] | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 8,
         pin_memory: bool = True,
-        resize_size: int = 256,
-        crop_size: int = 224,
+        resize_size: int = ModelInput.resize_size,
+        crop_size: int = ModelInput.crop_size,
         grayscale_p: float = 0.2,
-        normalization: str = "imagenet",
+        normalization: str = ModelInput.normalization,
         multires: MultiResolution | Mapping[str, Any] | None = None,
         val_select_fraction: float = 0.15,
         val_select_seed: int = 0,

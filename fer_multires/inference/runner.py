@@ -64,7 +64,40 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """The checked ``predict`` node (see ``conf/predict.yaml`` for each key)."""
+    """The ``predict`` node: its typed schema (``fer_multires/schemas.py``) and checked values.
+
+    Attributes:
+        margin: faces not aligned (``align=false``, ``detector=haar``): a square crop of
+            (1 + 2 x margin) x the face box's side, from the full-resolution frame. 0.2 frames a
+            face about as Aff-Wild2's 112 x 112 five-point aligned crops do: real faces aligned to
+            that template measure 1.20-1.54 Haar box sides (margin 0.10-0.27, median 0.17),
+            rounded towards the loose side (``python benchmarks/predict.py --only margin``).
+            Change it to match how your training crops frame a face. ``expected_score`` is read
+            at the crop's side, ``crop_px`` (face_px x (1 + 2 x margin); for an aligned face the
+            template's 112 px measured in the source), the same measure as an evaluated
+            resolution.
+        batch_size: crops per forward pass.
+        device: ``auto`` (cuda when present), ``cpu`` or ``cuda``.
+        every_n_frames: videos: classify frames 0, n, 2n, ...
+        detect_every: videos: run the detector on every k-th classified frame and follow the
+            faces between (1: every frame).
+        smoothing: videos: smooth each track's probabilities over this many frames (odd; 1 =
+            off).
+        smoothing_kind: ``mean`` or ``gaussian`` (the evaluation's smoothing).
+        annotate: also write ``annotated/`` copies of the inputs.
+        track_min_iou: a face and a track whose boxes overlap this much (IoU) may be linked ...
+        track_max_shift: ... or whose landmarks (box centres) moved at most this many face
+            sides.
+        track_max_gap: a track unseen for more classified frames than this is closed.
+        track_min_frames: a video track seen in fewer classified frames is dropped (counted in
+            ``sources.csv``: ``short_tracks``).
+        metrics: an evaluation's ``metrics.json`` (or its directory) for ``expected_score``;
+            None: the model's run's own (``<run>/eval/metrics.json``), or the one stored in an
+            ONNX file. ``expected_score`` is that evaluation's ``val_rest`` score interpolated (in
+            log2 pixels) at ``crop_px``: an evaluated resolution r is the shorter side of a whole
+            training frame, which frames the face with the margin, so a face of face_px pixels
+            carries as much detail as a frame evaluated at face_px x (1 + 2 x margin).
+    """
 
     margin: float = DEFAULT_MARGIN
     batch_size: int = 32

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import logging
 import re
 import sys
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Optional  # noqa: UP035 - OmegaConf reads these annotations
 
 import hydra
 from hydra.errors import InstantiationException
@@ -221,3 +224,76 @@ def rewrite_deprecated_overrides(argv: list[str] | None = None) -> list[str]:
         kept.insert(max(later, default=off_at), MULTIRES_OFF)
     argv[1:] = kept
     return argv
+
+
+# ------------------------------------------------------------------------------ schemas
+
+#: The types a schema field keeps; any other annotation becomes ``Any`` (checked by the code).
+PLAIN_TYPES: tuple[type, ...] = (bool, int, float, str)
+
+
+def field_type(hint: Any) -> Any:
+    """Return the OmegaConf type of a parameter annotated ``hint``.
+
+    ``int``, ``float``, ``bool``, ``str``, their ``| None`` and lists of them are kept;
+    everything else (unions of several types, objects, callables) is ``Any``: OmegaConf would
+    otherwise convert a value to one member of the union (``10`` to ``10.0``).
+    """
+    if hint in PLAIN_TYPES:
+        return hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner, *others) = [arg for arg in args if arg is not type(None)]
+        kept = field_type(inner)
+        return Optional[kept] if not others and kept is not Any else Any  # noqa: UP045
+    if origin in (list, Sequence) and len(args) == 1 and args[0] in PLAIN_TYPES:
+        return List[args[0]]  # noqa: UP006
+    return Any
+
+
+def schema_field(default: Any) -> dataclasses.Field:
+    """A dataclass field with ``default`` (a list through a factory; none given: required)."""
+    if default is inspect.Parameter.empty:
+        return dataclasses.field(default="???")
+    if isinstance(default, list | tuple):
+        return dataclasses.field(default_factory=lambda: list(default))
+    return dataclasses.field(default=default)
+
+
+def schema_of(
+    target: Callable[..., Any],
+    name: str,
+    module: str,
+    *,
+    exclude: Sequence[str] = (),
+    target_path: str | None = None,
+    extra: Sequence[tuple[str, Any, Any]] = (),
+    loose: Sequence[str] = (),
+) -> type:
+    """Return a dataclass whose fields are ``target``'s keyword parameters.
+
+    Args:
+        target: a class (its ``__init__``) or a dataclass.
+        name: the schema's class name.
+        module: the module that binds the schema to ``name`` (so a pickled config finds it).
+        exclude: parameters the config does not hold (passed by the code).
+        target_path: the ``_target_`` the node instantiates, or None for a plain node.
+        extra: further ``(name, type, default)`` fields.
+        loose: parameters typed ``Any`` in the config, whatever their annotation (the config
+            holds another form, e.g. ``model.class_weights: auto``).
+    """
+    hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    fields: list[tuple[str, Any, dataclasses.Field]] = []
+    if target_path is not None:
+        fields.append(("_target_", str, dataclasses.field(default=target_path)))
+    for param in inspect.signature(target).parameters.values():
+        if param.name in exclude or param.kind not in (param.POSITIONAL_OR_KEYWORD,
+                                                         param.KEYWORD_ONLY):  # fmt: skip
+            continue
+        hint = Any if param.name in loose else field_type(hints.get(param.name, Any))
+        fields.append((param.name, hint, schema_field(param.default)))
+    fields.extend((key, hint, schema_field(default)) for key, hint, default in extra)
+    schema = dataclasses.make_dataclass(name, fields)
+    schema.__module__ = module
+    schema.__doc__ = f"The config node of {target.__module__}.{target.__qualname__}."
+    return schema

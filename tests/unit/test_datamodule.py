@@ -280,20 +280,3 @@ def test_fast_path_image_of_another_size_is_an_error_even_when_skipping(tmp_path
         data.__getitems__(keys)
     with pytest.raises(BadImageError, match=message):
         [data[key] for key in keys]
-
-
-def test_python_defaults_are_the_data_configs() -> None:
-    """FERDataModule built in Python behaves as data=affwild2 composed by any entry point."""
-    import inspect
-
-    from fer_multires.utils.config import CONFIG_DIR
-
-    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
-        node = compose("train", overrides=["data=affwild2", "data.root=x"]).data
-    # the YAML's multires is the paper's node (the Python default: none); seed is ${seed}
-    skipped = {"_target_", "root", "multires", "seed", "synthetic"}
-    defaults = {name: p.default for name, p in inspect.signature(FERDataModule).parameters.items()
-                if p.default is not inspect.Parameter.empty}  # fmt: skip
-    differ = {key: (defaults[key], node[key]) for key in node
-              if key not in skipped and key in defaults and defaults[key] != node[key]}  # fmt: skip
-    assert differ == {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_entry
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
 import fer_multires
 from fer_multires import runs
@@ -39,8 +39,9 @@ def test_no_other_module_spells_a_run_directory_name() -> None:
 
 
 def test_model_input_defaults_are_the_data_configs() -> None:
-    """A run config without the keys (an older run) falls back on conf/data/_common.yaml's."""
-    common = OmegaConf.load(Path(CONFIG_DIR) / "data" / "_common.yaml")
+    """A run config without the keys (an older run) falls back on what a data config holds."""
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        common = compose("train", overrides=["data=affwild2", "data.root=x"]).data
     default = runs.ModelInput()
     assert (default.resize_size, default.crop_size, default.normalization, default.image_size) == (
         common.resize_size, common.crop_size, common.normalization, common.image_size)  # fmt: skip
