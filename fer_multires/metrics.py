@@ -17,14 +17,22 @@ import numpy as np
 import torch
 from torchmetrics import Metric, SumMetric
 
+from fer_multires.tasks import EXPR_MISSING
+
 ACCURACY_WEIGHT = 0.33
 F1_WEIGHT = 0.67
 
 
 def confusion_from_labels(
-    target: torch.Tensor | np.ndarray, predicted: torch.Tensor | np.ndarray, num_classes: int
+    target: torch.Tensor | np.ndarray,
+    predicted: torch.Tensor | np.ndarray,
+    num_classes: int,
+    counted: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Count the ``C x C`` confusion matrix (rows = true class) of two label arrays or tensors.
+
+    ``counted`` (booleans, optional) leaves out the samples where it is False, without selecting
+    them (which would wait for the device): a multi-task batch's frames without an expression.
 
     The one place a confusion matrix is counted: the metric below and the evaluation's smoothing
     both use it. Counted with ``index_add_`` into ``C * C`` zeros rather than ``torch.bincount``,
@@ -36,13 +44,16 @@ def confusion_from_labels(
     """
     target = torch.as_tensor(target).long().reshape(-1)
     predicted = torch.as_tensor(predicted, device=target.device).long().reshape(-1)
+    weight = torch.ones_like(target) if counted is None else counted.reshape(-1).long()
+    if counted is not None:
+        target = torch.where(counted.reshape(-1), target, 0)
     index = target * num_classes + predicted
     if index.device.type == "cpu" and index.numel():
         bad = (target < 0) | (target >= num_classes) | (predicted < 0) | (predicted >= num_classes)
         if bool(bad.any()):
             raise IndexError(f"a label outside 0..{num_classes - 1} in the confusion matrix")
     counts = torch.zeros(num_classes**2, dtype=torch.long, device=index.device)
-    counts.index_add_(0, index, torch.ones_like(index))
+    counts.index_add_(0, index, weight)
     return counts.view(num_classes, num_classes)
 
 
@@ -78,8 +89,8 @@ def metrics_from_confusion(confusion: torch.Tensor | np.ndarray) -> dict[str, to
     }
 
 
-class UnreadableCount(SumMetric):
-    """How many samples of one split could not be read, summed across processes.
+class SampleCount(SumMetric):
+    """How many samples of one split were read (or could not be), summed across processes.
 
     Counts made on the host (Python ints, from the data module's count before the batch moves
     to the device) are added up in Python and given to the metric once, by :meth:`total`, so no
@@ -92,7 +103,7 @@ class UnreadableCount(SumMetric):
         self.host_count = 0
 
     def add(self, count: int | torch.Tensor) -> None:
-        """Add one batch's count of unreadable samples."""
+        """Add one batch's count."""
         if isinstance(count, int):
             self.host_count += count
         else:
@@ -136,11 +147,15 @@ class ChallengeScore(Metric):
 
         Args:
             preds: predicted class indices ``(N,)`` or scores/logits ``(N, C)``.
-            target: true class indices ``(N,)``.
+            target: true class indices ``(N,)``; :data:`~fer_multires.tasks.EXPR_MISSING`
+                (multi-task frames without an expression) is left out.
         """
         if preds.ndim == 2:
             preds = preds.argmax(dim=1)
-        self.confusion = self.confusion + confusion_from_labels(target, preds, self.num_classes)
+        counted = target != EXPR_MISSING
+        self.confusion = self.confusion + confusion_from_labels(
+            target, preds, self.num_classes, counted
+        )
 
     def compute(self) -> dict[str, torch.Tensor]:
         """Return the metrics of :func:`metrics_from_confusion` and the ``confusion`` matrix.

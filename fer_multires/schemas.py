@@ -35,13 +35,17 @@ from fer_multires.models.module import FERModule
 from fer_multires.utils.config import schema_of
 
 DataConfig = schema_of(
-    FERDataModule, "DataConfig", __name__, target_path="fer_multires.data.datamodule.FERDataModule"
+    FERDataModule,
+    "DataConfig",
+    __name__,
+    exclude=("task",),  # the run's top-level task
+    target_path="fer_multires.data.datamodule.FERDataModule",
 )
 ModelConfig = schema_of(
     FERModule,
     "ModelConfig",
     __name__,
-    exclude=("num_classes", "class_names"),  # from the data
+    exclude=("num_classes", "class_names", "task", "au_pos_weights"),  # from the run and data
     loose=("class_weights",),  # auto: from the training data's class frequencies
     target_path="fer_multires.models.module.FERModule",
 )

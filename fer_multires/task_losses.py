@@ -14,14 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer_multires.tasks import AU_MISSING, AU_NAMES, VA_MISSING, VA_NAMES
+from fer_multires.tasks import AU_MISSING, AU_NAMES, EXPR_MISSING, VA_MISSING, VA_NAMES
 
 #: The largest positive weight of an AU (and 1 / it the smallest): an AU seen positive in fewer
 #: than 1 of 51 training frames is weighted as if it were 1 of 51, so that a handful of positives
 #: does not dominate the loss.
 MAX_AU_POS_WEIGHT = 50.0
-#: The expression label of a frame without one (ABAW's expression annotation writes -1).
-EXPR_UNLABELLED = -1
 
 
 def ccc_loss(preds: torch.Tensor, target: torch.Tensor, mse_weight: float = 0.0) -> torch.Tensor:
@@ -153,14 +151,14 @@ def masked_cross_entropy(
 ) -> torch.Tensor:
     """Class-weighted cross-entropy over the frames with an expression label.
 
-    Frames labelled :data:`EXPR_UNLABELLED` (in a multi-task batch, those annotated only for
+    Frames labelled :data:`EXPR_MISSING` (in a multi-task batch, those annotated only for
     valence-arousal or AUs) are left out; over the others it equals
     ``F.cross_entropy(logits, target, weight)``: the sum of ``weight[y] * -log p(y)`` divided by
     the sum of ``weight[y]``.
 
     Args:
         logits: ``(N, C)``.
-        target: ``(N,)`` class indices, or :data:`EXPR_UNLABELLED`.
+        target: ``(N,)`` class indices, or :data:`EXPR_MISSING`.
         weight: ``(C,)`` class weights, or None.
 
     Returns:
@@ -168,9 +166,9 @@ def masked_cross_entropy(
         gives NaN).
     """
     per_frame = F.cross_entropy(
-        logits.float(), target, weight=weight, ignore_index=EXPR_UNLABELLED, reduction="none"
+        logits.float(), target, weight=weight, ignore_index=EXPR_MISSING, reduction="none"
     )
-    labelled = target != EXPR_UNLABELLED
+    labelled = target != EXPR_MISSING
     index = torch.where(labelled, target, 0)
     frame_weight = torch.ones_like(per_frame) if weight is None else weight.float()[index]
     total_weight = torch.where(labelled, frame_weight, 0.0).sum()

@@ -20,6 +20,8 @@ TASK_HEADS: dict[str, tuple[str, ...]] = {
     "mtl": ("expr", "va", "au"),
 }
 
+#: The expression label of a frame without one (multi-task frames annotated for VA or AUs only).
+EXPR_MISSING = -1
 #: The valence-arousal annotation's columns, as its header line names them.
 VA_NAMES: tuple[str, ...] = ("valence", "arousal")
 #: The value that marks a frame without a valence-arousal annotation (in either column).
@@ -41,3 +43,28 @@ def check_task(task: str, key: str = "task") -> str:
     if task not in TASKS:
         raise ValueError(f"{key}={task!r} is not a task; choose one of {', '.join(TASKS)}")
     return task
+
+
+def head_sizes(task: str, num_classes: int) -> dict[str, int]:
+    """Return the outputs of each head a ``task`` trains, in :data:`TASK_HEADS` order.
+
+    ``expr``: one logit per expression class; ``va``: valence and arousal (a ``tanh`` puts them in
+    [-1, 1]); ``au``: one logit per action unit. The heads share one linear layer on the
+    backbone's features, its outputs laid side by side in this order (:func:`head_slices`).
+    """
+    sizes = {"expr": num_classes, "va": len(VA_NAMES), "au": len(AU_NAMES)}
+    return {head: sizes[head] for head in TASK_HEADS[check_task(task)]}
+
+
+def head_slices(task: str, num_classes: int) -> dict[str, slice]:
+    """Return, per head, its columns of the shared output layer (:func:`head_sizes`)."""
+    slices, start = {}, 0
+    for head, size in head_sizes(task, num_classes).items():
+        slices[head] = slice(start, start + size)
+        start += size
+    return slices
+
+
+def num_outputs(task: str, num_classes: int) -> int:
+    """Return the width of the output layer of a ``task`` model."""
+    return sum(head_sizes(task, num_classes).values())

@@ -40,6 +40,7 @@ from fer_multires.models.pretrained import record_initial_weights
 from fer_multires.results import EvalResults, TrainingResults, load_training_results
 from fer_multires.run_guard import is_launching_process, resolve_ckpt_path, run_dir_lock
 from fer_multires.runs import METRICS_FILE, checkpoints_dir, config_file, error_file, eval_dir
+from fer_multires.tasks import DEFAULT_TASK, TASK_HEADS, check_task
 from fer_multires.utils.checkpoint_io import AtomicCheckpointIO, require_writable_dir
 from fer_multires.utils.checkpoints import check_checkpoint_classes, check_checkpoint_fits
 from fer_multires.utils.config import CONFIG_DIR, instantiate, rewrite_deprecated_overrides
@@ -50,13 +51,17 @@ from fer_multires.utils.tables import format_split_table
 log = logging.getLogger(__name__)
 
 
-def resolve_class_weights(setting: Any, datamodule: FERDataModule) -> list[float] | None:
+def resolve_class_weights(
+    setting: Any, datamodule: FERDataModule, task: str = DEFAULT_TASK
+) -> list[float] | None:
     """Turn ``model.class_weights`` (auto, a list, or null) into per-class weights.
+
+    None for a task without an expression head (``va``, ``au``).
 
     Raises:
         ValueError: for a list of the wrong length or another value.
     """
-    if setting is None:
+    if setting is None or "expr" not in TASK_HEADS[task]:
         return None
     if setting == "auto":
         return [float(w) for w in datamodule.class_weights()]
@@ -69,6 +74,19 @@ def resolve_class_weights(setting: Any, datamodule: FERDataModule) -> list[float
             )
         return weights
     raise ValueError(f"model.class_weights={setting!r}: use auto, a list of weights, or null")
+
+
+def resolve_au_pos_weights(
+    setting: Any, datamodule: FERDataModule, task: str
+) -> list[float] | None:
+    """Return the AU loss's positive weights, or None.
+
+    With ``model.class_weights=auto`` and an AU head: from each AU's training positive rate
+    (:func:`~fer_multires.task_losses.au_pos_weights`).
+    """
+    if setting != "auto" or "au" not in TASK_HEADS[task]:
+        return None
+    return [float(w) for w in datamodule.au_pos_weights()]
 
 
 def checkpoint_plugins(trainer_cfg: DictConfig) -> list[Any]:
@@ -118,13 +136,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         EvaluationAfterFitError: if training finished but its end-of-training evaluation failed.
     """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    task = check_task(cfg.get("task", DEFAULT_TASK))
     check_run_numbers(cfg)
     require_some_training(cfg.trainer, cfg.get("ckpt_path"))
     require_writable_dir(checkpoints_dir(run_dir), "run_dir")
     eval_settings = check_eval_after_fit(cfg, run_dir)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule: FERDataModule = instantiate(cfg.data)  # errors name their config key
+    datamodule: FERDataModule = instantiate(cfg.data, task=task)  # errors name their config key
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     record_initial_weights(cfg.model, run_dir)  # fetched on rank 0, checked, before any data
     warn_on_weight_normalisation_mismatch(cfg)
@@ -137,7 +156,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         _convert_="all",  # plain lists in the checkpoint's hyper-parameters
         num_classes=datamodule.num_classes,
         class_names=list(datamodule.classes),
-        class_weights=resolve_class_weights(cfg.model.class_weights, datamodule),
+        class_weights=resolve_class_weights(cfg.model.class_weights, datamodule, task),
+        task=task,
+        au_pos_weights=resolve_au_pos_weights(cfg.model.class_weights, datamodule, task),
     )
     if ckpt_path:
         check_checkpoint_fits(ckpt_path, model)  # before config.yaml is replaced

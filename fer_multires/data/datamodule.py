@@ -53,6 +53,8 @@ from fer_multires.data.transforms import image_size as measure_size
 from fer_multires.data.transforms_factory import Transforms, create_transforms
 from fer_multires.results import VAL_LOADERS
 from fer_multires.runs import ModelInput
+from fer_multires.task_losses import au_pos_weights, au_positive_rates
+from fer_multires.tasks import DEFAULT_TASK, check_task
 from fer_multires.utils.config import config_node
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,9 @@ class FERDataModule(LightningDataModule):
         eval_split: the dataset split that ``val_select``, ``val_rest`` and ``val_full`` are
             drawn from: ``val``, or ``test`` to evaluate a dataset's test split (FER2013's
             PrivateTest) with ``evaluate data.eval_split=test``.
+        task: the annotations read (:mod:`fer_multires.tasks`): ``expr``, or on Aff-Wild2
+            ``va``, ``au`` or ``mtl`` (the union of the frames of the three); the run's top-level
+            ``task``, passed by the entry points (not a ``data`` key).
 
     Raises:
         ValueError: for an invalid setting, naming its config key, before any data is read.
@@ -192,11 +197,18 @@ class FERDataModule(LightningDataModule):
         on_bad_image: str = "error",
         augment_on: str = "device",
         eval_split: str = "val",
+        task: str = DEFAULT_TASK,
     ) -> None:
         super().__init__()
         self.root = Path(root)
         if dataset not in READERS:
             raise ValueError(f"data.dataset={dataset!r} is not one of {', '.join(READERS)}")
+        self.task = check_task(task)
+        if task != DEFAULT_TASK and dataset != "affwild2" and packed_dir is None:
+            raise ValueError(
+                f"task={task}: data.dataset={dataset} has expression labels only; valence-arousal "
+                "and action units are read from Aff-Wild2's annotations (data=affwild2)"
+            )
         self.dataset_name = dataset
         if num_classes is not None and num_classes not in (7, 8):
             raise ValueError(f"data.num_classes={num_classes} must be 7 or 8")
@@ -325,8 +337,9 @@ class FERDataModule(LightningDataModule):
             index = read_packed(self.packed_dir)
         elif self.dataset_name == "affwild2":
             index = read_affwild2(
-                self.root, self.annotations_dir, self.frames_dir, self.frames_manifest
-            )
+                self.root, self.annotations_dir, self.frames_dir, self.frames_manifest,
+                task=self.task,
+            )  # fmt: skip
         else:
             options = self.reader_options()
             try:
@@ -370,6 +383,10 @@ class FERDataModule(LightningDataModule):
     def class_weights(self) -> np.ndarray:
         """The paper's loss weights: 1 - training frequency of each class."""
         return class_weights(self.train_class_counts)
+
+    def au_pos_weights(self) -> torch.Tensor:
+        """The AU loss's weight of each AU's positives, from its training positive rate."""
+        return au_pos_weights(au_positive_rates(self.splits["train"].au))
 
     def _index(self) -> DatasetIndex:
         if self.index is None:

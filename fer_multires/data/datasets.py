@@ -345,7 +345,7 @@ class FrameDataset(Dataset):
             self.check_size(index, int(image.shape[-2]), int(image.shape[-1]))
         out = self.transform(image, epoch, index)
         sample = out if isinstance(out, dict) else {"image": out}
-        return {**sample, "label": int(self.split.label[index]), "index": index, "valid": valid}
+        return {**sample, **split_targets(self.split, index), "index": index, "valid": valid}
 
     def __getitems__(self, keys: list[int | SampleKey]) -> list[dict[str, Any]] | dict[str, Any]:
         """The DataLoader's batched fetch: on the fast path, the batch itself, made in place.
@@ -366,7 +366,7 @@ class FrameDataset(Dataset):
         indices, epochs = keyed[:, 0], keyed[:, 1]
         images = batch_tensor((len(keys), 3, *self.native_size), torch.uint8)
         valid = self.load_into(images.numpy(), indices)
-        columns = {"label": self.split.label[indices], "index": indices, "valid": valid,
+        columns = {**split_targets(self.split, indices), "index": indices, "valid": valid,
                    **batch_draws(epochs, indices, *self.native_size)}  # fmt: skip
         return {"image": images, **numbers_tensors(columns)}
 
@@ -430,16 +430,42 @@ def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return like.new(storage).view(shape)
 
 
+#: The per-sample target columns a batch carries beyond the expression ``label``, when its split
+#: has them (:class:`~fer_multires.data.readers.index.SplitIndex`): valence-arousal and AUs.
+TARGET_KEYS: tuple[str, ...] = ("va", "au")
+
+
+def split_targets(split: SplitIndex, index: Any) -> dict[str, Any]:
+    """Return the targets of sample(s) ``index`` of a split, as a batch holds them.
+
+    ``label`` (the expression, -1 where a multi-task frame has none), and where the split has
+    them ``va`` (valence, arousal; NaN where missing) and ``au`` (0/1, -1 where missing).
+    """
+    targets: dict[str, Any] = {"label": split.label[index]}
+    if np.ndim(index) == 0:
+        targets["label"] = int(targets["label"])
+    for key in TARGET_KEYS:
+        values = getattr(split, key, None)
+        if values is not None:
+            targets[key] = values[index]
+    return targets
+
+
 def numbers_tensors(columns: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Turn per-sample number columns into tensors, as ``default_collate`` does.
 
     Integers become ``int64`` rows of one tensor and booleans ``bool`` rows of another (two
-    allocations and two shared-memory handles per batch, instead of one per column).
+    allocations and two shared-memory handles per batch, instead of one per column). A column of
+    vectors (the ``va`` and ``au`` targets) keeps its dtype and shape, in its own tensor.
     """
     groups: dict[torch.dtype, list[str]] = {}
-    for name, values in columns.items():
-        groups.setdefault(torch.bool if values.dtype == np.bool_ else torch.int64, []).append(name)
     tensors: dict[str, torch.Tensor] = {}
+    for name, values in columns.items():
+        if values.ndim > 1:
+            tensors[name] = batch_tensor(values.shape, torch.from_numpy(values[:0]).dtype)
+            tensors[name].numpy()[:] = values
+            continue
+        groups.setdefault(torch.bool if values.dtype == np.bool_ else torch.int64, []).append(name)
     for dtype, names in groups.items():
         block = batch_tensor((len(names), len(columns[names[0]])), dtype)
         block.numpy()[:] = np.stack([columns[name] for name in names])
@@ -456,24 +482,32 @@ def collate_samples(data: list[dict[str, Any]] | dict[str, Any]) -> dict[str, An
     return data if isinstance(data, dict) else default_collate(data)
 
 
+def batch_targets(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return a batch's targets by head (``expr``: the ``label``; ``va``, ``au``) and ``index``."""
+    targets = {"expr": batch["label"], "index": batch["index"]}
+    targets.update({key: batch[key] for key in TARGET_KEYS if key in batch})
+    return targets
+
+
 def readable_part(
     batch: dict[str, torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """Split a collated batch into its readable samples and a count of the others.
 
     Samples whose image could not be read (``valid`` False, under ``data.on_bad_image=skip``)
     must be left out of losses and metrics and counted; this is the one place that does it.
 
     Returns:
-        ``(images, labels, indices, dropped)``: the readable samples' images, labels and split
-        indices, and the number of samples left out (a 0-d tensor, so no host sync is needed
-        to count it).
+        ``(images, targets, dropped)``: the readable samples' images, their targets
+        (:func:`batch_targets`: per head, and the split ``index``), and the number of samples
+        left out (a 0-d tensor, so no host sync is needed to count it).
     """
     valid = batch["valid"].bool()
     dropped = (~valid).sum()
+    targets = batch_targets(batch)
     if bool(valid.all()):
-        return batch["image"], batch["label"], batch["index"], dropped
-    return batch["image"][valid], batch["label"][valid], batch["index"][valid], dropped
+        return batch["image"], targets, dropped
+    return batch["image"][valid], {k: v[valid] for k, v in targets.items()}, dropped
 
 
 #: Batch key set on the host before the transfer: how many samples could not be read.
@@ -494,17 +528,17 @@ def count_unreadable(batch: Any) -> Any:
 
 def readable_samples(
     batch: dict[str, Any],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int | torch.Tensor]:
-    """Return ``(images, labels, indices, unreadable)`` of a batch's readable samples.
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], int | torch.Tensor]:
+    """Return ``(images, targets, unreadable)`` of a batch's readable samples.
 
     With the host-side count of :func:`count_unreadable` a fully readable batch is used as it is,
     without a host sync; otherwise :func:`readable_part` selects.
     """
     unreadable = batch.get(UNREADABLE_KEY)
     if unreadable == 0:
-        return batch["image"], batch["label"], batch["index"], 0
-    images, labels, indices, dropped = readable_part(batch)
-    return images, labels, indices, dropped if unreadable is None else unreadable
+        return batch["image"], batch_targets(batch), 0
+    images, targets, dropped = readable_part(batch)
+    return images, targets, dropped if unreadable is None else unreadable
 
 
 class PartitionSampler(Sampler[SampleKey]):

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from fer_multires.data.batch_transforms import TRAINING_KERNEL, BatchTransform
 from fer_multires.data.datasets import readable_samples
 from fer_multires.evaluation.classes import ClassMatch, match_classes
-from fer_multires.metrics import ChallengeScore, UnreadableCount
+from fer_multires.metrics import ChallengeScore, SampleCount
 from fer_multires.models.module import FERModule
 from fer_multires.results import VAL_LOADERS
 from fer_multires.utils.io import save_npz_atomic
@@ -108,7 +108,7 @@ class EvalModule(LightningModule):
             }
         )
         self.compile = model.hparams.get("compile", False) if compile is None else compile
-        self.skipped = nn.ModuleDict({split: UnreadableCount() for split in VAL_LOADERS})
+        self.skipped = nn.ModuleDict({split: SampleCount() for split in VAL_LOADERS})
         self._rows: list[dict[str, torch.Tensor]] = []
 
     def configure_model(self) -> None:
@@ -125,7 +125,8 @@ class EvalModule(LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0):
         """Score one uint8 batch at every point; keep the native predictions."""
         split = VAL_LOADERS[dataloader_idx]
-        images, labels, index, dropped = readable_samples(self.known_classes(batch))
+        images, targets, dropped = readable_samples(self.known_classes(batch))
+        labels, index = targets["expr"], targets["index"]
         self.skipped[split].add(dropped)
         if not len(labels):
             return

@@ -29,9 +29,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from fer_multires.data.datasets import readable_samples
-from fer_multires.metrics import ChallengeScore, UnreadableCount, metrics_from_confusion
+from fer_multires.metrics import ChallengeScore, SampleCount, metrics_from_confusion
 from fer_multires.models.backbone import create_backbone
 from fer_multires.results import VAL_LOADERS
+from fer_multires.task_losses import au_bce_loss, ccc_loss, masked_cross_entropy
+from fer_multires.task_metrics import (
+    ActionUnitScore,
+    ConcordanceScore,
+    au_metrics_from_counts,
+    mtl_score,
+    va_metrics_from_sums,
+)
+from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, TASK_HEADS, head_slices, num_outputs
 from fer_multires.utils.checkpoints import strip_compile_prefix
 
 log = logging.getLogger(__name__)
@@ -80,6 +89,9 @@ class FERModule(LightningModule):
             one that is faster), or ``aot_eager`` (graph capture and autograd tracing with eager
             kernels, compiles in seconds: for tests and for telling a compiler bug from a model
             bug). ``compile_mode`` applies to ``inductor`` only.
+        task: ``expr``, ``va``, ``au`` or ``mtl`` (:mod:`fer_multires.tasks`): the heads trained,
+            side by side on one output layer (:func:`~fer_multires.tasks.head_slices`).
+        au_pos_weights: the action-unit loss's weight of each AU's positives, or None.
     """
 
     def __init__(
@@ -98,6 +110,8 @@ class FERModule(LightningModule):
         compile: bool = False,
         compile_mode: str = "default",
         compile_backend: str = "inductor",
+        task: str = DEFAULT_TASK,
+        au_pos_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if len(class_names) != num_classes:
@@ -109,7 +123,10 @@ class FERModule(LightningModule):
         check_compile_mode(compile_mode)
         # The weights file is needed only to initialise; a checkpoint already holds the weights.
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "pretrained"])
-        self.model = create_backbone(backbone, num_classes, pretrained)
+        self.task = task
+        self.heads = tuple(TASK_HEADS[task])
+        self.slices = head_slices(task, num_classes)
+        self.model = create_backbone(backbone, num_outputs(task, num_classes), pretrained)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.channels_last = channels_last
@@ -117,12 +134,19 @@ class FERModule(LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         weights = torch.ones(num_classes) if class_weights is None else torch.tensor(class_weights)
         self.register_buffer("loss_weights", weights.float())
+        positives = (
+            torch.ones(len(AU_NAMES)) if au_pos_weights is None else torch.tensor(au_pos_weights)
+        )
+        self.register_buffer("au_pos_weights", positives.float(), persistent=False)
         self.class_names = tuple(class_names)
         self.val_metrics = nn.ModuleDict(
             {name: ChallengeScore(num_classes) for name in VAL_LOADERS}
         )
+        self.va_metrics = nn.ModuleDict({name: ConcordanceScore() for name in VAL_LOADERS})
+        self.au_metrics = nn.ModuleDict({name: ActionUnitScore() for name in VAL_LOADERS})
         # "fit", not "train": a ModuleDict key may not shadow nn.Module.train.
-        self.skipped = nn.ModuleDict({n: UnreadableCount() for n in ("fit", *VAL_LOADERS)})
+        self.skipped = nn.ModuleDict({n: SampleCount() for n in ("fit", *VAL_LOADERS)})
+        self.read = nn.ModuleDict({n: SampleCount() for n in VAL_LOADERS})
         self.compiled = False
 
     def configure_model(self) -> None:
@@ -153,29 +177,60 @@ class FERModule(LightningModule):
         checkpoint["state_dict"] = strip_compile_prefix(checkpoint["state_dict"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return class logits for a batch of normalised images ``(N, 3, H, W)``."""
+        """Return the output layer for a batch of normalised images ``(N, 3, H, W)``.
+
+        For ``task=expr``, the class logits; otherwise every head's outputs side by side
+        (:meth:`split_heads`).
+        """
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
+    def split_heads(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return each head's part of the output layer.
+
+        Expression and AU logits as they are; valence and arousal in [-1, 1] (``tanh``).
+        """
+        heads = {head: outputs[:, part] for head, part in self.slices.items()}
+        if "va" in heads:
+            heads["va"] = torch.tanh(heads["va"])
+        return heads
+
     def _readable_part(
         self, batch: dict[str, torch.Tensor], split: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the images and labels of the readable samples; count the others."""
-        images, labels, _, unreadable = readable_samples(batch)
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return the images and targets (per head) of the readable samples; count the others."""
+        images, targets, unreadable = readable_samples(batch)
         self.skipped[split].add(unreadable)
-        return images, labels
+        return images, targets
+
+    def task_loss(self, outputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's loss: the sum of its heads' losses, each over the frames it has a label for.
+
+        ``expr``: cross-entropy weighted per class (``model.class_weights``); ``va``: 1 - mean
+        CCC (:func:`~fer_multires.task_losses.ccc_loss`); ``au``: binary cross-entropy with
+        each AU's positives weighted (``au_pos_weights``).
+        """
+        if self.task == "expr":  # every frame has its label
+            return F.cross_entropy(outputs, targets["expr"], weight=self.loss_weights)
+        heads = self.split_heads(outputs)
+        losses = {
+            "expr": lambda: masked_cross_entropy(heads["expr"], targets["expr"], self.loss_weights),
+            "va": lambda: ccc_loss(heads["va"], targets["va"]),
+            "au": lambda: au_bce_loss(heads["au"], targets["au"], self.au_pos_weights),
+        }
+        return sum((losses[head]() for head in self.heads), outputs.new_zeros(()))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Class-weighted cross-entropy on one batch."""
-        images, labels = self._readable_part(batch, "fit")
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels, weight=self.loss_weights)
+        """The task's loss on one batch (class-weighted cross-entropy for expressions)."""
+        images, targets = self._readable_part(batch, "fit")
+        loss = self.task_loss(self(images), targets)
+        size = len(images)
         # Loggers read the step loss every log_every_n_steps; the progress bar would read it
         # (a host sync) at every step, so it shows the epoch mean.
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(labels))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
         self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, logger=False,
-                 batch_size=len(labels))  # fmt: skip
+                 batch_size=size)  # fmt: skip
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -185,33 +240,91 @@ class FERModule(LightningModule):
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        """Accumulate the confusion matrix of ``val_select`` (idx 0) or ``val_rest`` (idx 1)."""
+        """Accumulate the metrics of ``val_select`` (idx 0) or ``val_rest`` (idx 1), per head."""
         split = VAL_LOADERS[dataloader_idx]
-        images, labels = self._readable_part(batch, split)
-        if len(labels):
-            self.val_metrics[split].update(self(images), labels)
+        images, targets = self._readable_part(batch, split)
+        self.read[split].add(len(images))
+        if not len(images):
+            return
+        heads = self.split_heads(self(images))
+        if "expr" in heads:
+            self.val_metrics[split].update(heads["expr"], targets["expr"])
+        if "va" in heads:
+            self.va_metrics[split].update(heads["va"], targets["va"])
+        if "au" in heads:
+            self.au_metrics[split].update(torch.sigmoid(heads["au"].float()), targets["au"])
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val_select``, ``val_rest`` and ``val_full`` metrics, synced across processes."""
-        confusions = {}
-        skipped = 0.0
-        for split in VAL_LOADERS:
-            confusions[split] = self.val_metrics[split].compute()["confusion"]
-            skipped += float(self.skipped[split].total())
-            self.val_metrics[split].reset()
-        confusions["val_full"] = sum(confusions.values())
-        self._check_samples_read(confusions["val_full"], skipped)
-        for split, confusion in confusions.items():
-            results = metrics_from_confusion(confusion)
-            for name in SUMMARY_METRICS:
-                self.log(f"{split}/{name}", results[name].float(), prog_bar=name == "score")
-            if split == "val_full":
-                for class_name, f1 in zip(self.class_names, results["f1_per_class"], strict=True):
-                    self.log(f"val_full/f1_{class_name}", f1.float())
-                self.log("val_full/n", results["n"].float())
+        """Log ``val_select``, ``val_rest`` and ``val_full`` metrics, synced across processes.
+
+        Every head's states (confusion matrix, VA sums, AU counts) of ``val_full`` are the sums of
+        the two loaders'. ``<split>/score`` is the task's score, which the best checkpoint is
+        chosen on: the challenge score (``expr``), the mean CCC (``va``), the mean AU F1 at 0.5
+        (``au``), or their multi-task sum (``mtl``, :func:`~fer_multires.task_metrics.mtl_score`).
+        """
+        skipped = sum(float(self.skipped[split].total()) for split in VAL_LOADERS)
+        read = sum(float(self.read[split].total()) for split in VAL_LOADERS)
+        self._check_samples_read(read, skipped)
+        for split, scores in self._split_scores().items():
+            for name, value in scores.items():
+                self.log(f"{split}/{name}", value.float(), prog_bar=name == "score")
         self.log("val_full/skipped_images", skipped)
 
-    def _check_samples_read(self, confusion: torch.Tensor, skipped: float) -> None:
+    def _split_scores(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Every head's metrics of each split (``val_full``: the per-head details too)."""
+        states: dict[str, dict[str, Any]] = {split: {} for split in VAL_LOADERS}
+        for split in VAL_LOADERS:
+            for head, metrics, key in (("expr", self.val_metrics, "confusion"),
+                                       ("va", self.va_metrics, "sums"),
+                                       ("au", self.au_metrics, "counts")):  # fmt: skip
+                if head in self.heads:
+                    states[split][head] = metrics[split].compute()[key]
+                metrics[split].reset()
+        states["val_full"] = {
+            h: states["val_select"][h] + states["val_rest"][h] for h in self.heads
+        }
+        return {
+            split: self._head_scores(state, split == "val_full") for split, state in states.items()
+        }
+
+    def _head_scores(self, state: dict[str, Any], details: bool) -> dict[str, torch.Tensor]:
+        """The logged metrics of one split from its heads' states."""
+        scores: dict[str, torch.Tensor] = {}
+        if "expr" in state:
+            results = metrics_from_confusion(state["expr"])
+            scores |= {name: results[name] for name in SUMMARY_METRICS}
+            if details:
+                scores |= {
+                    f"f1_{c}": f1
+                    for c, f1 in zip(self.class_names, results["f1_per_class"], strict=True)
+                }
+                scores["n"] = results["n"]
+        if "va" in state:
+            va = va_metrics_from_sums(state["va"])
+            scores |= {
+                name: torch.as_tensor(va[name])
+                for name in ("ccc_valence", "ccc_arousal", "va_score")
+            }
+        if "au" in state:
+            au = au_metrics_from_counts(state["au"])
+            scores["au_score"] = torch.as_tensor(au["au_score"])
+            if details:
+                scores |= {f"f1_{name}": torch.as_tensor(au[f"f1_{name}"]) for name in AU_NAMES}
+        scores["score"] = self._task_score(scores)
+        return scores
+
+    def _task_score(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's one score (:meth:`on_validation_epoch_end`)."""
+        if self.task == "expr":
+            return scores["score"]
+        if self.task == "va":
+            return scores["va_score"]
+        if self.task == "au":
+            return scores["au_score"]
+        return torch.as_tensor(mtl_score(scores["ccc_valence"], scores["ccc_arousal"],
+                                         scores["f1"], scores["au_score"]))  # fmt: skip
+
+    def _check_samples_read(self, read: float, skipped: float) -> None:
         """Refuse a validation in which no sample was read: a model chosen on nothing.
 
         Raises:
@@ -220,7 +333,7 @@ class FERModule(LightningModule):
         """
         if self._trainer is not None and self.trainer.sanity_checking:
             return
-        if int(confusion.sum()) == 0:  # one host sync per validation
+        if read == 0:
             raise RuntimeError(
                 f"val_full: none of its images could be read ({skipped:.0f} skipped as unreadable "
                 "under data.on_bad_image=skip; the log names each file): there is nothing to "
