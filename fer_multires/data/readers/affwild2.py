@@ -1,6 +1,6 @@
-"""Aff-Wild2 expression-track reader: annotation files and frame folders -> a compact index.
+"""Aff-Wild2 reader: annotation files and frame folders -> a compact index, for every ABAW task.
 
-Both official layouts are read:
+The expression track's official layouts are read:
 
 * ABAW 2020-21, 7 classes: ``<annotations>/EXPR_Set/{Training_Set,Validation_Set}/<video>.txt``;
 * ABAW 2022 onward, 8 classes (adds ``Other``):
@@ -12,6 +12,20 @@ the class index, or -1 for a frame that is not annotated. Label line ``i`` (1-ba
 header) belongs to the image ``<frames>/<video>/{i:05d}.jpg``. Frames where no face was detected
 are absent, so the reader walks the frames on disk and indexes into the labels.
 
+The other tracks (``task=va``, ``au``; ABAW 2023 onward) follow the same rules, line for frame:
+
+* ``<annotations>/VA_Estimation_Challenge/{Train_Set,Validation_Set}/<video>.txt``: header
+  ``valence,arousal``, two numbers in [-1, 1] per line; -5 in either column marks a frame that is
+  not annotated;
+* ``<annotations>/AU_Detection_Challenge/{Train_Set,Validation_Set}/<video>.txt``: header
+  ``AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26``, twelve values 0 or 1 per line; -1
+  marks a unit that is not annotated (a frame with every unit -1 is not annotated).
+
+The header names the columns (any order of the expected names; each maps to its column by name).
+``task=mtl`` reads the three sets and keeps every frame that at least one of them annotates, with
+the others' targets marked missing (see :func:`index_split`). A video may have any subset of
+the three files.
+
 What is left out is counted, never dropped silently (see :data:`SKIP_COUNT_NAMES`). The index
 holds numpy arrays, not one Python object per frame (see
 :mod:`fer_multires.data.readers.index`), so 2.6M frames fit in a few tens of MB.
@@ -21,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +50,15 @@ from fer_multires.data.readers.index import (
     read_text,
     require_root,
 )
+from fer_multires.tasks import (
+    AU_MISSING,
+    AU_NAMES,
+    DEFAULT_TASK,
+    TASK_HEADS,
+    VA_MISSING,
+    VA_NAMES,
+    check_task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +71,13 @@ FRAMES_DIR = "cropped_aligned"
 
 @dataclass(frozen=True)
 class Layout:
-    """One official annotation layout of the expression track.
+    """One official annotation layout of a track (expressions, valence-arousal, action units).
 
     Attributes:
         task_dir: folder name under the annotations root.
         split_dirs: folder name of each split (``train``, ``val``) under ``task_dir``.
-        classes: class names, in label order, as the header line lists them.
+        classes: the header line's names: the expression classes in label order, or the
+            valence-arousal or action-unit columns (in the order the index stores them).
     """
 
     task_dir: str
@@ -79,6 +103,21 @@ LAYOUTS: tuple[Layout, ...] = (
         EXPRESSIONS_8,
     ),
 )
+#: The valence-arousal track (ABAW 2023 onward).
+VA_LAYOUT = Layout(
+    "VA_Estimation_Challenge", {"train": "Train_Set", "val": "Validation_Set"}, VA_NAMES
+)
+#: The action-unit track (ABAW 2023 onward).
+AU_LAYOUT = Layout(
+    "AU_Detection_Challenge", {"train": "Train_Set", "val": "Validation_Set"}, AU_NAMES
+)
+#: Each annotation set (a head of :data:`~fer_multires.tasks.TASK_HEADS`): its layouts, and the
+#: track's name in errors.
+SET_LAYOUTS: dict[str, tuple[tuple[Layout, ...], str]] = {
+    "expr": (LAYOUTS, "expression-track"),
+    "va": ((VA_LAYOUT,), "valence-arousal"),
+    "au": ((AU_LAYOUT,), "action-unit"),
+}
 
 
 class AnnotationError(DatasetFormatError):
@@ -87,11 +126,15 @@ class AnnotationError(DatasetFormatError):
 
 #: What the reader leaves out, by name (see :class:`~fer_multires.data.readers.index.SkipCounts`):
 #:
-#: * ``invalid_label``: frames on disk whose label is -1 (not annotated);
+#: * ``invalid_label``: frames on disk whose label is -1 (not annotated; for ``va``, -5 in a
+#:   column; for ``au``, every unit -1);
 #: * ``missing_frame``: labelled frames (0..C-1) whose image is absent (no face detected);
 #: * ``beyond_labels``: images whose frame number is past the last label line;
 #: * ``videos_without_frames``: annotation files whose frame folder does not exist;
 #: * ``unrecognised_name``: ``.jpg`` files whose name is not a frame number >= 1.
+#:
+#: ``task=mtl`` counts these for the union of the three sets (a frame is annotated if any set
+#: annotates it; ``videos_without_frames`` counts videos), plus :data:`SET_SKIP_NAMES` per set.
 SKIP_COUNT_NAMES: tuple[str, ...] = (
     "invalid_label",
     "missing_frame",
@@ -99,11 +142,24 @@ SKIP_COUNT_NAMES: tuple[str, ...] = (
     "videos_without_frames",
     "unrecognised_name",
 )
+#: ``task=mtl``: per annotation set, ``<set>.<name>`` counts what that set's own reading would
+#: count (``va.invalid_label`` equals ``invalid_label`` of ``task=va``), over the videos with
+#: frames. These frames are not all left out: another set may annotate them; their ``<set>``
+#: target is marked missing.
+SET_SKIP_NAMES: tuple[str, ...] = SKIP_COUNT_NAMES[:4]
 
 
-def new_skip_counts() -> SkipCounts:
-    """Return zero counts of every Aff-Wild2 skip reason."""
-    return SkipCounts(SKIP_COUNT_NAMES)
+def skip_count_names(task: str = DEFAULT_TASK) -> tuple[str, ...]:
+    """Return the skip-count names of a task's index, in the order they are reported."""
+    heads = TASK_HEADS[check_task(task)]
+    if len(heads) == 1:
+        return SKIP_COUNT_NAMES
+    return SKIP_COUNT_NAMES + tuple(f"{head}.{name}" for head in heads for name in SET_SKIP_NAMES)
+
+
+def new_skip_counts(task: str = DEFAULT_TASK) -> SkipCounts:
+    """Return zero counts of every Aff-Wild2 skip reason of ``task``."""
+    return SkipCounts(skip_count_names(task))
 
 
 def resolve_subdir(root: str | Path, subdir: str | Path, key: str) -> Path:
@@ -135,11 +191,15 @@ def resolve_frames_dir(
     return path if path.is_absolute() else Path(root) / path
 
 
-def detect_layout(annotations_dir: Path) -> tuple[Layout, Path]:
-    """Find which official layout ``annotations_dir`` holds.
+def detect_layout(annotations_dir: Path, annotation_set: str = "expr") -> tuple[Layout, Path]:
+    """Find which official layout of an annotation set ``annotations_dir`` holds.
 
-    ``annotations_dir`` is the folder holding the task folder (``EXPR_Set`` etc.), or the task
-    folder itself.
+    ``annotations_dir`` is the folder holding the task folder (``EXPR_Set``,
+    ``VA_Estimation_Challenge`` etc.), or the task folder itself.
+
+    Args:
+        annotations_dir: the annotations folder (``data.annotations_dir``).
+        annotation_set: ``expr``, ``va`` or ``au`` (see :data:`SET_LAYOUTS`).
 
     Returns:
         The layout and the task folder.
@@ -147,23 +207,39 @@ def detect_layout(annotations_dir: Path) -> tuple[Layout, Path]:
     Raises:
         AnnotationError: if no task folder, or more than one, is found.
     """
-    for layout in LAYOUTS:
+    layouts, track = SET_LAYOUTS[annotation_set]
+    for layout in layouts:
         if annotations_dir.name == layout.task_dir:
             return layout, annotations_dir
-    found = [layout for layout in LAYOUTS if (annotations_dir / layout.task_dir).is_dir()]
+    found = [layout for layout in layouts if (annotations_dir / layout.task_dir).is_dir()]
     if not found:
-        names = ", ".join(layout.task_dir for layout in LAYOUTS)
+        names = ", ".join(layout.task_dir for layout in layouts)
         raise AnnotationError(
-            f"data.annotations_dir: {annotations_dir} holds none of the expression-track "
-            f"folders ({names})"
+            f"data.annotations_dir: {annotations_dir} holds none of the {track} folders ({names})"
         )
     if len(found) > 1:
         names = ", ".join(str(annotations_dir / layout.task_dir) for layout in found)
         raise AnnotationError(
-            f"data.annotations_dir: {annotations_dir} holds several expression-track folders "
+            f"data.annotations_dir: {annotations_dir} holds several {track} folders "
             f"({names}); set data.annotations_dir to the one to read"
         )
     return found[0], annotations_dir / found[0].task_dir
+
+
+def annotation_lines(text: str, path: Path) -> list[str]:
+    """Return an annotation file's lines, the header first, without trailing blank lines.
+
+    Accepts CRLF line endings (a byte-order mark is removed when the file is read).
+
+    Raises:
+        AnnotationError: for a file without a header line, naming the file and line 1.
+    """
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise AnnotationError(f"{path}:1: empty annotation file (expected a header line)")
+    return lines
 
 
 def parse_annotation_text(text: str, path: Path, classes: tuple[str, ...]) -> np.ndarray:
@@ -183,11 +259,7 @@ def parse_annotation_text(text: str, path: Path, classes: tuple[str, ...]) -> np
         AnnotationError: for a wrong header, a line that is not an integer, or a label outside
             -1..C-1, naming the file and 1-based line number.
     """
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise AnnotationError(f"{path}:1: empty annotation file (expected a header line)")
+    lines = annotation_lines(text, path)
     header = tuple(name.strip() for name in lines[0].split(","))
     if header != classes:
         raise AnnotationError(
@@ -220,6 +292,196 @@ def first_bad_label(body: list[str], path: Path, num_classes: int) -> Annotation
         if not UNLABELLED <= label < num_classes:
             return label_outside(path, number, label, num_classes)
     return AnnotationError(f"{path}: the labels are not integers -1..{num_classes - 1}")
+
+
+def column_order(header: str, path: Path, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Map a header line's names onto the expected columns; the header decides the order.
+
+    Args:
+        header: the header line (``valence,arousal``, ``AU1,AU2,...``).
+        path: the file, named in errors.
+        columns: the expected names, in the order the index stores them.
+
+    Returns:
+        The file column of each expected column (``values[:, order]`` reorders a file's values),
+        and the header's names in file order.
+
+    Raises:
+        AnnotationError: naming the file and line 1, for a header that is not a permutation of
+            ``columns`` (an unknown, missing or repeated name).
+    """
+    names = [name.strip() for name in header.split(",")]
+    if sorted(names) != sorted(columns):
+        problems = [
+            f"{what}: {', '.join(found)}"
+            for what, found in (
+                ("unknown", [n for n in names if n not in columns]),
+                ("missing", [c for c in columns if c not in names]),
+                ("repeated", sorted({n for n in names if names.count(n) > 1})),
+            )
+            if found
+        ]
+        raise AnnotationError(
+            f"{path}:1: header {header.strip()!r} is not the expected columns "
+            f"{','.join(columns)!r} (in any order); {'; '.join(problems)}"
+        )
+    return np.array([names.index(c) for c in columns], dtype=np.int64), names
+
+
+def parse_table(
+    body: list[str], path: Path, names: list[str], dtype: type[np.floating | np.integer]
+) -> np.ndarray:
+    """Parse the value lines of a valence-arousal or action-unit file, in file column order.
+
+    Args:
+        body: the lines after the header (line 2 is the first).
+        path: the file, named in errors.
+        names: the header's names, in file order.
+        dtype: ``np.float64`` (valence-arousal) or ``np.int64`` (action units).
+
+    Returns:
+        A ``(lines, columns)`` array.
+
+    Raises:
+        AnnotationError: for a line with another number of values than the header, or a value
+            that is not a number (an integer, for ``np.int64``), naming the file and line.
+    """
+    width = len(names)
+    commas = np.fromiter((line.count(",") for line in body), dtype=np.int64, count=len(body))
+    wrong = np.flatnonzero(commas != width - 1)
+    if wrong.size:
+        i = int(wrong[0])
+        raise AnnotationError(
+            f"{path}:{i + 2}: {body[i].strip()!r} has {commas[i] + 1} values; expected {width} "
+            f"({','.join(names)})"
+        )
+    if not body:
+        return np.zeros((0, width), dtype=dtype)
+    try:
+        values = np.array(",".join(body).split(","), dtype=dtype)
+    except (ValueError, OverflowError):
+        raise first_bad_value(body, path, names, dtype) from None
+    return values.reshape(len(body), width)
+
+
+def first_bad_value(
+    body: list[str], path: Path, names: list[str], dtype: type[np.floating | np.integer]
+) -> AnnotationError:
+    """The error for the first value that is not a number (or an integer), naming file and line."""
+    convert, kind = (int, "an integer") if np.issubdtype(dtype, np.integer) else (float, "a number")
+    for number, line in enumerate(body, start=2):
+        for name, token in zip(names, line.split(","), strict=True):
+            try:
+                dtype(convert(token))
+            except (ValueError, OverflowError):
+                return AnnotationError(f"{path}:{number}: {token.strip()!r} is not {kind} ({name})")
+    return AnnotationError(f"{path}: the values are not {kind}s")
+
+
+def value_outside(
+    body: list[str], path: Path, bad: np.ndarray, order: np.ndarray, columns: tuple[str, ...]
+) -> AnnotationError | None:
+    """The error for the first value flagged in ``bad`` (lines x expected columns), or None."""
+    rows = np.flatnonzero(bad.any(axis=1))
+    if not rows.size:
+        return None
+    row = int(rows[0])
+    column = int(np.flatnonzero(bad[row])[0])
+    token = body[row].split(",")[order[column]].strip()
+    return AnnotationError(f"{path}:{row + 2}: {columns[column]} {token} is outside {{}}")
+
+
+def parse_va_text(text: str, path: Path, columns: tuple[str, ...] = VA_NAMES) -> np.ndarray:
+    """Parse a valence-arousal file: header ``valence,arousal`` (any order), two numbers a line.
+
+    Args:
+        text: the file's contents.
+        path: the file, named in errors.
+        columns: the expected names (:data:`~fer_multires.tasks.VA_NAMES`).
+
+    Returns:
+        float32 array ``(lines, 2)``, columns in ``columns`` order, row ``i`` for frame
+        ``i + 1``; both values NaN where either column holds the marker -5 (not annotated).
+
+    Raises:
+        AnnotationError: for a wrong header (line 1), a line without two numbers, or a value
+            outside [-1, 1] other than -5, naming the file and line.
+    """
+    lines = annotation_lines(text, path)
+    order, names = column_order(lines[0], path, columns)
+    body = lines[1:]
+    values = parse_table(body, path, names, np.float64)[:, order]
+    missing = (values == VA_MISSING).any(axis=1)
+    bad = ~missing[:, None] & ~(np.abs(values) <= 1.0)  # NaN and infinities too
+    error = value_outside(body, path, bad, order, columns)
+    if error is not None:
+        raise AnnotationError(
+            str(error).format(f"[-1, 1] ({VA_MISSING:g} marks a frame that is not annotated)")
+        )
+    out = values.astype(np.float32)
+    out[missing] = np.nan
+    return out
+
+
+def parse_au_text(text: str, path: Path, columns: tuple[str, ...] = AU_NAMES) -> np.ndarray:
+    """Parse an action-unit file: header ``AU1,...,AU26`` (any order), twelve 0/1 values a line.
+
+    Args:
+        text: the file's contents.
+        path: the file, named in errors.
+        columns: the expected names (:data:`~fer_multires.tasks.AU_NAMES`).
+
+    Returns:
+        int8 array ``(lines, 12)``, columns in ``columns`` order, row ``i`` for frame ``i + 1``;
+        -1 where a unit is not annotated.
+
+    Raises:
+        AnnotationError: for a wrong header (line 1), a line without twelve integers, or a value
+            other than 0, 1 or -1, naming the file and line.
+    """
+    lines = annotation_lines(text, path)
+    order, names = column_order(lines[0], path, columns)
+    body = lines[1:]
+    values = parse_table(body, path, names, np.int64)[:, order]
+    bad = (values != 0) & (values != 1) & (values != AU_MISSING)
+    error = value_outside(body, path, bad, order, columns)
+    if error is not None:
+        raise AnnotationError(str(error).format("0, 1 and -1 (not annotated)"))
+    return values.astype(np.int8)
+
+
+#: Each annotation set's parser: ``parse(text, path, header names) -> values`` (row i: frame i+1).
+PARSERS: dict[str, Callable[[str, Path, tuple[str, ...]], np.ndarray]] = {
+    "expr": parse_annotation_text,
+    "va": parse_va_text,
+    "au": parse_au_text,
+}
+
+
+def annotated_lines(annotation_set: str, values: np.ndarray) -> np.ndarray:
+    """Return which lines of a parsed file annotate their frame (bool, one per line).
+
+    An expression line with a class; a valence-arousal line without the marker; an action-unit
+    line with at least one unit annotated.
+    """
+    if annotation_set == "expr":
+        return values != UNLABELLED
+    if annotation_set == "va":
+        return ~np.isnan(values[:, 0])
+    return (values != AU_MISSING).any(axis=1)
+
+
+def missing_targets(annotation_set: str, count: int) -> np.ndarray:
+    """Return ``count`` targets of an annotation set, every one marked missing.
+
+    The in-memory markers: -1 for an expression label, NaN for valence-arousal, -1 for an
+    action unit.
+    """
+    if annotation_set == "expr":
+        return np.full(count, UNLABELLED, dtype=np.int8)
+    if annotation_set == "va":
+        return np.full((count, len(VA_NAMES)), np.nan, dtype=np.float32)
+    return np.full((count, len(AU_NAMES)), AU_MISSING, dtype=np.int8)
 
 
 def list_frame_numbers(video_dir: Path) -> tuple[np.ndarray, int]:
@@ -303,7 +565,7 @@ def frame_numbers_from_names(
 
 
 def index_video(labels: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarray, SkipCounts]:
-    """Match one video's frames on disk with its labels.
+    """Match one video's frames on disk with its expression labels.
 
     Args:
         labels: the video's labels, element ``i`` for frame ``i + 1``.
@@ -312,16 +574,145 @@ def index_video(labels: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarr
     Returns:
         The frame numbers to keep (labelled, on disk) and what was skipped.
     """
+    return index_frames(labels != UNLABELLED, frame_numbers)
+
+
+def index_frames(annotated: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.ndarray, SkipCounts]:
+    """Match one video's frames on disk with its annotation lines.
+
+    Args:
+        annotated: per line, whether it annotates its frame (element ``i`` for frame ``i + 1``).
+        frame_numbers: the frame numbers of the images on disk.
+
+    Returns:
+        The frame numbers to keep (annotated, on disk) and what was skipped
+        (``beyond_labels``, ``invalid_label``, ``missing_frame``).
+    """
     skipped = new_skip_counts()
-    within = frame_numbers <= labels.shape[0]
+    within = frame_numbers <= annotated.shape[0]
     skipped.count("beyond_labels", np.count_nonzero(~within))
     frames = frame_numbers[within]
-    frame_labels = labels[frames - 1]
-    annotated = frame_labels != UNLABELLED
-    skipped.count("invalid_label", np.count_nonzero(~annotated))
-    kept = frames[annotated]
-    skipped.count("missing_frame", np.count_nonzero(labels != UNLABELLED) - kept.size)
+    on_disk_annotated = annotated[frames - 1]
+    skipped.count("invalid_label", np.count_nonzero(~on_disk_annotated))
+    kept = frames[on_disk_annotated]
+    skipped.count("missing_frame", np.count_nonzero(annotated) - kept.size)
     return kept, skipped
+
+
+def read_annotation_files(
+    split_dir: Path, annotation_set: str, columns: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Parse every ``<video>.txt`` of one split folder of an annotation set.
+
+    Returns:
+        Per video, in file-name order, its parsed values (see :data:`PARSERS`).
+
+    Raises:
+        AnnotationError: for a malformed file, two files of one video, or a folder with no files.
+    """
+    # any case of the suffix: a copy through some file systems upper-cases it (<video>.TXT)
+    files = sorted(p for p in split_dir.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
+    if not files:
+        raise AnnotationError(f"{split_dir}: no annotation files (<video>.txt)")
+    parse = PARSERS[annotation_set]
+    videos: dict[str, np.ndarray] = {}
+    for path in files:
+        if path.stem in videos:
+            raise AnnotationError(f"{path}: a second annotation file of video {path.stem!r}")
+        videos[path.stem] = parse(read_text(path), path, columns)
+    return videos
+
+
+def index_split(
+    sets: Mapping[str, Mapping[str, np.ndarray]],
+    frames_dir: Path,
+    manifest: FrameListing | None = None,
+    task: str = DEFAULT_TASK,
+) -> SplitIndex:
+    """Index one split: each video's annotation files against its frames.
+
+    With one annotation set (``expr``, ``va``, ``au``) a frame is kept where its line annotates
+    it. With several (``mtl``) a frame is kept where at least one set annotates it; each set's
+    target is marked missing where that set does not (a missing marker, a line past the end of
+    its file, or no file for the video). The plain skip counts describe the frames left out;
+    ``<set>.<name>`` counts describe each set on its own (see :data:`SET_SKIP_NAMES`).
+
+    Args:
+        sets: per annotation set of ``task``, per video its parsed values
+            (:func:`read_annotation_files`).
+        frames_dir: the frames folder.
+        manifest: the frames listed in a file (:func:`read_frame_manifest`), used instead of
+            listing the frame folders.
+        task: the task (:data:`~fer_multires.tasks.TASKS`); its heads are the keys of ``sets``.
+
+    Returns:
+        The split: ``label`` (-1 where not annotated), ``va`` and ``au`` where the task has them.
+    """
+    heads = TASK_HEADS[task]
+    single = len(heads) == 1
+    # one set: the files' order; several: every video any set annotates, by name
+    names = list(sets[heads[0]]) if single else sorted(set().union(*(sets[h] for h in heads)))
+    skipped = new_skip_counts(task)
+    columns: dict[str, list[np.ndarray]] = {head: [] for head in ("video_id", "frame", *heads)}
+    videos: list[str] = []
+    missing_videos: list[str] = []
+    for video in names:
+        files = {head: sets[head][video] for head in heads if video in sets[head]}
+        listing = video_frames(frames_dir, video, manifest)
+        if listing is None:
+            missing_videos.append(video)
+            for head in files if not single else ():
+                skipped.count(f"{head}.videos_without_frames")
+            continue
+        frame_numbers, unrecognised = listing
+        skipped.count("unrecognised_name", unrecognised)
+        annotated = {head: annotated_lines(head, values) for head, values in files.items()}
+        for head, lines in annotated.items() if not single else ():
+            for name, n in index_frames(lines, frame_numbers)[1].as_dict().items():
+                if n:
+                    skipped.count(f"{head}.{name}", n)
+        kept, video_skipped = index_frames(any_annotated(list(annotated.values())), frame_numbers)
+        skipped.add(video_skipped)
+        for head in heads:
+            columns[head].append(targets_at(head, files.get(head), kept - 1))
+        columns["video_id"].append(np.full(kept.size, len(videos), dtype=np.int32))
+        columns["frame"].append(kept.astype(np.int32))
+        videos.append(video)
+    skipped.count("videos_without_frames", len(missing_videos))
+    empty = {"video_id": np.zeros(0, np.int32), "frame": np.zeros(0, np.int32)}
+    arrays = {
+        name: np.concatenate(parts) if parts else empty.get(name, missing_targets(name, 0))
+        for name, parts in columns.items()
+    }
+    return SplitIndex(
+        video_names=videos,
+        video_id=arrays["video_id"],
+        frame=arrays["frame"],
+        label=arrays["expr"] if "expr" in arrays else missing_targets("expr", len(arrays["frame"])),
+        va=arrays.get("va"),
+        au=arrays.get("au"),
+        skipped=skipped,
+        missing_videos=missing_videos,
+    )
+
+
+def any_annotated(annotated: list[np.ndarray]) -> np.ndarray:
+    """Return per line whether any of a video's files annotates it (as long as the longest)."""
+    union = np.zeros(max(len(lines) for lines in annotated), dtype=bool)
+    for lines in annotated:
+        union[: len(lines)] |= lines
+    return union
+
+
+def targets_at(annotation_set: str, values: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """Return a file's values at ``rows`` (0-based lines); missing past its end, or no file."""
+    if values is not None and (rows.size == 0 or rows[-1] < len(values)):
+        return values[rows]  # the one-set case: every kept row is a line of the file
+    targets = missing_targets(annotation_set, rows.size)
+    if values is not None:
+        within = rows < len(values)
+        targets[within] = values[rows[within]]
+    return targets
 
 
 def read_split(
@@ -330,7 +721,7 @@ def read_split(
     classes: tuple[str, ...],
     manifest: FrameListing | None = None,
 ) -> SplitIndex:
-    """Index one split: every ``<video>.txt`` in ``split_dir`` against its frame folder.
+    """Index one split of the expression track: every ``<video>.txt`` in ``split_dir``.
 
     With a ``manifest`` (see :func:`read_frame_manifest`) the frames are taken from it and the
     frame folders are not listed.
@@ -338,39 +729,8 @@ def read_split(
     Raises:
         AnnotationError: for a malformed annotation file, or a split folder with no files.
     """
-    # any case of the suffix: a copy through some file systems upper-cases it (<video>.TXT)
-    files = sorted(p for p in split_dir.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
-    if not files:
-        raise AnnotationError(f"{split_dir}: no annotation files (<video>.txt)")
-    videos: list[str] = []
-    video_ids: list[np.ndarray] = []
-    frames: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    skipped = new_skip_counts()
-    missing_videos: list[str] = []
-    for path in files:
-        video_labels = parse_annotation_text(read_text(path), path, classes)
-        listing = video_frames(frames_dir, path.stem, manifest)
-        if listing is None:
-            missing_videos.append(path.stem)
-            continue
-        frame_numbers, unrecognised = listing
-        kept, video_skipped = index_video(video_labels, frame_numbers)
-        video_skipped.count("unrecognised_name", unrecognised)
-        skipped.add(video_skipped)
-        video_ids.append(np.full(kept.size, len(videos), dtype=np.int32))
-        frames.append(kept.astype(np.int32))
-        labels.append(video_labels[kept - 1])
-        videos.append(path.stem)
-    skipped.count("videos_without_frames", len(missing_videos))
-    return SplitIndex(
-        video_names=videos,
-        video_id=np.concatenate(video_ids) if video_ids else np.zeros(0, np.int32),
-        frame=np.concatenate(frames) if frames else np.zeros(0, np.int32),
-        label=np.concatenate(labels) if labels else np.zeros(0, np.int8),
-        skipped=skipped,
-        missing_videos=missing_videos,
-    )
+    files = read_annotation_files(split_dir, "expr", classes)
+    return index_split({"expr": files}, frames_dir, manifest)
 
 
 def video_frames(
@@ -388,25 +748,33 @@ def read_affwild2(
     annotations_dir: str | Path = ANNOTATIONS_DIR,
     frames_dir: str | Path = FRAMES_DIR,
     frames_manifest: str | Path | None = None,
+    *,
+    task: str = DEFAULT_TASK,
 ) -> DatasetIndex:
-    """Read the train and validation splits of an Aff-Wild2 expression set.
+    """Read the train and validation splits of Aff-Wild2's annotation sets for one task.
 
     Args:
         root: the dataset root (``data.root``).
         annotations_dir: the annotations folder (``data.annotations_dir``), relative to the
-            root or absolute.
+            root or absolute: the folder holding the task folders (or, for one set, that set's
+            task folder itself).
         frames_dir: the cropped-aligned frames folder (``data.frames_dir``), relative to the
             root or absolute.
         frames_manifest: a file listing the frames (``data.frames_manifest``, see
             :func:`read_frame_manifest`), used instead of listing the frame folders.
+        task: ``expr`` (the expression track), ``va`` (valence-arousal), ``au`` (action units)
+            or ``mtl`` (the three, a frame kept where any annotates it).
 
     Returns:
-        The index of both splits.
+        The index of both splits, with ``task`` and its targets.
 
     Raises:
+        ValueError: for a task that is not one of :data:`~fer_multires.tasks.TASKS` (naming
+            ``task``).
         FileNotFoundError: if the root or one of its folders does not exist.
         AnnotationError: for a malformed annotation file or layout, or a video in both splits.
     """
+    check_task(task)
     require_root(root)
     annotations_path = resolve_subdir(root, annotations_dir, "data.annotations_dir")
     frames_path = resolve_frames_dir(root, frames_dir, frames_manifest)
@@ -415,31 +783,69 @@ def read_affwild2(
         if not Path(frames_manifest).is_file():
             raise FileNotFoundError(f"data.frames_manifest: {frames_manifest} does not exist")
         manifest = read_frame_manifest(Path(frames_manifest))
-    layout, task_dir = detect_layout(annotations_path)
+    found = {head: detect_layout(annotations_path, head) for head in TASK_HEADS[task]}
     splits = {}
+    split_folders: dict[str, dict[str, tuple[Path, list[str]]]] = {}
     for split in SPLITS:
-        split_dir = task_dir / layout.split_dirs[split]
-        if not split_dir.is_dir():
-            raise AnnotationError(f"{task_dir}: split folder {layout.split_dirs[split]} is missing")
-        splits[split] = read_split(split_dir, frames_path, layout.classes, manifest)
+        sets = {}
+        split_folders[split] = {}
+        for head, (layout, task_dir) in found.items():
+            split_dir = task_dir / layout.split_dirs[split]
+            if not split_dir.is_dir():
+                raise AnnotationError(
+                    f"{task_dir}: split folder {layout.split_dirs[split]} is missing"
+                )
+            sets[head] = read_annotation_files(split_dir, head, layout.classes)
+            split_folders[split][head] = (split_dir, list(sets[head]))
+        splits[split] = index_split(sets, frames_path, manifest, task)
         if splits[split].missing_videos:
             log.warning(
-                "%s: %d annotation files have no frame folder in %s: %s",
+                "%s: %d annotated videos have no frame folder in %s: %s",
                 split,
                 len(splits[split].missing_videos),
                 frames_path,
                 ", ".join(splits[split].missing_videos),
             )
-    shared = set(splits["train"].annotated_videos()) & set(splits["val"].annotated_videos())
-    if shared:
-        raise AnnotationError(
-            f"{task_dir}: videos in both {layout.split_dirs['train']} and "
-            f"{layout.split_dirs['val']}: {', '.join(sorted(shared))}"
-        )
+    check_splits_disjoint(split_folders)
+    expr = found.get("expr")
     return DatasetIndex(
         name="affwild2",
-        classes=layout.classes,
-        layout=layout.task_dir,
+        classes=expr[0].classes if expr else (),
+        layout=", ".join(layout.task_dir for layout, _ in found.values()),
         images_dir=frames_path,
         splits=splits,
+        task=task,
     )
+
+
+def check_splits_disjoint(
+    split_folders: Mapping[str, Mapping[str, tuple[Path, list[str]]]],
+) -> None:
+    """Refuse a video annotated in both splits, by one annotation set or across sets.
+
+    Args:
+        split_folders: per split, per annotation set, its split folder and video names.
+
+    Raises:
+        AnnotationError: naming the videos and folders.
+    """
+    train, val = split_folders["train"], split_folders["val"]
+    for head, (train_dir, train_videos) in train.items():
+        val_dir, val_videos = val[head]
+        shared = set(train_videos) & set(val_videos)
+        if shared:
+            raise AnnotationError(
+                f"{train_dir.parent}: videos in both {train_dir.name} and {val_dir.name}: "
+                f"{', '.join(sorted(shared))}"
+            )
+    crossed = [
+        f"{video} ({train_dir} and {val_dir})"
+        for train_dir, train_videos in train.values()
+        for val_dir, val_videos in val.values()
+        for video in sorted(set(train_videos) & set(val_videos))
+    ]
+    if crossed:
+        raise AnnotationError(
+            "videos in the training split of one annotation set and the validation split of "
+            f"another (a multi-task model would train on validation videos): {'; '.join(crossed)}"
+        )

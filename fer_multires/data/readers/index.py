@@ -13,6 +13,11 @@ Two kinds of split:
   (a path relative to ``images_dir``, or for images stored in a CSV file ``<file>:<line>``), and
   optionally the decoded pixels (``pixels``, CSV datasets) or a face box to crop (``boxes``).
 
+Besides the expression label, a split may carry the targets of ABAW's other tracks (see
+:mod:`fer_multires.tasks`): ``va``, valence and arousal (float32, NaN where not annotated) and
+``au``, twelve action units (int8, -1 where not annotated). The annotation files' own markers
+(-5, -1) are translated by the reader; NaN keeps a missing valence out of any sum loudly.
+
 What a reader leaves out is counted by name in :class:`SkipCounts`, never dropped silently.
 """
 
@@ -24,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, TASKS, VA_NAMES
 
 #: The splits a dataset may have, in order; ``train`` and ``val`` are required.
 DATASET_SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -181,7 +188,11 @@ class SkipCounts:
 
 
 #: The per-sample array fields of :class:`SplitIndex` (all indexed by sample).
-SAMPLE_FIELDS: tuple[str, ...] = ("label", "video_id", "frame", "paths", "boxes", "pixels")
+SAMPLE_FIELDS: tuple[str, ...] = (
+    "label", "video_id", "frame", "paths", "boxes", "pixels", "va", "au",
+)  # fmt: skip
+#: The per-sample targets of the valence-arousal and action-unit tracks: their columns.
+TARGET_COLUMNS: dict[str, tuple[str, ...]] = {"va": VA_NAMES, "au": AU_NAMES}
 
 
 @dataclass
@@ -189,7 +200,9 @@ class SplitIndex:
     """The samples of one split as parallel numpy arrays.
 
     Attributes:
-        label: per sample, its class index into the dataset's classes (int8).
+        label: per sample, its class index into the dataset's classes (int8); -1 where the
+            sample has no expression label (every sample of a ``va`` or ``au`` index; the frames
+            of an ``mtl`` index that only other tracks annotate).
         video_names: video names (video datasets); ``video_id`` holds indices into this list.
         video_id: per frame, the index of its video in ``video_names`` (int32); None for image
             datasets.
@@ -207,6 +220,13 @@ class SplitIndex:
         packed: for samples packed into tar shards (see :mod:`fer_multires.data.readers.packed`),
             per sample its shard number, byte offset and size (three int64 arrays); None
             otherwise.
+        va: per sample, valence and arousal in [-1, 1] (float32, ``(N, 2)``, columns in
+            :data:`~fer_multires.tasks.VA_NAMES` order); both NaN where the frame has no
+            valence-arousal annotation. None where the index holds no such targets (``expr``,
+            ``au``).
+        au: per sample, each action unit 0 or 1 (int8, ``(N, 12)``, columns in
+            :data:`~fer_multires.tasks.AU_NAMES` order); -1 where that unit is not annotated.
+            None where the index holds no such targets (``expr``, ``va``).
     """
 
     label: np.ndarray
@@ -219,6 +239,8 @@ class SplitIndex:
     skipped: SkipCounts = field(default_factory=lambda: SkipCounts(()))
     missing_videos: list[str] = field(default_factory=list)
     packed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    va: np.ndarray | None = None
+    au: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if (self.video_id is None) == (self.paths is None):
@@ -227,6 +249,13 @@ class SplitIndex:
             values = getattr(self, name)
             if values is not None and len(values) != len(self.label):
                 raise ValueError(f"{name} has {len(values)} entries for {len(self.label)} labels")
+        for name, columns in TARGET_COLUMNS.items():
+            values = getattr(self, name)
+            if values is not None and (values.ndim != 2 or values.shape[1] != len(columns)):
+                raise ValueError(
+                    f"{name} has shape {values.shape}; expected (samples, {len(columns)}): "
+                    f"{', '.join(columns)}"
+                )
 
     def __len__(self) -> int:
         return int(self.label.shape[0])
@@ -237,8 +266,12 @@ class SplitIndex:
         return self.video_id is not None
 
     def class_counts(self, num_classes: int) -> np.ndarray:
-        """Return the number of samples of each class (int64, length ``num_classes``)."""
-        return np.bincount(self.label.astype(np.int64), minlength=num_classes)[:num_classes]
+        """Return the number of samples of each class (int64, length ``num_classes``).
+
+        Samples without an expression label (-1) are not counted.
+        """
+        labels = self.label[self.label >= 0].astype(np.int64)
+        return np.bincount(labels, minlength=num_classes)[:num_classes]
 
     def num_videos_with_frames(self) -> int:
         """Return how many videos contributed at least one frame (0 for image datasets)."""
@@ -296,10 +329,13 @@ class DatasetIndex:
     Attributes:
         name: the dataset (``affwild2``, ``rafdb``, ``fer2013``, ``ferplus``, ``affectnet``,
             ``folder``).
-        classes: class names in label order (canonical names).
+        classes: class names in label order (canonical names); empty for a ``va`` or ``au``
+            index, which has no expression labels.
         layout: which of the dataset's layouts was read, in words (e.g. ``EXPR_Set``).
         images_dir: the folder that image paths are relative to.
         splits: ``train``, ``val`` and optionally ``test``.
+        task: the task whose targets the splits carry (one of :data:`~fer_multires.tasks.TASKS`):
+            ``expr`` labels only, ``va`` or ``au`` targets, or all three (``mtl``).
     """
 
     name: str
@@ -307,11 +343,14 @@ class DatasetIndex:
     layout: str
     images_dir: Path
     splits: dict[str, SplitIndex]
+    task: str = DEFAULT_TASK
 
     def __post_init__(self) -> None:
         missing = [s for s in DATASET_SPLITS[:2] if s not in self.splits]
         if missing:
             raise ValueError(f"{self.name}: no {', '.join(missing)} split")
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task {self.task!r} is not one of {', '.join(TASKS)}")
 
     @property
     def num_classes(self) -> int:

@@ -4,7 +4,8 @@ For clusters whose images live on network or object storage, millions of 5 kB fi
 list and open. :func:`pack_splits` writes each split of any dataset into tar shards in the
 WebDataset layout (``<key>.<ext>`` and ``<key>.cls`` members, ``<split>-000000.tar``, ...), which
 any tar reader or the ``webdataset`` library can stream, plus ``index.npz`` per split: the
-reader's compact index (video and frame, or image names; labels; face boxes) and each image's
+reader's compact index (video and frame, or image names; labels; face boxes; the ``va`` and
+``au`` targets of the other ABAW tracks, with the task in ``packed.json``) and each image's
 shard, byte offset and size. Sample keys are ``<video>__<frame>`` for video frames and the
 sample's position (``00000042``) for still images; images held as pixels in a CSV file (FER2013,
 FERPlus) are stored as lossless PNG.
@@ -30,17 +31,20 @@ import numpy as np
 from PIL import Image
 
 from fer_multires.data.readers.index import (
+    TARGET_COLUMNS,
     DatasetFormatError,
     DatasetIndex,
     SkipCounts,
     SplitIndex,
     read_text,
 )
+from fer_multires.tasks import DEFAULT_TASK
 from fer_multires.utils.io import write_json_atomic
 
 META_NAME = "packed.json"
-#: 2 adds still-image datasets (``dataset``, image names, face boxes); 1 (Aff-Wild2) still reads.
-FORMAT_VERSION = 2
+#: 2 adds still-image datasets (``dataset``, image names, face boxes); 3 adds ``task`` and the
+#: ``va`` and ``au`` target arrays. Every earlier version still reads (as ``task=expr``).
+FORMAT_VERSION = 3
 
 
 def shard_name(split: str, shard: int) -> str:
@@ -87,6 +91,9 @@ def index_arrays(split: SplitIndex) -> dict[str, np.ndarray]:
         arrays["paths"] = split.paths
     if split.boxes is not None:
         arrays["boxes"] = split.boxes
+    for name in TARGET_COLUMNS:
+        if getattr(split, name) is not None:
+            arrays[name] = getattr(split, name)
     return arrays
 
 
@@ -140,6 +147,7 @@ def pack_splits(index: DatasetIndex, out_dir: str | Path, shard_size: int = 10_0
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "dataset": index.name,
+        "task": index.task,
         "classes": list(index.classes),
         "layout": index.layout,
         "source": str(index.images_dir),
@@ -240,6 +248,8 @@ def read_packed(packed_dir: str | Path) -> DatasetIndex:
         splits[name] = SplitIndex(
             **samples,
             boxes=arrays.get("boxes"),
+            va=arrays.get("va"),
+            au=arrays.get("au"),
             skipped=SkipCounts(info["skipped"], info["skipped"]),
             missing_videos=list(info["missing_videos"]),
             packed=(arrays["shard"], arrays["offset"], arrays["size"]),
@@ -250,6 +260,7 @@ def read_packed(packed_dir: str | Path) -> DatasetIndex:
         layout=meta["layout"],
         images_dir=root,
         splits=splits,
+        task=meta.get("task", DEFAULT_TASK),
     )
 
 

@@ -5,6 +5,8 @@ tests read it. :func:`generate_synthetic_affwild2` writes, under ``root``::
 
     annotations/EXPR_Set/Training_Set/<video>.txt
     annotations/EXPR_Set/Validation_Set/<video>.txt
+    annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set}/<video>.txt
+    annotations/AU_Detection_Challenge/{Train_Set,Validation_Set}/<video>.txt
     cropped_aligned/<video>/00001.jpg ...
     SYNTHETIC.json
 
@@ -20,6 +22,16 @@ segment's expression while the intensity is >= 0.5, else Neutral. The expression
 geometric (shapes of the mouth, brows, eyes and nose wrinkles), drawn a few pixels thick so that
 a small CNN learns them at full resolution and they fade when the image is shrunk to ~8 px; they do
 not change the image's mean colour or brightness in any systematic way.
+
+Most videos also have a valence-arousal file (``valence,arousal``, two numbers per line, ``-5``
+where not annotated) and an action-unit file (``AU1,...,AU26``, twelve 0/1 values, ``-1`` where
+not annotated), one line per label line, in ABAW 2023's folders. Their labels are functions of the
+drawn face (:mod:`~fer_multires.data.synthetic.affect`): valence from the mouth's curve, smiling
+eyes and frowning features, arousal from open eyes and mouth, raised brows and tension; AU12 where
+the mouth corners curve up, AU25 where the lips are drawn apart, and so on. Some videos lack one
+or both files; each file has a stretch of missing markers, some a marker in one column only, some
+CRLF line ends, and one action-unit file stops two lines before its video's frames do. Adding
+them changed no expression file or image.
 
 The set also holds every quirk the reader must handle, and ``SYNTHETIC.json`` records how many of
 each it holds, with the same definitions as the reader:
@@ -38,6 +50,7 @@ frame folder comes on top of them.
 
 The package holds :mod:`~fer_multires.data.synthetic.spec` (the spec and shared constants),
 :mod:`~fer_multires.data.synthetic.faces` (drawing the faces),
+:mod:`~fer_multires.data.synthetic.affect` (valence, arousal and action units of a drawn face),
 :mod:`~fer_multires.data.synthetic.plan` (labels, segments and quirks of every video) and
 :mod:`~fer_multires.data.synthetic.writer` (writing the files and the manifest).
 """

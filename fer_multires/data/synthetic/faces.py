@@ -20,8 +20,8 @@ from fer_multires.data.synthetic.spec import (
     make_rng,
 )
 
-# Shape parameters of the face: 0 everywhere is the neutral face.
-_SHAPE_KEYS = (
+#: Shape parameters of the face: 0 everywhere is the neutral face.
+SHAPE_KEYS: tuple[str, ...] = (
     "brow_raise",  # both brow ends up (+) or down (-)
     "brow_inner",  # inner brow ends up (+) or down (-)
     "brow_in",  # inner brow ends drawn towards the midline
@@ -37,11 +37,11 @@ _SHAPE_KEYS = (
     "nose_wrinkle",  # wrinkle lines on the nose bridge, flared nostrils
     "smile_fold",  # nasolabial folds
 )
-_K = {name: i for i, name in enumerate(_SHAPE_KEYS)}
+_K = {name: i for i, name in enumerate(SHAPE_KEYS)}
 
 
 def _shape(**values: float) -> np.ndarray:
-    vec = np.zeros(len(_SHAPE_KEYS))
+    vec = np.zeros(len(SHAPE_KEYS))
     for name, value in values.items():
         vec[_K[name]] = value
     return vec
@@ -440,16 +440,43 @@ def _draw_nose(p: _Painter, ident: Identity, sh: np.ndarray) -> None:
             p.line(_curve(wx, wy), _rgb(np.array(ident.skin) * 0.65), 0.008)
 
 
+#: Where the mouth's outline is sampled, from one corner (-1) to the other (1).
+_MOUTH_SAMPLES = np.linspace(-1, 1, 17)
+
+
+def _lip_parting(
+    sh: np.ndarray, s: np.ndarray, mw: float, snarl_side: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far the lips part along the mouth: the opening (each lip) and the raised upper lip."""
+    opening = sh[_K["mouth_open"]] * mw * np.sqrt(1 - s**2)
+    snarl = sh[_K["lip_raise"]] * mw * 0.45
+    snarl = snarl * np.clip(1 - ((s - 0.35 * snarl_side) / 0.6) ** 2, 0, 1)
+    return opening, snarl
+
+
+def lip_gap(shape: np.ndarray) -> float:
+    """The widest gap between the drawn lips, in mouth half-widths (0: closed).
+
+    The gap :func:`_draw_mouth` draws between the upper and lower lip: the parted lips (twice
+    the opening) plus the raised side of the upper lip. It does not depend on the identity.
+    """
+    opening, snarl = _lip_parting(shape, _MOUTH_SAMPLES, 1.0, 1.0)
+    return float((2 * opening + snarl).max())
+
+
+def face_shape(ident: Identity, expression: int, intensity: float) -> np.ndarray:
+    """The shape parameters (:data:`SHAPE_KEYS`) :func:`render` draws: rest plus expression."""
+    return ident.rest + float(intensity) * _EXPRESSION_SHAPES[expression]
+
+
 def _draw_mouth(p: _Painter, ident: Identity, sh: np.ndarray) -> None:
     mw = ident.mouth_w
     w = mw * (1 + sh[_K["mouth_width"]])
     my = ident.mouth_y + sh[_K["mouth_drop"]] * mw
-    s = np.linspace(-1, 1, 17)
+    s = _MOUTH_SAMPLES
     x = s * w
     centre = my - sh[_K["mouth_curve"]] * mw * s**2
-    opening = sh[_K["mouth_open"]] * mw * np.sqrt(1 - s**2)
-    snarl = sh[_K["lip_raise"]] * mw * 0.45
-    snarl = snarl * np.clip(1 - ((s - 0.35 * ident.snarl_side) / 0.6) ** 2, 0, 1)
+    opening, snarl = _lip_parting(sh, s, mw, ident.snarl_side)
     upper = centre - opening - snarl
     lower = centre + opening
     # Pressed lips thin out; parted lips stretch.
@@ -564,7 +591,7 @@ def render(
     if background is None:
         background = draw_background(ident, canvas_size)
     canvas = background.copy()
-    shape = ident.rest + float(intensity) * _EXPRESSION_SHAPES[expression]
+    shape = face_shape(ident, expression, intensity)
     _draw_head(_Painter(canvas, ident, cond), ident, shape, cond)
     image = canvas.reduce(2)  # 2x2 supersampling: antialiased edges
     if cond.blur > 0:

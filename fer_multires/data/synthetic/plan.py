@@ -2,6 +2,13 @@
 
 The plan fixes everything but the pixels: which frames each video has, what each frame shows and
 how it is labelled. The writer (:mod:`fer_multires.data.synthetic.writer`) draws it.
+
+Besides its expression file, a video may have a valence-arousal and an action-unit file, one
+line per label line, labelled from the drawn face (:mod:`~fer_multires.data.synthetic.affect`)
+with a stretch of missing markers each; which videos lack which file, and the files' own quirks
+(CRLF line ends, a marker in one column only, a file shorter than the frames), follow from the
+video's position in its split (see :func:`_plan_affect`). The expression files and images do not
+change: these draws use their own random stream.
 """
 
 from __future__ import annotations
@@ -14,14 +21,18 @@ from typing import Any
 import numpy as np
 
 from fer_multires.data.labels import UNLABELLED
+from fer_multires.data.synthetic import affect, faces
 from fer_multires.data.synthetic.spec import (
     NUM_CLASSES,
     SKIP_KEYS,
     SPLITS,
+    STREAM_AFFECT,
+    STREAM_IDENTITY,
     STREAM_PLAN,
     SyntheticSpec,
     make_rng,
 )
+from fer_multires.tasks import AU_MISSING, AU_NAMES, VA_MISSING, VA_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,16 @@ _MAX_HOLD = 24
 _RAMPS = (2, 4, 6)
 _MIN_GAP = 3
 
+# The valence-arousal and action-unit files, by the video's position in its split (modulo 8):
+# which positions have no such file; a stretch of missing markers of 1/25 of the lines (at least
+# 2) in every file; every third video a line with the marker in one column only; every fifth
+# video CRLF line ends. The right half of the two-person video's action-unit file stops
+# _AU_SHORTER lines early (its last frames are past its labels).
+_NO_VA = (2, 6)
+_NO_AU = (3, 6)
+_MISSING_SHARE = 25
+_AU_SHORTER = 2
+
 
 @dataclass
 class Video:
@@ -57,6 +78,11 @@ class Video:
     missing: frozenset[int] = frozenset()  # 0-based frames whose JPEG is not written
     has_folder: bool = True
     extra_files: dict[str, bytes] = field(default_factory=dict)
+    # the valence-arousal file's lines (VA_MISSING marks), the action-unit file's (AU_MISSING
+    # marks); None: no such file
+    va: np.ndarray | None = None
+    au: np.ndarray | None = None
+    crlf: bool = False  # the valence-arousal and action-unit files end their lines with CRLF
 
 
 def _split_count(
@@ -243,6 +269,8 @@ def plan_videos(spec: SyntheticSpec) -> list[Video]:
                 )
             )
         videos.extend(split_videos)
+    for video in videos:
+        _plan_affect(video, spec)
     # A frame folder without an annotation file, like a test-set video.
     videos.append(
         Video(
@@ -291,3 +319,89 @@ def count(videos: list[Video]) -> dict[str, Any]:
             "skipped": skipped,
         }
     return splits
+
+
+def _plan_affect(video: Video, spec: SyntheticSpec) -> None:
+    """Give an annotated video its valence-arousal and action-unit files (or not), with quirks."""
+    assert video.labels is not None
+    position = video.key % 8
+    n = len(video.labels)
+    ident = faces.make_identity(make_rng(spec.seed, video.split_id, video.key, STREAM_IDENTITY))
+    shapes = [
+        faces.face_shape(ident, int(video.expression[i]), float(video.intensity[i]))
+        for i in range(n)
+    ]
+    rng = make_rng(spec.seed, video.split_id, video.key, STREAM_AFFECT)
+    stretch = max(2, n // _MISSING_SHARE)
+    if position not in _NO_VA:
+        va = np.array([affect.valence_arousal(shape) for shape in shapes], dtype=np.float64)
+        start = int(rng.integers(0, n - stretch + 1))
+        va[start : start + stretch] = VA_MISSING
+        if video.key % 3 == 0:
+            va[int(rng.integers(0, n)), int(rng.integers(0, len(VA_NAMES)))] = VA_MISSING
+        video.va = va
+    if position not in _NO_AU:
+        au = np.stack([affect.action_units(shape) for shape in shapes])
+        start = int(rng.integers(0, n - stretch + 1))
+        au[start : start + stretch] = AU_MISSING
+        if video.key % 3 == 1:
+            au[int(rng.integers(0, n)), int(rng.integers(0, len(AU_NAMES)))] = AU_MISSING
+        if video.split_id == SPLITS[0][2] and video.key == 1:
+            au = au[: n - _AU_SHORTER]
+        video.au = au
+    video.crlf = video.key % 5 == 1
+
+
+def annotated_lines(annotation_set: str, lines: np.ndarray) -> np.ndarray:
+    """Which lines of a planned valence-arousal or action-unit file annotate their frame.
+
+    The reader's definitions: no -5 in the line; at least one unit not -1.
+    """
+    if annotation_set == "va":
+        return (lines != VA_MISSING).all(axis=1)
+    return (lines != AU_MISSING).any(axis=1)
+
+
+def count_affect(videos: list[Video]) -> dict[str, Any]:
+    """The manifest's counts of the valence-arousal and action-unit files, as the reader counts.
+
+    Returns:
+        ``{"va": {split: {"videos", "frames", "skipped", "valence_mean", "arousal_mean"}},
+        "au": {split: {"videos", "frames", "skipped", "au_positives"}}}``, where ``frames`` and
+        ``videos`` count what ``task=va`` (``task=au``) keeps, and ``au_positives`` counts each
+        unit's 1s in those frames.
+    """
+    counts: dict[str, Any] = {}
+    for name in ("va", "au"):
+        counts[name] = {}
+        for split, _, split_id in SPLITS:
+            skipped = dict.fromkeys(SKIP_KEYS, 0)
+            kept: list[np.ndarray] = []
+            contributing = 0
+            for video in videos:
+                lines = getattr(video, name)
+                if video.split_id != split_id or lines is None:
+                    continue
+                if not video.has_folder:
+                    skipped["videos_without_frames"] += 1
+                    continue
+                annotated = annotated_lines(name, lines)
+                on_disk = np.array([i not in video.missing for i in range(len(video.expression))])
+                within = on_disk[: len(lines)]
+                skipped["beyond_labels"] += int(on_disk[len(lines) :].sum())
+                skipped["invalid_label"] += int((within & ~annotated).sum())
+                skipped["missing_frame"] += int((~within & annotated).sum())
+                kept.append(lines[within & annotated])
+                contributing += bool((within & annotated).any())
+            width = len(VA_NAMES) if name == "va" else len(AU_NAMES)
+            values = np.concatenate(kept) if kept else np.zeros((0, width))
+            entry: dict[str, Any] = {"videos": contributing, "frames": len(values)}
+            entry["skipped"] = skipped
+            if name == "va":
+                for column, column_name in enumerate(VA_NAMES):
+                    mean = float(values[:, column].mean()) if len(values) else None
+                    entry[f"{column_name}_mean"] = None if mean is None else round(mean, 6)
+            else:
+                entry["au_positives"] = [int(n) for n in (values == 1).sum(axis=0)]
+            counts[name][split] = entry
+    return counts

@@ -36,6 +36,7 @@ STREAM_IDENTITY = 1
 STREAM_DYNAMICS = 2
 STREAM_FRAME = 3
 STREAM_PLAN = 4
+STREAM_AFFECT = 5  # the valence-arousal and action-unit files' missing markers
 
 
 def make_rng(

@@ -11,9 +11,19 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from fer_multires.data.labels import EXPRESSIONS_7
-from fer_multires.data.readers.affwild2 import ANNOTATIONS_DIR, EXPR_SET_LAYOUT, FRAMES_DIR
+from fer_multires.data.readers.affwild2 import (
+    ANNOTATIONS_DIR,
+    AU_LAYOUT,
+    EXPR_SET_LAYOUT,
+    FRAMES_DIR,
+    VA_LAYOUT,
+    Layout,
+)
 from fer_multires.data.synthetic import faces, plan
+from fer_multires.data.synthetic.affect import VA_DECIMALS
 from fer_multires.data.synthetic.spec import (
     SKIP_KEYS,
     SPLITS,
@@ -23,6 +33,7 @@ from fer_multires.data.synthetic.spec import (
     SyntheticSpec,
     make_rng,
 )
+from fer_multires.tasks import VA_MISSING
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +44,31 @@ MANIFEST_NAME = "SYNTHETIC.json"
 _DEFAULT_SPEC = SyntheticSpec()
 
 
+def _write_annotation(
+    root: Path, layout: Layout, video: plan.Video, lines: list[str], newline: str = "\n"
+) -> None:
+    """Write one annotation file of ``video`` (header first) in ``layout``'s split folder."""
+    split = next(name for name, _, sid in SPLITS if sid == video.split_id)
+    path = root.joinpath(ANNOTATIONS_DIR, layout.task_dir, layout.split_dirs[split])
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"{video.name}.txt").write_bytes((newline.join(lines) + newline).encode("ascii"))
+
+
+def _va_line(row: np.ndarray) -> str:
+    return ",".join(f"{VA_MISSING:g}" if v == VA_MISSING else f"{v:.{VA_DECIMALS}f}" for v in row)
+
+
 def _write_video(root: Path, video: plan.Video, spec: SyntheticSpec) -> None:
     if video.labels is not None:
-        split_dir = dict((sid, d) for _, d, sid in SPLITS)[video.split_id]
-        ann = root.joinpath(
-            ANNOTATIONS_DIR, EXPR_SET_LAYOUT.task_dir, split_dir, f"{video.name}.txt"
-        )
-        ann.parent.mkdir(parents=True, exist_ok=True)
         lines = [",".join(EXPRESSIONS_7), *(str(int(v)) for v in video.labels)]
-        ann.write_bytes(("\n".join(lines) + "\n").encode("ascii"))
+        _write_annotation(root, EXPR_SET_LAYOUT, video, lines)
+    newline = "\r\n" if video.crlf else "\n"
+    if video.va is not None:
+        lines = [",".join(VA_LAYOUT.classes), *(_va_line(row) for row in video.va)]
+        _write_annotation(root, VA_LAYOUT, video, lines, newline)
+    if video.au is not None:
+        lines = [",".join(AU_LAYOUT.classes), *(",".join(map(str, row)) for row in video.au)]
+        _write_annotation(root, AU_LAYOUT, video, lines, newline)
     if not video.has_folder:
         return
     folder = root / FRAMES_DIR / video.name
@@ -91,11 +118,15 @@ def generate_synthetic_affwild2(root: str | Path, spec: SyntheticSpec = _DEFAULT
 
     Returns:
         The manifest, also written to ``root/SYNTHETIC.json``: ``{"spec": ..., "splits": {"train":
-        {"videos", "frames", "per_class", "skipped"}, "val": {...}}, "skipped": {...}}``, where
-        ``frames`` counts the included frames (image on disk, a label line, label 0..6),
-        ``per_class`` splits them by class, ``videos`` counts the videos with at least one, and
-        ``skipped`` (per split, and summed over the splits at the top level) counts
-        ``invalid_label``, ``missing_frame``, ``beyond_labels`` and ``videos_without_frames``.
+        {"videos", "frames", "per_class", "skipped"}, "val": {...}}, "skipped": {...}, "va":
+        {...}, "au": {...}}``, where ``frames`` counts the included frames (image on disk, a
+        label line, label 0..6), ``per_class`` splits them by class, ``videos`` counts the videos
+        with at least one, and ``skipped`` (per split, and summed over the splits at the top
+        level) counts ``invalid_label``, ``missing_frame``, ``beyond_labels`` and
+        ``videos_without_frames``. ``va`` and ``au`` hold the same per-split counts for the
+        valence-arousal and action-unit files (what ``task=va`` and ``task=au`` read), with the
+        mean valence and arousal, and the positives of each unit (see
+        :func:`~fer_multires.data.synthetic.plan.count_affect`).
 
     Raises:
         FileExistsError: if ``root`` exists and is not an empty folder.
@@ -112,6 +143,7 @@ def generate_synthetic_affwild2(root: str | Path, spec: SyntheticSpec = _DEFAULT
         "spec": spec.to_dict(),
         "splits": splits,
         "skipped": {k: sum(s["skipped"][k] for s in splits.values()) for k in SKIP_KEYS},
+        **plan.count_affect(videos),
     }
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
