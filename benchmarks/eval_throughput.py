@@ -5,7 +5,7 @@
 
 Runs the evaluation's Lightning module (:class:`~fer_multires.evaluation.module.EvalModule`) with
 ``trainer.test`` on the synthetic set's validation split: each uint8 batch is degraded on the
-device to the native size and every resolution of ``conf/eval/default.yaml`` and classified,
+device to the native size and every resolution of ``eval.resolutions`` (``EvalConfig``), classified,
 ``bf16-mixed`` on a GPU. The first run includes cuDNN autotuning (and compilation); the figure
 is the best of the later runs. Prints JSON lines naming the GPU, torch and CUDA.
 """

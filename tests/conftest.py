@@ -10,7 +10,9 @@ import os
 # name a Hub on 127.0.0.1 (FakeHub) explicitly.
 os.environ["HF_HUB_OFFLINE"] = "1"
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,6 +149,24 @@ def train_overrides(data_root: Path, tmp_path: Path) -> list[str]:
     ]
 
 
+# Small enough for seconds on a CPU; 16 < the 24 px frames degrades; 32 is not below them, so it
+# is not evaluated.
+EVAL_ARGS = (
+    "eval.resolutions=[8,16,32]",
+    "eval.smoothing_windows=[3,5]",
+    "trainer.enable_progress_bar=false",
+)
+
+
+def run_eval(ckpt: Path, out_dir: Path, *extra: str) -> dict:
+    """Evaluate ``ckpt`` into ``out_dir`` through the entry point's ``evaluate(cfg)``."""
+    from fer_multires.evaluate import evaluate
+
+    overrides = [f"ckpt_path={ckpt}", f"run_dir={out_dir}", f"paths.root_dir={out_dir.parent}",
+                 *EVAL_ARGS, *extra]  # fmt: skip
+    return evaluate(compose_entry("eval", overrides, out_dir))
+
+
 def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
     """Compose the train entry point's config, with its output in ``run_dir``."""
     return compose_entry("train", overrides, run_dir)
@@ -163,22 +183,50 @@ def run_train(data_root: Path, tmp_path: Path, run_dir: Path, *extra: str):
 # ------------------------------------------------------------------ predict and export (issue 11)
 
 
+@dataclass(frozen=True)
+class SharedRun:
+    """The session's one trained and evaluated run, and what training returned.
+
+    Attributes:
+        run_dir: the run (``<run>/eval``: its end-of-training evaluation, with :data:`EVAL_ARGS`).
+        data_root: its data: 4 training and 5 validation videos of 9 frames (45 validation
+            frames, an odd number), 24 px.
+        ckpt: its best checkpoint.
+        train_metrics: what ``train`` returned.
+        eval_after_fit: the ``EvalResults`` of the end-of-training evaluation.
+    """
+
+    run_dir: Path
+    data_root: Path
+    ckpt: Path
+    train_metrics: dict
+    eval_after_fit: Any
+
+
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run trained for one epoch on 24 px frames and evaluated at 8 and 16 px (``<run>/eval``)."""
+def shared_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """The run every integration test that needs a trained model reads (never writes into)."""
+    import json
+
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        base = tmp_path_factory.mktemp("predict_run")
-        data_root = make_image_tree(base / "data", train_videos=3, val_videos=4, frames=6)
+        base = tmp_path_factory.mktemp("shared_run")
+        data_root = make_image_tree(base / "data", train_videos=4, val_videos=5, frames=9)
         run_dir = base / "run"
-        run_train(data_root, base, run_dir, "eval_after_fit=true", "eval.resolutions=[8,16]",
-                  "eval.plots=false")  # fmt: skip
+        metrics, objects = run_train(data_root, base, run_dir, "eval_after_fit=true", *EVAL_ARGS)
     finally:
         torch.set_num_threads(threads)
-    return run_dir
+    ckpt = Path(json.loads((run_dir / "metrics.json").read_text())["checkpoint"])
+    return SharedRun(run_dir, data_root, ckpt, metrics, objects["eval"])
+
+
+@pytest.fixture(scope="session")
+def trained_run(shared_run: SharedRun) -> Path:
+    """The shared run's directory (:func:`shared_run`)."""
+    return shared_run.run_dir
 
 
 def astronaut() -> np.ndarray:

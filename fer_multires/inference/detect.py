@@ -1,6 +1,7 @@
 """Face detection, offline, and the square crops the classifier sees when faces are not aligned.
 
-Three detectors, chosen by the Hydra group ``detector`` (``conf/detector/``):
+Three detectors, chosen by the Hydra group ``detector`` (``detector=NAME``; the options are
+these settings classes, registered by :mod:`fer_multires.schemas`):
 
 * ``mtcnn`` (the default): the MTCNN cascade (:mod:`fer_multires.inference.mtcnn`), which finds
   faces down to about 12 px and gives each a score and five landmarks, so the face can be aligned
@@ -43,7 +44,7 @@ from fer_multires.inference.align import align_face
 from fer_multires.inference.mtcnn import Detections, Mtcnn, MtcnnSettings, squared
 from fer_multires.utils.config import require_numbers
 
-#: ``detector`` group options (``conf/detector/<name>.yaml``).
+#: ``detector`` group options (their schemas: :data:`fer_multires.schemas.DETECTOR_SCHEMAS`).
 DETECTORS: tuple[str, ...] = ("mtcnn", "haar", "none")
 #: The cascade used by ``haar``: OpenCV's frontal-face detector.
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"

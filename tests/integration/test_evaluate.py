@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_tree, run_train
-from unit.test_evaluate import EVAL_ARGS, run_eval
+from conftest import EVAL_ARGS, run_eval, run_train
 
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.data.synthetic import image_sets
@@ -41,16 +40,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A run trained for one epoch: 45 validation frames (an odd number) in 5 videos."""
-    base = tmp_path_factory.mktemp("evaluate")
-    data_root = make_image_tree(base / "data", train_videos=4, val_videos=5, frames=9)
-    run_dir = base / "run"
-    # evaluated at the end of training too (eval_after_fit), with the settings evaluate gets below
-    metrics, objects = run_train(data_root, base, run_dir, "eval_after_fit=true", *EVAL_ARGS)
-    ckpt = json.loads((run_dir / "metrics.json").read_text())["checkpoint"]
-    return {"base": base, "data_root": data_root, "ckpt": Path(ckpt), "train_metrics": metrics,
-            "run_dir": run_dir, "eval_after_fit": objects["eval"]}  # fmt: skip
+def trained(shared_run, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The session's shared run: 45 validation frames (an odd number) in 5 videos, evaluated at
+    the end of training (eval_after_fit) with the settings evaluate gets below."""
+    return {"base": tmp_path_factory.mktemp("evaluate"), "data_root": shared_run.data_root,
+            "ckpt": shared_run.ckpt, "train_metrics": shared_run.train_metrics,
+            "run_dir": shared_run.run_dir, "eval_after_fit": shared_run.eval_after_fit}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +60,7 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_output_directory_shape(evaluated) -> None:
+def test_output_directory_shape(trained, evaluated) -> None:
     assert sorted(p.name for p in evaluated.iterdir() if p.is_file()) == sorted(OUTPUTS)
     assert not [p for p in evaluated.iterdir() if p.name.startswith(".eval")]
     metrics = json.loads((evaluated / "metrics.json").read_text())
@@ -102,7 +97,7 @@ def test_output_directory_shape(evaluated) -> None:
     )
     assert len(robustness) == 1 + 3 * 3 and robustness[-1].startswith("bilinear,val_full,native,")
     report = (evaluated / "report.md").read_text()
-    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(evaluated.parent),
+    for text in ("Table 3", "Table 4", "val_rest is the honest estimate", str(trained["ckpt"]),
                  "Few videos in val_select (2 videos), val_rest (3 videos), val_full (5 videos): "
                  "there the interval says little"):  # fmt: skip
         assert text in report
@@ -284,8 +279,7 @@ def test_resolution_below_one_is_an_error_before_any_data_is_read(trained, tmp_p
 @pytest.mark.parametrize(
     ("setting", "message"),
     [("eval.degradations=[bilinear,nearest]", "eval.degradations: unknown nearest"),
-     ("eval.jpeg_quality=0", "eval.jpeg_quality=0 must be an integer in 1..100"),
-     ("eval.compile=yes", "eval.compile='yes' must be true, false or null")],
+     ("eval.jpeg_quality=0", "eval.jpeg_quality=0 must be an integer in 1..100")],
 )  # fmt: skip
 def test_bad_degradation_setting_is_an_error_before_any_data_is_read(
     trained, tmp_path, setting, message

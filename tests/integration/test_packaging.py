@@ -26,6 +26,7 @@ def test_wheel_ships_the_configs_and_finds_them(tmp_path: Path) -> None:
     # Imported from the unpacked wheel (not the checkout), it composes from its own copy.
     script = (
         "from hydra import compose, initialize_config_dir\n"
+        "import fer_multires.schemas  # the typed configs, registered on import\n"
         "from fer_multires.utils.config import CONFIG_DIR\n"
         "with initialize_config_dir(CONFIG_DIR, version_base='1.3'):\n"
         "    cfg = compose('train', overrides=['+experiment=paper_multires'])\n"

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest import compose_entry
-from omegaconf import DictConfig, OmegaConf
+from conftest import run_eval
+from omegaconf import OmegaConf
 
-from fer_multires.evaluate import evaluate
 from fer_multires.evaluation.config import anchor_relative_root, apply_data_overrides
 
-# Small enough for seconds on a CPU; 16 < the 24 px frames degrades; 32 is not below them, so it
-# is not evaluated.
-EVAL_ARGS = (
-    "eval.resolutions=[8,16,32]",
-    "eval.smoothing_windows=[3,5]",
-    "trainer.enable_progress_bar=false",
-)
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def compose_eval(overrides: list[str], out_dir: Path) -> DictConfig:
-    return compose_entry("eval", overrides, out_dir)
-
-
-def run_eval(ckpt: Path, out_dir: Path, *extra: str) -> dict:
-    overrides = [f"ckpt_path={ckpt}", f"run_dir={out_dir}", f"paths.root_dir={out_dir.parent}",
-                 *EVAL_ARGS, *extra]  # fmt: skip
-    return evaluate(compose_eval(overrides, out_dir))
 
 
 def test_missing_checkpoint_is_an_error(tmp_path) -> None:

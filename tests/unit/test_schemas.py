@@ -45,6 +45,7 @@ def composition_error(config_name: str, overrides: list[str]) -> str:
         ("train", "eval.jpeg_quality=high", "eval.jpeg_quality"),
         ("train", "eval.bootstrap.samples=many", "eval.bootstrap.samples"),
         ("eval", "eval.resolutions=[8,small]", "eval.resolutions"),
+        ("eval", "eval.compile=maybe", "eval.compile"),
         ("predict", "predict.batch_size=x", "predict.batch_size"),
         ("predict", "detector.scale_factor=big", "detector.scale_factor"),
     ],
