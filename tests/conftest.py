@@ -113,6 +113,46 @@ def make_image_tree(
     return root
 
 
+def write_task_annotations(
+    root: Path, seed: int = 0, without: dict[str, str] | None = None
+) -> Path:
+    """Write valence-arousal and AU files for every video of an Aff-Wild2 tree's expressions.
+
+    The values are random (about one frame in ten not annotated: ``-5,-5`` or ``-1``s), one line
+    per expression line. ``without`` maps a video to the set (``va`` or ``au``) it lacks.
+    """
+    from fer_multires.tasks import AU_NAMES, VA_NAMES
+
+    rng = np.random.default_rng(seed)
+    expr_dir = root / "annotations" / LAYOUT_DIRS["abaw2"][0]
+    for expr_file in sorted(expr_dir.glob("*/*.txt")):
+        frames = len(expr_file.read_text().splitlines()) - 1
+        split_dir = (
+            "Validation_Set" if expr_file.parent.name.startswith("Validation") else "Train_Set"
+        )
+        for task, folder, header in (("va", "VA_Estimation_Challenge", VA_NAMES),
+                                     ("au", "AU_Detection_Challenge", AU_NAMES)):  # fmt: skip
+            if (without or {}).get(expr_file.stem) == task:
+                continue
+            missing = rng.random(frames) < 0.1
+            if task == "va":
+                values = np.round(rng.uniform(-1, 1, (frames, 2)), 3)
+                lines = [
+                    "-5,-5" if m else f"{v:.3f},{a:.3f}"
+                    for m, (v, a) in zip(missing, values, strict=True)
+                ]
+            else:
+                units = rng.integers(0, 2, (frames, len(header)))
+                lines = [
+                    ",".join("-1" if m else str(u) for u in row)
+                    for m, row in zip(missing, units, strict=True)
+                ]
+            out = root / "annotations" / folder / split_dir / expr_file.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("\n".join([",".join(header), *lines]) + "\n")
+    return root
+
+
 def compose_entry(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose an entry point's config as Hydra would run it, with its output in output_dir."""
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
@@ -221,6 +261,33 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
         torch.set_num_threads(threads)
     ckpt = Path(json.loads((run_dir / "metrics.json").read_text())["checkpoint"])
     return SharedRun(run_dir, data_root, ckpt, metrics, objects["eval"])
+
+
+@pytest.fixture(scope="session")
+def task_runs(tmp_path_factory: pytest.TempPathFactory):
+    """A function ``task -> run directory``: a run of ``task=va|au|mtl`` trained for one epoch on
+    24 px noise frames with random VA and AU annotations (one tree for all), trained once per
+    session on first use."""
+    import torch
+
+    base = tmp_path_factory.mktemp("task_runs")
+    data_root = make_image_tree(base / "data", train_videos=4, val_videos=5, frames=9)
+    write_task_annotations(data_root, without={"train_001": "au", "val_002": "va"})
+    runs: dict[str, Path] = {}
+
+    def run_of(task: str) -> Path:
+        if task not in runs:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                run_train(data_root, base, base / task, f"task={task}", "eval_after_fit=false")
+            finally:
+                torch.set_num_threads(threads)
+            runs[task] = base / task
+        return runs[task]
+
+    run_of.data_root = data_root  # type: ignore[attr-defined]
+    return run_of
 
 
 @pytest.fixture(scope="session")
