@@ -280,3 +280,10 @@ def test_fast_path_image_of_another_size_is_an_error_even_when_skipping(tmp_path
         data.__getitems__(keys)
     with pytest.raises(BadImageError, match=message):
         [data[key] for key in keys]
+
+
+def test_a_task_other_than_expressions_needs_affwild2(tmp_path) -> None:
+    with pytest.raises(ValueError, match="task=va: data.dataset=rafdb has expression labels only"):
+        FERDataModule(root=str(tmp_path), dataset="rafdb", task="va")
+    with pytest.raises(ValueError, match="task='arousal' is not a task"):
+        FERDataModule(root=str(tmp_path), task="arousal")

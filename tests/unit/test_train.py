@@ -37,6 +37,30 @@ def test_dataset_experiments_keep_the_paper_recipe(dataset: str) -> None:
         assert (cfg.data.resize_size, cfg.data.crop_size, cfg.data.batch_size) == (256, 224, 128)
 
 
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_task_experiments_are_the_paper_recipe_on_that_task(task: str) -> None:
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        paper = compose("train", overrides=["+experiment=paper_multires"])
+        multires = compose("train", overrides=[f"+experiment={task}_multires"])
+        baseline = compose("train", overrides=[f"+experiment={task}_baseline"])
+    assert (multires.task, baseline.task, paper.task) == (task, task, "expr")
+    assert baseline.data.multires is None and multires.data.multires == paper.data.multires
+    for key in ("model", "trainer"):
+        assert multires[key] == baseline[key] == paper[key]
+    assert multires.data.dataset == "affwild2" and multires.optimized_metric == "val_select/score"
+
+
+def test_an_unknown_task_is_refused_before_any_work(tmp_path) -> None:
+    from conftest import compose_train, train_overrides
+
+    from fer_multires.train import train
+
+    cfg = compose_train([*train_overrides(tmp_path, tmp_path), "task=valence"], tmp_path / "run")
+    with pytest.raises(ValueError, match="task='valence' is not a task; choose one of expr, va"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_long_sweep_job_names_are_cut_and_stay_unique() -> None:
     from fer_multires.utils.config import MAX_JOB_DIRNAME, job_dirname
 
