@@ -329,7 +329,11 @@ def column_order(header: str, path: Path, columns: tuple[str, ...]) -> tuple[np.
 
 
 def parse_table(
-    body: list[str], path: Path, names: list[str], dtype: type[np.floating | np.integer]
+    body: list[str],
+    path: Path,
+    names: list[str],
+    dtype: type[np.floating | np.integer],
+    allowed: str,
 ) -> np.ndarray:
     """Parse the value lines of a valence-arousal or action-unit file, in file column order.
 
@@ -338,6 +342,7 @@ def parse_table(
         path: the file, named in errors.
         names: the header's names, in file order.
         dtype: ``np.float64`` (valence-arousal) or ``np.int64`` (action units).
+        allowed: the values allowed, in words, for an integer too large for ``dtype``.
 
     Returns:
         A ``(lines, columns)`` array.
@@ -360,26 +365,39 @@ def parse_table(
     try:
         values = np.array(",".join(body).split(","), dtype=dtype)
     except (ValueError, OverflowError):
-        raise first_bad_value(body, path, names, dtype) from None
+        raise first_bad_value(body, path, names, dtype, allowed) from None
     return values.reshape(len(body), width)
 
 
 def first_bad_value(
-    body: list[str], path: Path, names: list[str], dtype: type[np.floating | np.integer]
+    body: list[str],
+    path: Path,
+    names: list[str],
+    dtype: type[np.floating | np.integer],
+    allowed: str,
 ) -> AnnotationError:
     """The error for the first value that is not a number (or an integer), naming file and line."""
     convert, kind = (int, "an integer") if np.issubdtype(dtype, np.integer) else (float, "a number")
     for number, line in enumerate(body, start=2):
         for name, token in zip(names, line.split(","), strict=True):
             try:
-                dtype(convert(token))
-            except (ValueError, OverflowError):
+                value = convert(token)
+            except ValueError:
                 return AnnotationError(f"{path}:{number}: {token.strip()!r} is not {kind} ({name})")
+            try:
+                dtype(value)
+            except OverflowError:
+                return AnnotationError(f"{path}:{number}: {name} {value} is outside {allowed}")
     return AnnotationError(f"{path}: the values are not {kind}s")
 
 
 def value_outside(
-    body: list[str], path: Path, bad: np.ndarray, order: np.ndarray, columns: tuple[str, ...]
+    body: list[str],
+    path: Path,
+    bad: np.ndarray,
+    order: np.ndarray,
+    columns: tuple[str, ...],
+    allowed: str,
 ) -> AnnotationError | None:
     """The error for the first value flagged in ``bad`` (lines x expected columns), or None."""
     rows = np.flatnonzero(bad.any(axis=1))
@@ -388,7 +406,7 @@ def value_outside(
     row = int(rows[0])
     column = int(np.flatnonzero(bad[row])[0])
     token = body[row].split(",")[order[column]].strip()
-    return AnnotationError(f"{path}:{row + 2}: {columns[column]} {token} is outside {{}}")
+    return AnnotationError(f"{path}:{row + 2}: {columns[column]} {token} is outside {allowed}")
 
 
 def parse_va_text(text: str, path: Path, columns: tuple[str, ...] = VA_NAMES) -> np.ndarray:
@@ -410,14 +428,13 @@ def parse_va_text(text: str, path: Path, columns: tuple[str, ...] = VA_NAMES) ->
     lines = annotation_lines(text, path)
     order, names = column_order(lines[0], path, columns)
     body = lines[1:]
-    values = parse_table(body, path, names, np.float64)[:, order]
+    allowed = f"[-1, 1] ({VA_MISSING:g} marks a frame that is not annotated)"
+    values = parse_table(body, path, names, np.float64, allowed)[:, order]
     missing = (values == VA_MISSING).any(axis=1)
     bad = ~missing[:, None] & ~(np.abs(values) <= 1.0)  # NaN and infinities too
-    error = value_outside(body, path, bad, order, columns)
+    error = value_outside(body, path, bad, order, columns, allowed)
     if error is not None:
-        raise AnnotationError(
-            str(error).format(f"[-1, 1] ({VA_MISSING:g} marks a frame that is not annotated)")
-        )
+        raise error
     out = values.astype(np.float32)
     out[missing] = np.nan
     return out
@@ -442,11 +459,12 @@ def parse_au_text(text: str, path: Path, columns: tuple[str, ...] = AU_NAMES) ->
     lines = annotation_lines(text, path)
     order, names = column_order(lines[0], path, columns)
     body = lines[1:]
-    values = parse_table(body, path, names, np.int64)[:, order]
+    allowed = f"0, 1 and {AU_MISSING} (not annotated)"
+    values = parse_table(body, path, names, np.int64, allowed)[:, order]
     bad = (values != 0) & (values != 1) & (values != AU_MISSING)
-    error = value_outside(body, path, bad, order, columns)
+    error = value_outside(body, path, bad, order, columns, allowed)
     if error is not None:
-        raise AnnotationError(str(error).format("0, 1 and -1 (not annotated)"))
+        raise error
     return values.astype(np.int8)
 
 
