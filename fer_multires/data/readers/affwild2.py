@@ -142,6 +142,8 @@ SKIP_COUNT_NAMES: tuple[str, ...] = (
     "videos_without_frames",
     "unrecognised_name",
 )
+#: What :func:`index_frames` counts: one video's frames on disk against its annotation lines.
+FRAME_SKIP_NAMES: tuple[str, ...] = SKIP_COUNT_NAMES[:3]
 #: ``task=mtl``: per annotation set, ``<set>.<name>`` counts what that set's own reading would
 #: count (``va.invalid_label`` equals ``invalid_label`` of ``task=va``), over the videos with
 #: frames. These frames are not all left out: another set may annotate them; their ``<set>``
@@ -606,7 +608,7 @@ def index_frames(annotated: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.n
         The frame numbers to keep (annotated, on disk) and what was skipped
         (``beyond_labels``, ``invalid_label``, ``missing_frame``).
     """
-    skipped = new_skip_counts()
+    skipped = SkipCounts(FRAME_SKIP_NAMES)
     within = frame_numbers <= annotated.shape[0]
     skipped.count("beyond_labels", np.count_nonzero(~within))
     frames = frame_numbers[within]
@@ -679,15 +681,16 @@ def index_split(
         listing = video_frames(frames_dir, video, manifest)
         if listing is None:
             missing_videos.append(video)
-            for head in files if not single else ():
-                skipped.count(f"{head}.videos_without_frames")
+            if not single:
+                for head in files:
+                    skipped.count(f"{head}.videos_without_frames")
             continue
         frame_numbers, unrecognised = listing
         skipped.count("unrecognised_name", unrecognised)
         annotated = {head: annotated_lines(head, values) for head, values in files.items()}
-        for head, lines in annotated.items() if not single else ():
-            for name, n in index_frames(lines, frame_numbers)[1].as_dict().items():
-                if n:
+        if not single:
+            for head, lines in annotated.items():
+                for name, n in index_frames(lines, frame_numbers)[1].as_dict().items():
                     skipped.count(f"{head}.{name}", n)
         kept, video_skipped = index_frames(any_annotated(list(annotated.values())), frame_numbers)
         skipped.add(video_skipped)
@@ -731,24 +734,6 @@ def targets_at(annotation_set: str, values: np.ndarray | None, rows: np.ndarray)
         within = rows < len(values)
         targets[within] = values[rows[within]]
     return targets
-
-
-def read_split(
-    split_dir: Path,
-    frames_dir: Path,
-    classes: tuple[str, ...],
-    manifest: FrameListing | None = None,
-) -> SplitIndex:
-    """Index one split of the expression track: every ``<video>.txt`` in ``split_dir``.
-
-    With a ``manifest`` (see :func:`read_frame_manifest`) the frames are taken from it and the
-    frame folders are not listed.
-
-    Raises:
-        AnnotationError: for a malformed annotation file, or a split folder with no files.
-    """
-    files = read_annotation_files(split_dir, "expr", classes)
-    return index_split({"expr": files}, frames_dir, manifest)
 
 
 def video_frames(
