@@ -23,6 +23,7 @@ from PIL import Image
 
 import fer_multires.schemas  # noqa: F401 - the typed configs, as the entry points register them
 from fer_multires.data.labels import EXPRESSIONS_7, EXPRESSIONS_8
+from fer_multires.tasks import AU_NAMES, VA_NAMES
 from fer_multires.utils.config import CONFIG_DIR
 
 LAYOUT_DIRS = {
@@ -64,6 +65,47 @@ def write_video(
         data = image if image is not None else jpeg_bytes()
         for f in frames:
             (frame_dir / f"{f:05d}.jpg").write_bytes(data)
+
+
+#: The valence-arousal and action-unit folders (ABAW 2023 onward) and their header names.
+TARGET_DIRS = {
+    "va": ("VA_Estimation_Challenge", VA_NAMES),
+    "au": ("AU_Detection_Challenge", AU_NAMES),
+}
+
+
+def write_targets(
+    root: Path,
+    annotation_set: str,
+    split: str,
+    video: str,
+    rows: Sequence[str | Sequence[object]],
+    frames: Iterable[int] | None = None,
+    header: str | None = None,
+    newline: str = "\n",
+    bom: bool = False,
+) -> Path:
+    """Write one valence-arousal (``va``) or action-unit (``au``) file and its missing frames.
+
+    ``rows`` are lines (text) or sequences of values; the frame folder gets ``frames`` (default
+    one image per line), adding to any images already there. Returns the file.
+    """
+    task_dir, names = TARGET_DIRS[annotation_set]
+    split_dir = "Train_Set" if split == "train" else "Validation_Set"
+    folder = root / "annotations" / task_dir / split_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [row if isinstance(row, str) else ",".join(map(str, row)) for row in rows]
+    text = newline.join([header if header is not None else ",".join(names), *lines]) + newline
+    path = folder / f"{video}.txt"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    frames = range(1, len(rows) + 1) if frames is None else list(frames)
+    if frames:
+        frame_dir = root / "cropped_aligned" / video
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        for f in frames:
+            if not (frame_dir / f"{f:05d}.jpg").exists():
+                (frame_dir / f"{f:05d}.jpg").write_bytes(jpeg_bytes())
+    return path
 
 
 def make_tree(

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from fer_multires.data.labels import EXPRESSIONS_7, UNLABELLED
+from fer_multires.data.readers.affwild2 import read_affwild2
 from fer_multires.data.synthetic import (
     MANIFEST_NAME,
     SyntheticSpec,
@@ -411,3 +412,62 @@ def test_ensure_rejects_a_broken_manifest(tmp_path: Path) -> None:
     (root / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(ValueError, match=MANIFEST_NAME):
         ensure_synthetic_affwild2(root, TINY)
+
+
+TARGET_SETS = {"va": "VA_Estimation_Challenge", "au": "AU_Detection_Challenge"}
+
+
+def target_files(root: Path, annotation_set: str) -> dict[str, bytes]:
+    """Every valence-arousal (or action-unit) file of a set, by video."""
+    folder = root / "annotations" / TARGET_SETS[annotation_set]
+    assert sorted(p.name for p in folder.iterdir()) == ["Train_Set", "Validation_Set"]
+    return {p.stem: p.read_bytes() for p in folder.rglob("*.txt")}
+
+
+def test_va_and_au_files_and_their_quirks(small: tuple[Path, dict]) -> None:
+    root, _ = small
+    expr = {p.stem: read_labels(p) for p in (root / "annotations" / "EXPR_Set").rglob("*.txt")}
+    va, au = target_files(root, "va"), target_files(root, "au")
+    # every video has its expression file; some lack the valence-arousal file, some the
+    # action-unit file, some both
+    assert set(va) < set(expr) and set(au) < set(expr)
+    assert set(expr) - set(va) - set(au) and (set(va) - set(au)) and (set(au) - set(va))
+    lines = {}
+    for name, files in (("va", va), ("au", au)):
+        for video, data in files.items():
+            text = data.decode("ascii")
+            crlf = "\r\n" in text
+            assert crlf == (text.count("\n") == text.count("\r\n"))  # one kind of line end
+            lines[name, video] = text.splitlines()
+            assert len(lines[name, video]) - 1 <= len(expr[video])
+    assert any("\r\n" in data.decode() for data in va.values())
+    assert any("\r\n" in data.decode() for data in au.values())
+    va_rows = {video: rows[1:] for (name, video), rows in lines.items() if name == "va"}
+    au_rows = {video: rows[1:] for (name, video), rows in lines.items() if name == "au"}
+    assert all(rows.count("-5,-5") >= 2 for rows in va_rows.values())  # a stretch in each file
+    assert any(row.count("-5") == 1 for rows in va_rows.values() for row in rows)
+    missing_au = ",".join(["-1"] * 12)
+    assert all(rows.count(missing_au) >= 2 for rows in au_rows.values())
+    assert any("-1" in row and row != missing_au for rows in au_rows.values() for row in rows)
+    # one action-unit file stops before its video's expression file does
+    assert [v for v, rows in au_rows.items() if len(rows) < len(expr[v])] == [
+        "synth_train_000_right"
+    ]
+
+
+@pytest.mark.parametrize("task", ["va", "au"])
+def test_the_va_and_au_sets_read_back_with_the_manifest_s_counts(small, task: str) -> None:
+    root, manifest = small
+    index = read_affwild2(root, task=task)
+    for split, counts in manifest[task].items():
+        part = index.splits[split]
+        assert len(part) == counts["frames"] > 0
+        assert part.num_videos_with_frames() == counts["videos"]
+        assert {k: part.skipped[k] for k in counts["skipped"]} == counts["skipped"]
+        if task == "va":
+            assert float(part.va[:, 0].astype(np.float64).mean()) == pytest.approx(
+                counts["valence_mean"], abs=2e-6
+            )
+        else:
+            assert (part.au == 1).sum(axis=0).tolist() == counts["au_positives"]
+    assert sum(sum(c["skipped"].values()) for c in manifest[task].values()) > 0

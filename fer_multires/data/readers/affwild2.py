@@ -142,6 +142,8 @@ SKIP_COUNT_NAMES: tuple[str, ...] = (
     "videos_without_frames",
     "unrecognised_name",
 )
+#: What :func:`index_frames` counts: one video's frames on disk against its annotation lines.
+FRAME_SKIP_NAMES: tuple[str, ...] = SKIP_COUNT_NAMES[:3]
 #: ``task=mtl``: per annotation set, ``<set>.<name>`` counts what that set's own reading would
 #: count (``va.invalid_label`` equals ``invalid_label`` of ``task=va``), over the videos with
 #: frames. These frames are not all left out: another set may annotate them; their ``<set>``
@@ -329,7 +331,11 @@ def column_order(header: str, path: Path, columns: tuple[str, ...]) -> tuple[np.
 
 
 def parse_table(
-    body: list[str], path: Path, names: list[str], dtype: type[np.floating | np.integer]
+    body: list[str],
+    path: Path,
+    names: list[str],
+    dtype: type[np.floating | np.integer],
+    allowed: str,
 ) -> np.ndarray:
     """Parse the value lines of a valence-arousal or action-unit file, in file column order.
 
@@ -338,6 +344,7 @@ def parse_table(
         path: the file, named in errors.
         names: the header's names, in file order.
         dtype: ``np.float64`` (valence-arousal) or ``np.int64`` (action units).
+        allowed: the values allowed, in words, for an integer too large for ``dtype``.
 
     Returns:
         A ``(lines, columns)`` array.
@@ -360,26 +367,39 @@ def parse_table(
     try:
         values = np.array(",".join(body).split(","), dtype=dtype)
     except (ValueError, OverflowError):
-        raise first_bad_value(body, path, names, dtype) from None
+        raise first_bad_value(body, path, names, dtype, allowed) from None
     return values.reshape(len(body), width)
 
 
 def first_bad_value(
-    body: list[str], path: Path, names: list[str], dtype: type[np.floating | np.integer]
+    body: list[str],
+    path: Path,
+    names: list[str],
+    dtype: type[np.floating | np.integer],
+    allowed: str,
 ) -> AnnotationError:
     """The error for the first value that is not a number (or an integer), naming file and line."""
     convert, kind = (int, "an integer") if np.issubdtype(dtype, np.integer) else (float, "a number")
     for number, line in enumerate(body, start=2):
         for name, token in zip(names, line.split(","), strict=True):
             try:
-                dtype(convert(token))
-            except (ValueError, OverflowError):
+                value = convert(token)
+            except ValueError:
                 return AnnotationError(f"{path}:{number}: {token.strip()!r} is not {kind} ({name})")
+            try:
+                dtype(value)
+            except OverflowError:
+                return AnnotationError(f"{path}:{number}: {name} {value} is outside {allowed}")
     return AnnotationError(f"{path}: the values are not {kind}s")
 
 
 def value_outside(
-    body: list[str], path: Path, bad: np.ndarray, order: np.ndarray, columns: tuple[str, ...]
+    body: list[str],
+    path: Path,
+    bad: np.ndarray,
+    order: np.ndarray,
+    columns: tuple[str, ...],
+    allowed: str,
 ) -> AnnotationError | None:
     """The error for the first value flagged in ``bad`` (lines x expected columns), or None."""
     rows = np.flatnonzero(bad.any(axis=1))
@@ -388,7 +408,7 @@ def value_outside(
     row = int(rows[0])
     column = int(np.flatnonzero(bad[row])[0])
     token = body[row].split(",")[order[column]].strip()
-    return AnnotationError(f"{path}:{row + 2}: {columns[column]} {token} is outside {{}}")
+    return AnnotationError(f"{path}:{row + 2}: {columns[column]} {token} is outside {allowed}")
 
 
 def parse_va_text(text: str, path: Path, columns: tuple[str, ...] = VA_NAMES) -> np.ndarray:
@@ -410,14 +430,13 @@ def parse_va_text(text: str, path: Path, columns: tuple[str, ...] = VA_NAMES) ->
     lines = annotation_lines(text, path)
     order, names = column_order(lines[0], path, columns)
     body = lines[1:]
-    values = parse_table(body, path, names, np.float64)[:, order]
+    allowed = f"[-1, 1] ({VA_MISSING:g} marks a frame that is not annotated)"
+    values = parse_table(body, path, names, np.float64, allowed)[:, order]
     missing = (values == VA_MISSING).any(axis=1)
     bad = ~missing[:, None] & ~(np.abs(values) <= 1.0)  # NaN and infinities too
-    error = value_outside(body, path, bad, order, columns)
+    error = value_outside(body, path, bad, order, columns, allowed)
     if error is not None:
-        raise AnnotationError(
-            str(error).format(f"[-1, 1] ({VA_MISSING:g} marks a frame that is not annotated)")
-        )
+        raise error
     out = values.astype(np.float32)
     out[missing] = np.nan
     return out
@@ -442,11 +461,12 @@ def parse_au_text(text: str, path: Path, columns: tuple[str, ...] = AU_NAMES) ->
     lines = annotation_lines(text, path)
     order, names = column_order(lines[0], path, columns)
     body = lines[1:]
-    values = parse_table(body, path, names, np.int64)[:, order]
+    allowed = f"0, 1 and {AU_MISSING} (not annotated)"
+    values = parse_table(body, path, names, np.int64, allowed)[:, order]
     bad = (values != 0) & (values != 1) & (values != AU_MISSING)
-    error = value_outside(body, path, bad, order, columns)
+    error = value_outside(body, path, bad, order, columns, allowed)
     if error is not None:
-        raise AnnotationError(str(error).format("0, 1 and -1 (not annotated)"))
+        raise error
     return values.astype(np.int8)
 
 
@@ -588,7 +608,7 @@ def index_frames(annotated: np.ndarray, frame_numbers: np.ndarray) -> tuple[np.n
         The frame numbers to keep (annotated, on disk) and what was skipped
         (``beyond_labels``, ``invalid_label``, ``missing_frame``).
     """
-    skipped = new_skip_counts()
+    skipped = SkipCounts(FRAME_SKIP_NAMES)
     within = frame_numbers <= annotated.shape[0]
     skipped.count("beyond_labels", np.count_nonzero(~within))
     frames = frame_numbers[within]
@@ -661,15 +681,16 @@ def index_split(
         listing = video_frames(frames_dir, video, manifest)
         if listing is None:
             missing_videos.append(video)
-            for head in files if not single else ():
-                skipped.count(f"{head}.videos_without_frames")
+            if not single:
+                for head in files:
+                    skipped.count(f"{head}.videos_without_frames")
             continue
         frame_numbers, unrecognised = listing
         skipped.count("unrecognised_name", unrecognised)
         annotated = {head: annotated_lines(head, values) for head, values in files.items()}
-        for head, lines in annotated.items() if not single else ():
-            for name, n in index_frames(lines, frame_numbers)[1].as_dict().items():
-                if n:
+        if not single:
+            for head, lines in annotated.items():
+                for name, n in index_frames(lines, frame_numbers)[1].as_dict().items():
                     skipped.count(f"{head}.{name}", n)
         kept, video_skipped = index_frames(any_annotated(list(annotated.values())), frame_numbers)
         skipped.add(video_skipped)
@@ -713,24 +734,6 @@ def targets_at(annotation_set: str, values: np.ndarray | None, rows: np.ndarray)
         within = rows < len(values)
         targets[within] = values[rows[within]]
     return targets
-
-
-def read_split(
-    split_dir: Path,
-    frames_dir: Path,
-    classes: tuple[str, ...],
-    manifest: FrameListing | None = None,
-) -> SplitIndex:
-    """Index one split of the expression track: every ``<video>.txt`` in ``split_dir``.
-
-    With a ``manifest`` (see :func:`read_frame_manifest`) the frames are taken from it and the
-    frame folders are not listed.
-
-    Raises:
-        AnnotationError: for a malformed annotation file, or a split folder with no files.
-    """
-    files = read_annotation_files(split_dir, "expr", classes)
-    return index_split({"expr": files}, frames_dir, manifest)
 
 
 def video_frames(

@@ -59,8 +59,8 @@ _MIN_GAP = 3
 # 2) in every file; every third video a line with the marker in one column only; every fifth
 # video CRLF line ends. The right half of the two-person video's action-unit file stops
 # _AU_SHORTER lines early (its last frames are past its labels).
-_NO_VA = (2, 6)
-_NO_AU = (3, 6)
+_NO_VA = (2, 5)
+_NO_AU = (3, 5)
 _MISSING_SHARE = 25
 _AU_SHORTER = 2
 
