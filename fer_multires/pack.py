@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.data.readers.packed import pack_splits
+from fer_multires.tasks import check_task
 from fer_multires.utils.checkpoint_io import require_writable_dir
 from fer_multires.utils.config import CONFIG_DIR, instantiate
 
@@ -24,7 +25,7 @@ def run_pack(cfg: DictConfig) -> dict:
         PermissionError: naming ``pack.out``, before the dataset is read, if it cannot be written.
     """
     require_writable_dir(cfg.pack.out, "pack.out")
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, task=check_task(cfg.task))
     datamodule.prepare_data()
     meta = pack_splits(datamodule.read_index(), cfg.pack.out, cfg.pack.shard_size)
     for name, info in meta["splits"].items():

@@ -23,9 +23,7 @@ from omegaconf import DictConfig
 
 import fer_multires.schemas  # noqa: F401 - registers the typed configs before Hydra composes
 from fer_multires.data.labels import class_weights
-from fer_multires.data.readers.affwild2 import read_affwild2
 from fer_multires.data.readers.index import DatasetIndex, SplitIndex
-from fer_multires.data.readers.packed import read_packed
 from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, TASK_HEADS, VA_NAMES, check_task
 from fer_multires.utils.config import CONFIG_DIR, instantiate
 from fer_multires.utils.io import write_json_atomic
@@ -254,42 +252,6 @@ def format_au(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def read_task_index(datamodule: Any, task: str) -> DatasetIndex:
-    """Read the configured dataset's index for ``task``.
-
-    ``task=expr`` reads it as training does (:meth:`FERDataModule.read_index`). The other tasks
-    are Aff-Wild2's annotation sets (``data=affwild2``, or ``data=synthetic`` in its layout), read
-    with the data module's folders; a packed set is read as packed, if it holds that task.
-
-    Raises:
-        ValueError: naming ``task`` and ``data.dataset`` (or ``data.packed_dir``) for a dataset
-            without that task's annotations.
-    """
-    if task == DEFAULT_TASK:
-        return datamodule.read_index()
-    if datamodule.packed_dir:
-        index = read_packed(datamodule.packed_dir)
-        if index.task != task:
-            raise ValueError(
-                f"task={task}: data.packed_dir={datamodule.packed_dir} holds the targets of "
-                f"task={index.task}; pack the set with task={task}"
-            )
-        return index
-    if datamodule.dataset_name != "affwild2":
-        raise ValueError(
-            f"task={task}: data.dataset={datamodule.dataset_name} has expression labels only; "
-            "valence-arousal and action units are read from Aff-Wild2 (data=affwild2, or "
-            "data=synthetic)"
-        )
-    return read_affwild2(
-        datamodule.root,
-        datamodule.annotations_dir,
-        datamodule.frames_dir,
-        datamodule.frames_manifest,
-        task=task,
-    )
-
-
 def run_stats(cfg: DictConfig) -> dict[str, Any]:
     """Read the configured dataset, print its statistics and optionally write them as JSON.
 
@@ -298,9 +260,9 @@ def run_stats(cfg: DictConfig) -> dict[str, Any]:
             :data:`~fer_multires.tasks.TASKS`, before any data is read.
     """
     task = check_task(str(cfg.get("task", DEFAULT_TASK)), "task")
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, task=task)
     datamodule.prepare_data()
-    stats = dataset_stats(read_task_index(datamodule, task))
+    stats = dataset_stats(datamodule.read_index())
     print(format_stats(stats))
     if cfg.stats.json:
         path = Path(cfg.stats.json)

@@ -48,6 +48,7 @@ from fer_multires.data.readers.affwild2 import read_affwild2
 from fer_multires.data.readers.index import DatasetIndex, SplitIndex, require_root
 from fer_multires.data.readers.packed import read_packed
 from fer_multires.data.synthetic import SyntheticSpec, ensure_synthetic_affwild2
+from fer_multires.data.synthetic.writer import require_synthetic_targets
 from fer_multires.data.transforms import MultiResolution
 from fer_multires.data.transforms import image_size as measure_size
 from fer_multires.data.transforms_factory import Transforms, create_transforms
@@ -271,6 +272,8 @@ class FERDataModule(LightningDataModule):
         """
         if self.synthetic is not None:
             ensure_synthetic_affwild2(self.root, self.synthetic)
+            if self.task != DEFAULT_TASK:
+                require_synthetic_targets(self.root)
         elif not self.packed_dir:
             require_root(self.root)
 
@@ -335,6 +338,11 @@ class FERDataModule(LightningDataModule):
             self.prepare_data()
         if self.packed_dir:
             index = read_packed(self.packed_dir)
+            if index.task != self.task:
+                raise ValueError(
+                    f"task={self.task}: data.packed_dir={self.packed_dir} holds the targets of "
+                    f"task={index.task}; pack the set with task={self.task}"
+                )
         elif self.dataset_name == "affwild2":
             index = read_affwild2(
                 self.root, self.annotations_dir, self.frames_dir, self.frames_manifest,

@@ -471,3 +471,19 @@ def test_the_va_and_au_sets_read_back_with_the_manifest_s_counts(small, task: st
         else:
             assert (part.au == 1).sum(axis=0).tolist() == counts["au_positives"]
     assert sum(sum(c["skipped"].values()) for c in manifest[task].values()) > 0
+
+
+def test_a_set_made_before_the_va_and_au_labels_is_named_for_those_tasks(small, tmp_path) -> None:
+    import shutil
+
+    from fer_multires.data.datamodule import FERDataModule
+    from fer_multires.data.synthetic.writer import MANIFEST_NAME
+
+    root = tmp_path / "old"
+    shutil.copytree(small[0], root)
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    del manifest["va"], manifest["au"]
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest))
+    FERDataModule(root=str(root), synthetic=SMALL).prepare_data()  # expressions: as before
+    with pytest.raises(ValueError, match=f"{root} holds a synthetic set generated before the"):
+        FERDataModule(root=str(root), synthetic=SMALL, task="va").prepare_data()

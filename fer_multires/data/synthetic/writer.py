@@ -175,6 +175,22 @@ def generate_synthetic_affwild2(root: str | Path, spec: SyntheticSpec = _DEFAULT
     return manifest
 
 
+def require_synthetic_targets(root: str | Path) -> None:
+    """Check that a synthetic set holds the valence-arousal and AU files (sets made since).
+
+    Raises:
+        ValueError: naming the folder to delete, for a set generated before those files existed
+            (its expression files and images are the same as a new set's).
+    """
+    manifest = json.loads((Path(root) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    if "va" not in manifest or "au" not in manifest:
+        raise ValueError(
+            f"data.root: {root} holds a synthetic set generated before the valence-arousal and "
+            f"action-unit labels; delete {root} and it is generated again, with them (its "
+            "expression files and images come out the same)"
+        )
+
+
 def ensure_synthetic_affwild2(root: str | Path, spec: SyntheticSpec = _DEFAULT_SPEC) -> bool:
     """Generate the synthetic dataset into ``root`` unless it is already there.
 
