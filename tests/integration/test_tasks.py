@@ -58,3 +58,23 @@ def test_the_demo_learns_every_head_of_the_multi_task_model(tmp_path) -> None:
         metrics["val_full/va_score"] + metrics["val_full/f1"] + metrics["val_full/au_score"]
     )
     assert len(AU_NAMES) == val_au.shape[1]
+
+
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_validation_on_two_processes_gives_the_digits_of_one(task_runs, task, tmp_path) -> None:
+    """Every head's metrics come from sums across processes: 2 simulated processes, one's digits."""
+    from conftest import run_train
+
+    ckpt = task_runs(task) / "checkpoints" / "last.ckpt"
+    results = {}
+    for trainer in ("cpu", "ddp_sim"):
+        metrics, _ = run_train(
+            task_runs.data_root, tmp_path, tmp_path / trainer, f"task={task}", f"trainer={trainer}",
+            "trainer.max_epochs=0", "trainer.limit_train_batches=0", f"ckpt_path={ckpt}",
+            "eval_after_fit=false",
+        )  # fmt: skip
+        results[trainer] = metrics
+    assert results["cpu"] == results["ddp_sim"]
+    heads = {"va": ["val_full/va_score"], "au": ["val_full/f1_AU12", "val_full/au_score"],
+             "mtl": ["val_full/va_score", "val_full/au_score", "val_full/f1"]}[task]  # fmt: skip
+    assert all(key in results["cpu"] for key in heads)
