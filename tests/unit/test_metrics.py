@@ -75,3 +75,12 @@ def test_confusion_from_labels_counts_every_pair_and_rejects_out_of_range_labels
     assert confusion_from_labels(np.array([], int), np.array([], int), 7).sum() == 0
     with pytest.raises(IndexError, match=r"outside 0..6"):
         confusion_from_labels(np.array([0, 1]), np.array([0, 8]), 7)  # 0 * 7 + 8 is a valid cell
+
+
+def test_frames_without_an_expression_are_left_out_of_the_confusion_matrix() -> None:
+    """Multi-task frames annotated only for valence-arousal or AUs carry the label -1."""
+    from fer_multires.metrics import ChallengeScore
+
+    metric = ChallengeScore(3)
+    metric.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, -1, 2, -1]))
+    assert metric.compute()["confusion"].tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 1]]
