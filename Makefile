@@ -13,7 +13,7 @@ DOCS_STAMP := $(VENV)/.fer_multires-docs-installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-multires demo-compare stats report test test-unit test-integration
+.PHONY: help install demo demo-multires demo-compare demo-tasks stats report test test-unit test-integration
 .PHONY: test-full lint format docs clean
 .PHONY: slurm-up slurm-down test-slurm
 
@@ -41,6 +41,12 @@ demo-compare: $(STAMP) ## Train the demo with and without multi-resolution (each
 	$(PY) -m fer_multires.train +experiment=demo_multires run_dir=$(DEMO_DIR)/multires trainer.enable_progress_bar=false eval_after_fit=true
 	$(PY) -m fer_multires.train +experiment=demo run_dir=$(DEMO_DIR)/baseline trainer.enable_progress_bar=false eval_after_fit=true
 	$(PY) -m fer_multires.compare $(DEMO_DIR)/multires/eval $(DEMO_DIR)/baseline/eval --out $(DEMO_DIR)
+
+TASKS_DIR ?= logs/demo_tasks
+demo-tasks: $(STAMP) ## Train the demo for valence-arousal, action units and the multi-task track (each evaluated at every resolution)
+	for task in va au mtl; do \
+		$(PY) -m fer_multires.train +experiment=demo task=$$task run_dir=$(TASKS_DIR)/$$task trainer.enable_progress_bar=false eval_after_fit=true || exit 1; \
+	done
 
 DIR ?= logs
 report: $(STAMP) ## Summarise the training runs under DIR (default logs/): table, heatmap, curves
