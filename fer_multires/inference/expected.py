@@ -24,8 +24,8 @@ Every task (:mod:`fer_multires.tasks`) has its score: the challenge score (``exp
 CCC of valence and arousal (``va``), the mean F1 over the twelve AUs (``au``), the multi-task
 score (``mtl``). For ``expr`` it is read through :func:`~fer_multires.results.load_eval_results`;
 for the other tasks from the evaluation's JSON, each resolution's entry of ``val_rest`` giving
-the first of :data:`TASK_SCORE_KEYS` it has. An evaluation without that score leaves
-``expected_score`` empty (logged), as no evaluation does.
+its :data:`TASK_SCORE_KEYS` (``va_score``, ``au_score``, ``mtl_score``). An evaluation without
+that score leaves ``expected_score`` empty (logged), as no evaluation does.
 
 The same evaluation gives a model with an AU head its decision thresholds: ``au_thresholds`` in
 its ``metrics.json`` (``{AU name: threshold}`` for the twelve AUs, or a list of twelve in
@@ -61,13 +61,13 @@ from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, check_task
 
 log = logging.getLogger(__name__)
 
-#: Per task, the keys of its score in an evaluation's entry (one split, one resolution), the
-#: first present wins. ``expr`` is read through :class:`~fer_multires.results.EvalResults`.
-TASK_SCORE_KEYS: dict[str, tuple[str, ...]] = {
-    "expr": ("challenge_score",),
-    "va": ("va_score", "score"),
-    "au": ("au_score", "score"),
-    "mtl": ("mtl_score", "score"),
+#: Per task, the key of its score in an evaluation's entry (one split, one resolution).
+#: ``expr`` is read through :class:`~fer_multires.results.EvalResults`.
+TASK_SCORE_KEYS: dict[str, str] = {
+    "expr": "challenge_score",
+    "va": "va_score",
+    "au": "au_score",
+    "mtl": "mtl_score",
 }
 #: Per task, what its score is (the summary, the model card).
 TASK_SCORE_NAMES: dict[str, str] = {
@@ -162,7 +162,7 @@ class ExpectedScore:
         """Take a task's ``val_rest`` scores from an evaluation's parsed ``metrics.json``.
 
         Returns:
-            None if no resolution's entry has one of the task's :data:`TASK_SCORE_KEYS`.
+            None if no resolution's entry has the task's score (:data:`TASK_SCORE_KEYS`).
         """
         entries = data.get(REPORT_SPLIT)
         if not isinstance(entries, Mapping):
@@ -171,9 +171,8 @@ class ExpectedScore:
         for resolution, entry in entries.items():
             if not isinstance(entry, Mapping):
                 continue
-            key = next((k for k in TASK_SCORE_KEYS[task] if is_number(entry.get(k))), None)
-            if key is not None:
-                scores[str(resolution)] = float(entry[key])
+            if is_number(entry.get(TASK_SCORE_KEYS[task])):
+                scores[str(resolution)] = float(entry[TASK_SCORE_KEYS[task]])
         if not scores:
             return None
         return cls.from_points(scores, list(data.get("native_size") or []), origin, task)
@@ -332,8 +331,8 @@ def load_expected_score(
     if task != DEFAULT_TASK:
         expected = ExpectedScore.from_task_json(data, task, str(file))
         if expected is None:
-            log.warning("%s: no %s %s score (%s) at any resolution: no expected_score", file,
-                        REPORT_SPLIT, task, " or ".join(TASK_SCORE_KEYS[task]))  # fmt: skip
+            log.warning("%s: no %s %s at any resolution: no expected_score", file,
+                        REPORT_SPLIT, TASK_SCORE_KEYS[task])  # fmt: skip
         return expected
     try:
         return ExpectedScore.from_results(load_eval_results(file), str(file))
