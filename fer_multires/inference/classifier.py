@@ -46,10 +46,11 @@ METADATA_KEYS: tuple[str, ...] = (
 HEAD_OUTPUTS: dict[str, str] = {"expr": "expr_logits", "va": "va", "au": "au_logits"}
 #: The output of an expression model (``task=expr``).
 EXPR_OUTPUT = "logits"
-#: What turns each head's output into what ``predict`` writes.
-HEAD_ACTIVATIONS: dict[str, str] = {
-    "expr": "softmax", "va": "none (tanh applied in the model)", "au": "sigmoid",
-}  # fmt: skip
+#: What turns each head's columns of the output layer into predictions (a Hub folder's model
+#: gives those columns; ``FERModule.split_heads`` applies the ``tanh``).
+HEAD_ACTIVATIONS: dict[str, str] = {"expr": "softmax", "va": "tanh", "au": "sigmoid"}
+#: The same for the heads' ONNX outputs, whose graph applies the ``tanh`` already.
+ONNX_ACTIVATIONS: dict[str, str] = {**HEAD_ACTIVATIONS, "va": "none (tanh applied in the graph)"}
 #: Distinct crop sizes whose preprocessing operators are kept (bounded memory on long videos).
 OPERATOR_CACHE_SIZES = 32
 
@@ -129,7 +130,7 @@ def heads_metadata(task: str, class_names: list[str]) -> dict[str, dict[str, Any
     """Return the ``heads`` metadata: per head its output, its columns and their activation."""
     outputs = output_names(task)
     return {
-        head: {"output": outputs[head], "columns": columns, "activation": HEAD_ACTIVATIONS[head]}
+        head: {"output": outputs[head], "columns": columns, "activation": ONNX_ACTIVATIONS[head]}
         for head, columns in head_columns(task, class_names).items()
     }
 
