@@ -354,14 +354,14 @@ def draw_faces(frame: np.ndarray, table: FaceTable, rows: np.ndarray, smallest: 
         for mark_x, mark_y in table.landmarks[i]:
             if not np.isnan(mark_x):
                 cv2.circle(out, (round(mark_x), round(mark_y)), thickness + 1, color, cv2.FILLED)
-        bottom = y
-        for label in reversed(labels[i]):  # the first line on top
-            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-            top = max(0, bottom - th - base - 2)
+        sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness) for t in labels[i]]
+        # above the box, or from the frame's top down where there is no room above it
+        top = max(0, y - sum(th + base + 2 for (_, th), base in sizes))
+        for label, ((tw, th), base) in zip(labels[i], sizes, strict=True):
             cv2.rectangle(out, (x, top), (x + tw + 2, top + th + base + 2), color, cv2.FILLED)
             cv2.putText(out, label, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
                         (0, 0, 0), thickness, cv2.LINE_AA)  # fmt: skip
-            bottom = top
+            top += th + base + 2
     return out
 
 
