@@ -2,15 +2,17 @@
 
 With ``export.hub=true`` it also writes a Hub-ready folder (``export.hub_out``; default
 ``<run dir>/export/<checkpoint name>_hub/``): ``model.safetensors``, ``config.json`` (timm's
-format plus the classes, image settings and training resolutions) and a ``README.md`` model
-card (:mod:`fer_multires.models.hub`); ``export.onnx=false`` skips the ONNX file.
+format plus the task and its heads, the classes, image settings and training resolutions) and a
+``README.md`` model card (:mod:`fer_multires.models.hub`); ``export.onnx=false`` skips the ONNX
+file.
 
 Writes one ONNX file (``export.out``; default ``<run dir>/export/<checkpoint name>.onnx``) with a
-dynamic batch dimension and the metadata ``predict`` needs (class names, image sizes and
-normalisation, the run's evaluated scores), after checking that ONNX Runtime's logits match
-PyTorch's on a fixed batch (``export.atol``, ``export.rtol``, same argmax). A mismatch is an
-error that prints the largest difference, and leaves no file behind. The work is done by
-:mod:`fer_multires.inference.onnx_export`; it needs the ``onnx`` extra
+dynamic batch dimension, one output per head of the model's task, and the metadata ``predict``
+needs (task, heads, class names, image sizes and normalisation, the run's evaluated scores and
+AU thresholds), after checking that ONNX Runtime's outputs match PyTorch's on a fixed batch,
+every head (``export.atol``, ``export.rtol``; the expression head with the same argmax). A
+mismatch is an error that prints the largest difference, and leaves no file behind. The work is
+done by :mod:`fer_multires.inference.onnx_export`; it needs the ``onnx`` extra
 (``pip install 'fer_multires[onnx]'``).
 """
 
@@ -23,7 +25,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from fer_multires.inference.onnx_export import ExportResult, default_output, export_checkpoint
+from fer_multires.inference.onnx_export import (
+    ExportResult,
+    default_output,
+    describe_parity,
+    export_checkpoint,
+)
 from fer_multires.models.hub import is_hub_folder, write_hub_folder
 from fer_multires.runs import resolve_checkpoint
 from fer_multires.utils.checkpoint_io import require_writable_dir
@@ -103,7 +110,7 @@ def main(cfg: DictConfig) -> None:
     """Entry point."""
     exported = export(cfg)
     if exported.onnx is not None:
-        print(f"parity with PyTorch: {exported.onnx.parity.describe()}")
+        print(f"parity with PyTorch: {describe_parity(exported.onnx.parity)}")
         print(f"wrote {exported.onnx.path} ({exported.onnx.bytes / 1e6:.1f} MB)")
     if exported.hub is not None:
         print(f"wrote the Hub folder {exported.hub} (same logits as the checkpoint); upload it "

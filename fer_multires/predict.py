@@ -5,7 +5,9 @@ written by ``python -m fer_multires.export``; ``input`` an image, a folder (sear
 in sorted order) or a video. Faces are found by the ``detector`` group (``mtcnn`` by default,
 ``haar``, or ``none`` for images that are already face crops); a face with landmarks is aligned
 to the training crops' template (``align``), the others cropped square with ``predict.margin``;
-the crops are prepared exactly as the evaluation prepares its frames and classified in batches.
+the crops are prepared exactly as the evaluation prepares its frames and classified in batches,
+by a model of any task: expressions, valence-arousal, action units or all three (``mtl``), each
+head its columns (:mod:`fer_multires.inference.outputs`).
 In a video the detector runs every ``predict.detect_every`` frames, faces are followed between
 and linked into one track per person, optionally smoothed along it. Outputs, in the run
 directory: ``predictions.csv``, ``sources.csv`` and, with ``predict.annotate=true``,

@@ -9,9 +9,11 @@
 * :mod:`~fer_multires.inference.align`: five-point alignment to the training crops' template;
 * :mod:`~fer_multires.inference.tracks`: detection every k-th video frame, faces followed
   between, linked into one track per person;
-* :mod:`~fer_multires.inference.classifier`: the batch classifier, PyTorch (a checkpoint) or ONNX
-  Runtime (an exported file), with the evaluation's exact preprocessing;
-* :mod:`~fer_multires.inference.expected`: the evaluation's score at a face's size;
+* :mod:`~fer_multires.inference.classifier`: the batch classifier of any task (each head's
+  outputs), PyTorch (a checkpoint) or ONNX Runtime (an exported file), with the evaluation's
+  exact preprocessing;
+* :mod:`~fer_multires.inference.expected`: the evaluation's score at a face's size, and its AU
+  thresholds;
 * :mod:`~fer_multires.inference.outputs`: ``predictions.csv``, ``sources.csv``, annotated copies;
 * :mod:`~fer_multires.inference.runner`: ``python -m fer_multires.predict``;
 * :mod:`~fer_multires.inference.onnx_export`: ``python -m fer_multires.export``.

@@ -5,9 +5,14 @@ r"""What ``predict`` writes: ``predictions.csv``, ``sources.csv``, annotated cop
 ``crop_px`` (the side, in the original pixels, of the crop classified: the aligned crop, or the
 square crop with its margin), ``score`` (the detector's confidence; empty for ``haar`` and
 ``none``), the five landmarks ``left_eye_x``, ``left_eye_y``, ``right_eye_x``, ... ``mouth_right_y``
-in the original pixels (empty without landmarks), ``predicted``, ``confidence`` (its
-probability), ``p_<Class>`` for each class and ``expected_score`` (empty without an evaluation,
-or for a face smaller than the smallest evaluated resolution). ``sources.csv`` has one row per
+in the original pixels (empty without landmarks), then each of the model's heads
+(:data:`~fer_multires.tasks.TASK_HEADS`): expressions (``task=expr``, ``mtl``) ``predicted``,
+``confidence`` (its probability) and ``p_<Class>`` for each class; valence-arousal (``va``,
+``mtl``) ``valence`` and ``arousal`` in [-1, 1]; action units (``au``, ``mtl``) ``p_AU1`` ...
+``p_AU26``, each AU's probability, then ``AU1`` ... ``AU26``, 1 where it is active: its
+probability as written (6 decimals) at or above the AU's threshold (:attr:`FaceTable.au_active`);
+and last ``expected_score`` (empty without an evaluation of the task's score, or for a face
+smaller than the smallest evaluated resolution). ``sources.csv`` has one row per
 input: ``source``, ``status`` (``ok``, ``no_face``, ``unreadable``), ``frames`` (frames
 classified), ``faces``, ``short_tracks`` (a video's tracks seen in fewer than
 ``predict.track_min_frames`` processed frames, whose faces were dropped as detections that did
@@ -37,6 +42,8 @@ import numpy as np
 
 from fer_multires.inference.detect import LANDMARK_NAMES
 from fer_multires.inference.sources import Source, iter_frames, open_video
+from fer_multires.task_metrics import DEFAULT_AU_THRESHOLD
+from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, TASK_HEADS, VA_NAMES
 from fer_multires.utils.io import atomic_output
 from fer_multires.utils.tables import markdown_table
 
@@ -45,6 +52,8 @@ SOURCES_FILE = "sources.csv"
 #: Folder of the output directory that holds the annotated copies.
 ANNOTATED_DIR = "annotated"
 STATUSES: tuple[str, ...] = ("ok", "no_face", "unreadable")
+#: Decimals of the probabilities and values written to ``predictions.csv``.
+OUTPUT_DECIMALS = 6
 
 
 @dataclass
@@ -70,11 +79,17 @@ class SourceStatus:
     short: bool = False
 
 
+def default_au_thresholds() -> np.ndarray:
+    """Every AU's threshold without an evaluation's: ``DEFAULT_AU_THRESHOLD``."""
+    return np.full(len(AU_NAMES), DEFAULT_AU_THRESHOLD)
+
+
 @dataclass
 class FaceTable:
     """Every classified face, one row each (the rows of ``predictions.csv``).
 
     Attributes:
+        class_names: the expression classes (none for ``task=va``, ``au``).
         source: per row, the source's name.
         frame: per row, the frame number (0 for images).
         track: per row, the track id within its source.
@@ -82,8 +97,10 @@ class FaceTable:
         crop_px: per row, the crop's side in the original pixels.
         scores: per row, the detector's score (NaN where it gives none).
         landmarks: ``(N, 5, 2)`` landmarks (NaN where there are none).
-        probs: ``(N, C)`` class probabilities (smoothed along each track if asked).
+        outputs: per head of the task, ``(N, outputs)``: ``expr`` class probabilities, ``va``
+            valence and arousal, ``au`` AU probabilities (smoothed along each track if asked).
         expected: per row, the expected score, NaN where there is none.
+        au_thresholds: ``(12,)``, each AU's decision threshold.
     """
 
     class_names: list[str]
@@ -94,11 +111,23 @@ class FaceTable:
     crop_px: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray
-    probs: np.ndarray
+    outputs: dict[str, np.ndarray]
     expected: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    au_thresholds: np.ndarray = field(default_factory=default_au_thresholds)
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @property
+    def task(self) -> str:
+        """The task whose heads the table holds."""
+        heads = tuple(self.outputs)
+        return next((t for t, h in TASK_HEADS.items() if h == heads), DEFAULT_TASK)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """``(N, C)`` class probabilities (the ``expr`` head)."""
+        return self.outputs["expr"]
 
     @property
     def face_px(self) -> np.ndarray:
@@ -110,6 +139,17 @@ class FaceTable:
         """Per row, the index of the most probable class."""
         return self.probs.argmax(axis=1) if len(self) else np.zeros(0, dtype=np.int64)
 
+    @property
+    def au_active(self) -> np.ndarray:
+        """``(N, 12)`` bool: each AU active, its probability as written at or above its threshold.
+
+        The probability is taken as ``predictions.csv`` writes it (:data:`OUTPUT_DECIMALS`), so
+        ``p_AU >= threshold`` read back from the file gives the ``AU`` column.
+        """
+        probs = np.asarray(self.outputs["au"], dtype=np.float64).reshape(-1, len(AU_NAMES))
+        written = np.char.mod(f"%.{OUTPUT_DECIMALS}f", probs).astype(np.float64)
+        return written >= self.au_thresholds
+
     def rows_of(self, source: str) -> np.ndarray:
         """Return the row numbers of one source."""
         return np.flatnonzero(self.source == source)
@@ -117,17 +157,28 @@ class FaceTable:
     def subset(self, rows: np.ndarray) -> FaceTable:
         """Return the table of the given rows only, in their order."""
         expected = self.expected[rows] if len(self.expected) == len(self) else self.expected
+        outputs = {head: values[rows] for head, values in self.outputs.items()}
         return FaceTable(self.class_names, self.source[rows], self.frame[rows], self.track[rows],
                          self.boxes[rows], self.crop_px[rows], self.scores[rows],
-                         self.landmarks[rows], self.probs[rows], expected)  # fmt: skip
+                         self.landmarks[rows], outputs, expected,
+                         self.au_thresholds)  # fmt: skip
 
 
-def prediction_header(class_names: Sequence[str]) -> list[str]:
-    """Return the columns of ``predictions.csv``."""
+def head_header(task: str, class_names: Sequence[str]) -> list[str]:
+    """Return the columns of each head of ``task``, in ``predictions.csv`` order."""
+    columns = {
+        "expr": ["predicted", "confidence", *(f"p_{c}" for c in class_names)],
+        "va": list(VA_NAMES),
+        "au": [*(f"p_{au}" for au in AU_NAMES), *AU_NAMES],
+    }
+    return [c for head in TASK_HEADS[task] for c in columns[head]]
+
+
+def prediction_header(class_names: Sequence[str], task: str = DEFAULT_TASK) -> list[str]:
+    """Return the columns of ``predictions.csv`` for a model of ``task``."""
     landmarks = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"]
     return ["source", "frame", "track", "x", "y", "w", "h", "face_px", "crop_px", "score",
-            *landmarks, "predicted", "confidence", *(f"p_{c}" for c in class_names),
-            "expected_score"]  # fmt: skip
+            *landmarks, *head_header(task, class_names), "expected_score"]  # fmt: skip
 
 
 def optional(value: float, digits: int) -> str:
@@ -135,20 +186,38 @@ def optional(value: float, digits: int) -> str:
     return "" if np.isnan(value) else f"{value:.{digits}f}"
 
 
+def head_cells(table: FaceTable) -> list[list[str]]:
+    """Return each row's cells of the heads' columns (:func:`head_header`)."""
+    n = OUTPUT_DECIMALS
+    cells: list[list[str]] = [[] for _ in range(len(table))]
+    if "expr" in table.outputs:
+        predicted, probs = table.predicted, table.probs
+        for i, row in enumerate(cells):
+            row += [table.class_names[predicted[i]], f"{probs[i, predicted[i]]:.{n}f}",
+                    *(f"{p:.{n}f}" for p in probs[i])]  # fmt: skip
+    if "va" in table.outputs:
+        for row, values in zip(cells, table.outputs["va"], strict=True):
+            row += [f"{v:.{n}f}" for v in values]
+    if "au" in table.outputs:
+        active = table.au_active.astype(int)
+        for row, probs, on in zip(cells, table.outputs["au"], active, strict=True):
+            row += [*(f"{p:.{n}f}" for p in probs), *map(str, on)]
+    return cells
+
+
 def write_predictions(path: Path, table: FaceTable) -> None:
     """Write ``predictions.csv`` atomically (source names are :attr:`Source.name`, printable)."""
-    predicted = table.predicted
     face_px = table.face_px
+    heads = head_cells(table)
     with atomic_output(path) as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(prediction_header(table.class_names))
+        writer.writerow(prediction_header(table.class_names, table.task))
         for i in range(len(table)):
             writer.writerow([
                 table.source[i], int(table.frame[i]), int(table.track[i]),
                 *(int(v) for v in table.boxes[i]), int(face_px[i]), int(table.crop_px[i]),
                 optional(table.scores[i], 6), *(optional(v, 1) for v in table.landmarks[i].ravel()),
-                table.class_names[predicted[i]], f"{table.probs[i, predicted[i]]:.6f}",
-                *(f"{p:.6f}" for p in table.probs[i]), optional(table.expected[i], 6),
+                *heads[i], optional(table.expected[i], 6),
             ])  # fmt: skip
 
 
@@ -161,10 +230,48 @@ def write_sources(path: Path, statuses: Sequence[SourceStatus]) -> None:
             writer.writerow([s.source, s.status, s.frames, s.faces, s.short_tracks, s.reason])
 
 
+#: How many AUs the summary names per source (those active in the most faces).
+SUMMARY_AUS = 3
+
+
+def most_active_aus(active: np.ndarray) -> str:
+    """Return the AUs active in the most of these faces, with their shares (``AU12 80%``)."""
+    shares = active.mean(axis=0) if len(active) else np.zeros(len(AU_NAMES))
+    order = [i for i in np.argsort(-shares, kind="stable")[:SUMMARY_AUS] if shares[i] > 0]
+    return ", ".join(f"{AU_NAMES[i]} {shares[i]:.0%}" for i in order) or "none"
+
+
+def head_summary(table: FaceTable, idx: np.ndarray, active: np.ndarray | None) -> list[object]:
+    """Return one source's summary cells of each head (:func:`summary_table`).
+
+    Args:
+        table: the classified faces.
+        idx: the source's rows.
+        active: the table's :attr:`FaceTable.au_active`, or None without an AU head.
+    """
+    cells: list[object] = []
+    if "expr" in table.outputs:
+        if len(idx):
+            name, count = Counter(table.predicted[idx].tolist()).most_common(1)[0]
+            cells += [table.class_names[name], f"{count / len(idx):.0%}"]
+        else:
+            cells += [None, None]
+    if "va" in table.outputs:
+        means = table.outputs["va"][idx].mean(axis=0) if len(idx) else [None] * len(VA_NAMES)
+        cells += [None if m is None else float(m) for m in means]
+    if "au" in table.outputs:
+        cells.append(most_active_aus(active[idx]) if len(idx) else None)
+    return cells
+
+
 def summary_table(
     table: FaceTable, statuses: Sequence[SourceStatus], smallest: int | None
 ) -> list[str]:
-    """Return the summary's Markdown lines: per source its faces and most frequent expression.
+    """Return the summary's Markdown lines: per source its faces and what its heads say.
+
+    Per head of the model's task: the most frequent expression and its share (``expr``); the
+    mean valence and arousal (``va``); the AUs active in the most faces, with their shares
+    (``au``).
 
     Args:
         table: the classified faces.
@@ -172,20 +279,19 @@ def summary_table(
         smallest: the smallest evaluated resolution, or None without an evaluation; faces whose
             crop is smaller are counted in a ``below <N> px`` column.
     """
-    header = ["source", "status", "frames", "faces", "tracks", "most frequent", "share"]
+    heads = {"expr": ["most frequent", "share"], "va": ["mean valence", "mean arousal"],
+             "au": ["most active AUs"]}  # fmt: skip
+    header = ["source", "status", "frames", "faces", "tracks",
+              *(c for head in table.outputs for c in heads[head])]  # fmt: skip
     if smallest is not None:
         header += ["mean expected_score", f"faces below {smallest} px"]
-    predicted = table.predicted
+    active = table.au_active if "au" in table.outputs else None
     rows = []
     for s in statuses:
         idx = table.rows_of(s.source)
-        row: list[object] = [s.source, s.status, s.frames, s.faces]
-        if len(idx):
-            name, count = Counter(predicted[idx].tolist()).most_common(1)[0]
-            row += [len(np.unique(table.track[idx])), table.class_names[name],
-                    f"{count / len(idx):.0%}"]  # fmt: skip
-        else:
-            row += [0, None, None]
+        row: list[object] = [s.source, s.status, s.frames, s.faces,
+                             len(np.unique(table.track[idx])),
+                             *head_summary(table, idx, active)]  # fmt: skip
         if smallest is not None:
             expected = table.expected[idx]
             known = expected[~np.isnan(expected)]
@@ -202,13 +308,44 @@ COLOR_OK = (0, 220, 0)
 COLOR_SMALL = (255, 140, 0)
 
 
+def face_labels(table: FaceTable, tracks: bool) -> list[list[str]]:
+    """Return each face's label lines, one per head.
+
+    ``Happiness 0.83`` (the expression and its probability), ``V +0.42 A -0.10`` (valence and
+    arousal), ``AU6 AU12`` (the active AUs, or ``no AU``); with ``tracks``, the first line starts
+    with the face's track (``#0``).
+    """
+    lines: list[list[str]] = [[] for _ in range(len(table))]
+    if "expr" in table.outputs:
+        predicted, probs = table.predicted, table.probs
+        for i, row in enumerate(lines):
+            row.append(f"{table.class_names[predicted[i]]} {probs[i, predicted[i]]:.2f}")
+    if "va" in table.outputs:
+        for row, (valence, arousal) in zip(lines, table.outputs["va"], strict=True):
+            row.append(f"V {valence:+.2f} A {arousal:+.2f}")
+    if "au" in table.outputs:
+        for row, on in zip(lines, table.au_active, strict=True):
+            row.append(" ".join(np.asarray(AU_NAMES)[on]) or "no AU")
+    if tracks:
+        for track, row in zip(table.track, lines, strict=True):
+            row[0] = f"#{int(track)} {row[0]}"
+    return lines
+
+
 def draw_faces(frame: np.ndarray, table: FaceTable, rows: np.ndarray, smallest: int | None,
-               tracks: bool) -> np.ndarray:  # fmt: skip
-    """Return a copy of an RGB frame with each face's box, label and confidence drawn."""
+               labels: list[list[str]]) -> np.ndarray:  # fmt: skip
+    """Return a copy of an RGB frame with each face's box and label lines drawn above it.
+
+    Args:
+        frame: the RGB frame.
+        table: the classified faces.
+        rows: the rows of the faces in this frame.
+        smallest: the smallest evaluated resolution (a face below it is drawn orange), or None.
+        labels: every row's label lines (:func:`face_labels`).
+    """
     out = np.ascontiguousarray(frame).copy()
     thickness = max(1, round(min(out.shape[:2]) / 300))
     scale = max(0.4, min(out.shape[:2]) / 900)
-    predicted = table.predicted
     for i in rows:
         x, y, w, h = (int(v) for v in table.boxes[i])
         small = smallest is not None and table.crop_px[i] < smallest
@@ -217,14 +354,14 @@ def draw_faces(frame: np.ndarray, table: FaceTable, rows: np.ndarray, smallest: 
         for mark_x, mark_y in table.landmarks[i]:
             if not np.isnan(mark_x):
                 cv2.circle(out, (round(mark_x), round(mark_y)), thickness + 1, color, cv2.FILLED)
-        label = f"{table.class_names[predicted[i]]} {table.probs[i, predicted[i]]:.2f}"
-        if tracks:
-            label = f"#{int(table.track[i])} {label}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(0, y - th - base - 2)
-        cv2.rectangle(out, (x, top), (x + tw + 2, top + th + base + 2), color, cv2.FILLED)
-        cv2.putText(out, label, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (0, 0, 0), thickness, cv2.LINE_AA)  # fmt: skip
+        sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness) for t in labels[i]]
+        # above the box, or from the frame's top down where there is no room above it
+        top = max(0, y - sum(th + base + 2 for (_, th), base in sizes))
+        for label, ((tw, th), base) in zip(labels[i], sizes, strict=True):
+            cv2.rectangle(out, (x, top), (x + tw + 2, top + th + base + 2), color, cv2.FILLED)
+            cv2.putText(out, label, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (0, 0, 0), thickness, cv2.LINE_AA)  # fmt: skip
+            top += th + base + 2
     return out
 
 
@@ -258,7 +395,9 @@ def annotated_paths(output_dir: Path, sources: Sequence[Source]) -> list[Path]:
 def annotate_image(path: Path, source: Source, table: FaceTable, smallest: int | None) -> None:
     """Write an image source with its faces drawn, atomically."""
     _, frame = next(iter_frames(source))
-    drawn = draw_faces(frame, table, table.rows_of(source.name), smallest, tracks=False)
+    faces = table.subset(table.rows_of(source.name))
+    labels = face_labels(faces, tracks=False)
+    drawn = draw_faces(frame, faces, np.arange(len(faces)), smallest, labels)
     ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: OpenCV cannot encode the annotated image")
@@ -272,10 +411,9 @@ def annotate_video(path: Path, source: Source, table: FaceTable, smallest: int |
     A frame that was not classified (``every_n_frames``) shows the faces of the last one that was.
     """
     capture, info = open_video(source.path)
-    rows = table.rows_of(source.name)
-    by_frame: dict[int, np.ndarray] = {}
-    for f in np.unique(table.frame[rows]):
-        by_frame[int(f)] = rows[table.frame[rows] == f]
+    faces = table.subset(table.rows_of(source.name))
+    labels = face_labels(faces, tracks=True)
+    by_frame = {int(f): np.flatnonzero(faces.frame == f) for f in np.unique(faces.frame)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), info.fps,
@@ -290,8 +428,8 @@ def annotate_video(path: Path, source: Source, table: FaceTable, smallest: int |
             if not ok:
                 break
             current = by_frame.get(number, current)
-            drawn = draw_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), table, current, smallest,
-                               tracks=True)  # fmt: skip
+            drawn = draw_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), faces, current, smallest,
+                               labels)  # fmt: skip
             writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             number += 1
         writer.release()

@@ -6,10 +6,16 @@ length, and a batch gathers faces across frames. Each face with landmarks is ali
 training crops' template (``align``, :mod:`fer_multires.inference.align`), the others cropped
 square with ``predict.margin``. In a video the detector runs on every ``predict.detect_every``-th
 processed frame and the faces are followed between, linked into one track per person
-(:mod:`fer_multires.inference.tracks`); with ``predict.smoothing`` > 1 each track's probabilities
+(:mod:`fer_multires.inference.tracks`); with ``predict.smoothing`` > 1 each track's outputs
 are smoothed over that many frames
 (:func:`fer_multires.smoothing.smooth_probabilities`, the evaluation's smoothing, in frame
-numbers, so ``every_n_frames`` does not change what the window spans).
+numbers, so ``every_n_frames`` does not change what the window spans): every head's continuous
+outputs (class probabilities, valence and arousal, AU probabilities), before the AUs' decisions.
+
+A model of any task (:mod:`fer_multires.tasks`) is run the same way; its heads decide the columns
+(:mod:`fer_multires.inference.outputs`). The AU decision thresholds come from the evaluation
+``expected_score`` is read from (:func:`fer_multires.inference.expected.load_au_thresholds`), or
+are 0.5; the log and the summary say which.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ from fer_multires.inference.detect import (
     check_margin,
     face_crop,
 )
-from fer_multires.inference.expected import ExpectedScore, load_expected_score
+from fer_multires.inference.expected import (
+    TASK_SCORE_NAMES,
+    AuThresholds,
+    ExpectedScore,
+    load_au_thresholds,
+    load_expected_score,
+)
 from fer_multires.inference.outputs import (
     PREDICTIONS_FILE,
     SOURCES_FILE,
@@ -183,14 +195,18 @@ NO_LANDMARKS = np.full((5, 2), np.nan)
 
 @dataclass
 class _Pending:
-    """Face crops waiting to be classified, and where their probabilities go."""
+    """Face crops waiting to be classified, and where their outputs go."""
 
     crops: list[np.ndarray] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
 
 
 class FaceCollector:
-    """Gathers faces and classifies them a batch at a time."""
+    """Gathers faces and classifies them a batch at a time.
+
+    Each face's outputs are kept as one row: its heads' outputs side by side, in
+    :attr:`Classifier.head_sizes` order.
+    """
 
     def __init__(self, classifier: Classifier, batch_size: int) -> None:
         self.classifier = classifier
@@ -198,7 +214,7 @@ class FaceCollector:
         self.meta: list[tuple[str, int, int, int, int, int, int, int]] = []
         self.scores: list[float] = []
         self.landmarks: list[np.ndarray] = []
-        self.probs: list[np.ndarray | None] = []
+        self.outputs: list[np.ndarray | None] = []
         self.pending = _Pending()
         self.classify_seconds = 0.0
 
@@ -210,7 +226,7 @@ class FaceCollector:
         )
         self.scores.append(face.score)
         self.landmarks.append(NO_LANDMARKS if face.landmarks is None else face.landmarks)
-        self.probs.append(None)
+        self.outputs.append(None)
         self.pending.crops.append(crop)
         self.pending.rows.append(len(self.meta) - 1)
         if len(self.pending.crops) >= self.batch_size:
@@ -221,19 +237,21 @@ class FaceCollector:
         if not self.pending.crops:
             return
         start = time.perf_counter()
-        probs = self.classifier.probabilities(self.pending.crops)
+        heads = self.classifier.heads(self.pending.crops)
         self.classify_seconds += time.perf_counter() - start
-        for row, p in zip(self.pending.rows, probs, strict=True):
-            self.probs[row] = p
+        outputs = np.concatenate([heads[h] for h in self.classifier.head_sizes], axis=1)
+        for row, values in zip(self.pending.rows, outputs, strict=True):
+            self.outputs[row] = values
         self.pending = _Pending()
 
     def table(self) -> FaceTable:
         """Return every face classified so far."""
         self.flush()
-        classes = self.classifier.class_names
+        sizes = self.classifier.head_sizes
         meta = self.meta
+        outputs = np.array(self.outputs, dtype=np.float64).reshape(-1, sum(sizes.values()))
         return FaceTable(
-            class_names=classes,
+            class_names=self.classifier.class_names,
             source=np.array([m[0] for m in meta], dtype=object),
             frame=np.array([m[1] for m in meta], dtype=np.int64),
             track=np.array([m[2] for m in meta], dtype=np.int64),
@@ -241,8 +259,14 @@ class FaceCollector:
             crop_px=np.array([m[7] for m in meta], dtype=np.int64),
             scores=np.array(self.scores, dtype=np.float64),
             landmarks=np.array(self.landmarks, dtype=np.float64).reshape(-1, 5, 2),
-            probs=np.array(self.probs, dtype=np.float64).reshape(-1, len(classes)),
+            outputs=split_columns(outputs, sizes),
         )
+
+
+def split_columns(values: np.ndarray, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """Split ``(N, sum of sizes)`` columns into ``{head: (N, size)}``, in ``sizes`` order."""
+    bounds = np.cumsum([0, *sizes.values()])
+    return {head: values[:, bounds[k] : bounds[k + 1]] for k, head in enumerate(sizes)}
 
 
 @dataclass
@@ -255,6 +279,7 @@ class PredictResult:
         statuses: every source's status.
         expected: the expected scores used, or None.
         not_read: entries of the input folder that are neither images nor videos.
+        au_thresholds: the AU thresholds used (a model with an AU head), or None.
     """
 
     output_dir: Path
@@ -262,6 +287,7 @@ class PredictResult:
     statuses: list[SourceStatus]
     expected: ExpectedScore | None
     not_read: int = 0
+    au_thresholds: AuThresholds | None = None
 
     @property
     def unreadable(self) -> int:
@@ -358,12 +384,15 @@ def drop_short_tracks(
 
 
 def smooth_tracks(table: FaceTable, window: int, kind: str) -> None:
-    """Smooth each track's probabilities over ``window`` frames, in place."""
+    """Smooth each track's outputs over ``window`` frames, in place: every head's at once."""
     if window <= 1 or not len(table):
         return
     keys = [f"{s}\0{t}" for s, t in zip(table.source, table.track, strict=True)]
     track_ids = np.unique(np.array(keys), return_inverse=True)[1]
-    table.probs = smooth_probabilities(table.probs, track_ids, table.frame, window, kind)
+    sizes = {head: values.shape[1] for head, values in table.outputs.items()}
+    values = np.concatenate(list(table.outputs.values()), axis=1)
+    smoothed = smooth_probabilities(values, track_ids, table.frame, window, kind)
+    table.outputs = split_columns(smoothed, sizes)
 
 
 def expected_scores_for(
@@ -372,9 +401,28 @@ def expected_scores_for(
     """Return the expected scores: ``predict.metrics``, else those of the model's run."""
     if settings.metrics is None and classifier.expected_scores is not None:
         return ExpectedScore.from_json(classifier.expected_scores)  # an ONNX file's own
+    return load_expected_score(settings.metrics, model_run_dir(model_path), task=classifier.task)
+
+
+def model_run_dir(model_path: Path) -> Path | None:
+    """Return the training run of a checkpoint (None for an ONNX file or a Hub folder)."""
     run_config = run_config_of(model_path) if model_path.suffix != ".onnx" else None
-    run_dir = run_config.parent if run_config is not None else None
-    return load_expected_score(settings.metrics, run_dir)
+    return run_config.parent if run_config is not None else None
+
+
+def au_thresholds_for(
+    classifier: Classifier, model_path: Path, settings: PredictSettings
+) -> AuThresholds | None:
+    """Return the AU thresholds of a model with an AU head (None without one).
+
+    ``predict.metrics``'s, else those stored with the model (an ONNX file, a Hub folder), else its
+    run's evaluation's, else 0.5 for every AU.
+    """
+    if "au" not in classifier.head_sizes:
+        return None
+    if settings.metrics is None and classifier.au_thresholds is not None:
+        return AuThresholds.from_json(classifier.au_thresholds, str(classifier.source))
+    return load_au_thresholds(settings.metrics, model_run_dir(model_path))
 
 
 def expected_column(expected: ExpectedScore | None, crop_px: np.ndarray) -> np.ndarray:
@@ -402,11 +450,14 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     finding = FaceFinding(build_detector(cfg.detector), align, settings)
     classifier = load_classifier(model_path, device)
     expected = expected_scores_for(classifier, model_path, settings)
+    thresholds = au_thresholds_for(classifier, model_path, settings)
     log.info(
-        "model %s (%s) on %s; %d sources; detector %r, align %s, margin %g, detect every %d",
-        model_path, type(classifier).__name__, device, len(sources), finding.detector, align,
-        finding.margin, settings.detect_every,
+        "model %s (%s, task %s) on %s; %d sources; detector %r, align %s, margin %g, detect "
+        "every %d", model_path, type(classifier).__name__, classifier.task, device, len(sources),
+        finding.detector, align, finding.margin, settings.detect_every,
     )  # fmt: skip
+    if thresholds is not None:
+        log.info("AU thresholds: %s", thresholds.describe())
     collector = FaceCollector(classifier, settings.batch_size)
     start = time.perf_counter()
     statuses = [process_source(s, finding, collector) for s in sources]
@@ -414,6 +465,8 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     seconds = time.perf_counter() - start
     smooth_tracks(table, settings.smoothing, settings.smoothing_kind)
     table.expected = expected_column(expected, table.crop_px)
+    if thresholds is not None:
+        table.au_thresholds = thresholds.array
     output_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(output_dir / PREDICTIONS_FILE, table)
     write_sources(output_dir / SOURCES_FILE, statuses)
@@ -427,7 +480,7 @@ def predict(cfg: DictConfig, output_dir: Path) -> PredictResult:
     log.info("%d faces in %d frames of %d sources in %.1f s (classification %.1f s) on %s",
              len(table), frames, len(sources), seconds, collector.classify_seconds,
              device)  # fmt: skip
-    return PredictResult(output_dir, table, statuses, expected, inputs.not_read)
+    return PredictResult(output_dir, table, statuses, expected, inputs.not_read, thresholds)
 
 
 def format_summary(result: PredictResult) -> str:
@@ -441,9 +494,14 @@ def format_summary(result: PredictResult) -> str:
                 f"\n{below} faces are smaller than the smallest evaluated resolution "
                 f"({smallest} px crops): no expected_score, treat their predictions with care"
             )
-        lines.append(f"expected_score: {result.expected.split} scores of {result.expected.origin}")
+        lines.append(
+            f"expected_score: {result.expected.split} "
+            f"{TASK_SCORE_NAMES[result.expected.task]} of {result.expected.origin}"
+        )
     else:
         lines.append("\nno evaluation of this model: no expected_score")
+    if result.au_thresholds is not None:
+        lines.append(f"AU thresholds: {result.au_thresholds.describe()}")
     if result.unreadable:
         lines.append(f"{result.unreadable} inputs were unreadable (see {SOURCES_FILE} and the log)")
     short_tracks = sum(s.short_tracks for s in result.statuses)

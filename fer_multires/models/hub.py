@@ -2,14 +2,18 @@
 
 The folder (``python -m fer_multires.export ckpt_path=RUN export.hub=true``)::
 
-    model.safetensors   the classifier's weights (timm's state-dict keys), weights only
+    model.safetensors   the model's weights (timm's state-dict keys), weights only
     config.json         timm's format (written by ``timm.models.save_for_hf``: ``architecture``,
-                        ``num_classes``, ``label_names``, ``pretrained_cfg`` with the input size,
-                        crop, interpolation and normalisation), plus our fields under
-                        :data:`FIELDS_KEY`: the task, the classes in output order, the image
-                        settings (``ModelInput``), the training's multi-resolution range, where
-                        its initial weights came from, the evaluated scores
-    README.md           the model card, with the evaluation table when the run has one
+                        ``num_classes`` (every head's outputs), ``label_names`` (the classes
+                        for ``task=expr``, else every output's name), ``pretrained_cfg`` with the
+                        input size, crop, interpolation and normalisation), plus our fields
+                        under :data:`FIELDS_KEY`: the task, its heads (:func:`hub_heads`: each
+                        head's columns of the output layer, their names and activation), the
+                        expression classes in output order, the image settings
+                        (``ModelInput``), the training's multi-resolution range, where its
+                        initial weights came from, the evaluated scores and AU thresholds
+    README.md           the model card: the task, its heads, the evaluation table when the run
+                        has one
 
 Upload it with ``hf upload <org>/<repo> <folder>``. Then ``ckpt_path=hf-hub:<org>/<repo>``
 (read from the Hugging Face cache, offline: ``python -m fer_multires.weights fetch`` fills it)
@@ -17,6 +21,9 @@ or ``ckpt_path=<folder>`` work with ``predict`` and ``evaluate`` (whose data con
 from the command line, ``data=NAME data.root=PATH``, with the folder's image settings), and
 ``timm.create_model("hf-hub:<org>/<repo>", pretrained=True)`` builds the same classifier.
 Nothing in it is a pickle: loading never runs code from the folder.
+
+A folder written before tasks existed (``format_version`` 1, no ``heads``) is read as what it
+is, an expression model; one whose ``task`` or ``heads`` do not fit its ``num_classes`` is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 from omegaconf import OmegaConf
 
 from fer_multires.data.transforms import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, VGGFACE2_MEAN_BGR
+from fer_multires.inference.classifier import HEAD_ACTIVATIONS, head_columns
 from fer_multires.models.pretrained import (
     HUB_CONFIG_FILE,
     HUB_PREFIX,
@@ -39,6 +47,7 @@ from fer_multires.models.pretrained import (
     resolve_weights,
 )
 from fer_multires.runs import ModelInput, find_evaluation, model_input_of_run
+from fer_multires.tasks import DEFAULT_TASK, check_task, head_slices, num_outputs
 from fer_multires.utils.checkpoints import checkpoint_class_names
 from fer_multires.utils.io import write_text_atomic
 
@@ -51,10 +60,22 @@ WEIGHTS_FILE = "model.safetensors"
 README_FILE = "README.md"
 #: The key of our fields in ``config.json``.
 FIELDS_KEY = "fer_multires"
-#: The version of those fields' layout.
-FORMAT_VERSION = 1
-#: The task the models of this project solve (ABAW's name for expression classification).
-TASK = "expr"
+#: The version of those fields' layout (2: ``task`` any of the tasks, ``heads``).
+FORMAT_VERSION = 2
+#: What a model of each task is, for the model card's title.
+TASK_TITLES: dict[str, str] = {
+    "expr": "facial expression classifier",
+    "va": "valence-arousal estimator",
+    "au": "action-unit detector",
+    "mtl": "multi-task model (expressions, valence-arousal, action units)",
+}
+#: The model card's tags per task.
+TASK_TAGS: dict[str, tuple[str, ...]] = {
+    "expr": ("image-classification", "facial-expression-recognition"),
+    "va": ("valence-arousal", "affect-recognition"),
+    "au": ("action-unit-detection", "multi-label-classification"),
+    "mtl": ("facial-expression-recognition", "valence-arousal", "action-unit-detection"),
+}
 
 
 def is_hub_folder(path: str | Path) -> bool:
@@ -97,9 +118,10 @@ class HubModel:
     Attributes:
         folder: the folder (a snapshot in the Hugging Face cache for ``hf-hub:`` names).
         architecture: the timm architecture.
-        class_names: the classes, in output order.
+        class_names: the expression classes, in output order (none for ``task=va``, ``au``).
         model_input: the image settings its crops are prepared with.
         fields: all of our fields (:data:`FIELDS_KEY`).
+        task: the model's task (none recorded: ``expr``).
     """
 
     folder: Path
@@ -107,6 +129,7 @@ class HubModel:
     class_names: list[str]
     model_input: ModelInput
     fields: dict[str, Any]
+    task: str = DEFAULT_TASK
 
     @property
     def expected_scores(self) -> dict[str, Any] | None:
@@ -114,12 +137,17 @@ class HubModel:
         return self.fields.get("expected_scores")
 
     @property
+    def au_thresholds(self) -> dict[str, Any] | None:
+        """The AU thresholds of the run's evaluation (``AuThresholds.to_json``), if any."""
+        return self.fields.get("au_thresholds")
+
+    @property
     def initial_weights(self) -> dict[str, Any] | None:
         """Where the training started from (``initial_weights.json``), if recorded."""
         return self.fields.get("initial_weights")
 
     def load_module(self) -> FERModule:
-        """Return the classifier as a ``FERModule`` (eval mode, CPU), its weights loaded strictly.
+        """Return the model as a ``FERModule`` of its task (eval mode, CPU), loaded strictly.
 
         Raises:
             ValueError: naming the folder, if the weights do not fit the architecture.
@@ -128,13 +156,16 @@ class HubModel:
 
         from fer_multires.models.module import FERModule
 
-        module = FERModule(self.architecture, len(self.class_names), self.class_names)
+        module = FERModule(self.architecture, len(self.class_names), self.class_names,
+                           task=self.task)  # fmt: skip
         try:
             module.model.load_state_dict(load_file(self.folder / WEIGHTS_FILE, device="cpu"))
         except RuntimeError as err:
+            what = f"{len(self.class_names)} classes"
+            if self.task != DEFAULT_TASK:
+                what = f"task {self.task} ({num_outputs(self.task, len(self.class_names))} outputs)"
             raise ValueError(
-                f"{self.folder / WEIGHTS_FILE} does not fit {self.architecture} with "
-                f"{len(self.class_names)} classes: {err}"
+                f"{self.folder / WEIGHTS_FILE} does not fit {self.architecture} with {what}: {err}"
             ) from err
         return module.eval()
 
@@ -155,6 +186,7 @@ def read_hub_model(folder: Path, key: str = "ckpt_path") -> HubModel:
             [str(c) for c in fields["classes"]],
             ModelInput.from_json(fields["model_input"]),
             dict(fields),
+            check_task(str(fields.get("task") or DEFAULT_TASK), f"{FIELDS_KEY}.task"),
         )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(
@@ -162,12 +194,29 @@ def read_hub_model(folder: Path, key: str = "ckpt_path") -> HubModel:
             f"export.hub=true ({type(err).__name__}: {err}); a plain timm repository can be used "
             "as model.pretrained to train from"
         ) from err
-    if int(config.get("num_classes", -1)) != len(model.class_names):
-        raise ValueError(
-            f"{key}: {path}: num_classes={config.get('num_classes')} but "
-            f"{len(model.class_names)} classes in {FIELDS_KEY}.classes"
-        )
+    check_layout(model, int(config.get("num_classes", -1)), f"{key}: {path}")
     return model
+
+
+def check_layout(model: HubModel, num_classes: int, where: str) -> None:
+    """Refuse a folder whose output layer does not fit its task, classes and ``heads``.
+
+    Raises:
+        ValueError: starting with ``where``.
+    """
+    outputs = num_outputs(model.task, len(model.class_names))
+    if num_classes != outputs:
+        if model.task == DEFAULT_TASK:
+            raise ValueError(f"{where}: num_classes={num_classes} but {len(model.class_names)} "
+                             f"classes in {FIELDS_KEY}.classes")  # fmt: skip
+        raise ValueError(f"{where}: num_classes={num_classes} but task {model.task} with "
+                         f"{len(model.class_names)} classes has {outputs} outputs")  # fmt: skip
+    heads = model.fields.get("heads")
+    if heads is not None and heads != hub_heads(model.task, model.class_names):
+        raise ValueError(
+            f"{where}: {FIELDS_KEY}.heads={json.dumps(heads)} is not the layout of task "
+            f"{model.task} ({json.dumps(hub_heads(model.task, model.class_names))})"
+        )
 
 
 def trained_class_names(model_path: Path, key: str = "ckpt_path") -> list[str]:
@@ -232,7 +281,32 @@ def multires_of_run(run_config: Path) -> dict[str, Any] | None:
     return {k: v for k, v in settings.items() if not k.startswith("_")}
 
 
-def hub_fields(ckpt_path: Path, class_names: list[str], expected: dict | None) -> dict[str, Any]:
+def hub_heads(task: str, class_names: list[str]) -> dict[str, dict[str, Any]]:
+    """Return the ``heads`` field: each head's place in the output layer.
+
+    Per head, its ``[start, stop)`` columns, their names and the activation that turns them into
+    predictions.
+    """
+    names = head_columns(task, class_names)
+    return {
+        head: {"columns": [part.start, part.stop], "names": names[head],
+               "activation": HEAD_ACTIVATIONS[head]}
+        for head, part in head_slices(task, len(class_names)).items()
+    }  # fmt: skip
+
+
+def output_labels(task: str, class_names: list[str]) -> list[str]:
+    """Return timm's ``label_names``: each output's name (an expression model's: its classes)."""
+    return [name for names in head_columns(task, class_names).values() for name in names]
+
+
+def hub_fields(
+    ckpt_path: Path,
+    class_names: list[str],
+    expected: dict | None,
+    task: str = DEFAULT_TASK,
+    au_thresholds: dict | None = None,
+) -> dict[str, Any]:
     """Return our ``config.json`` fields for a checkpoint of a run."""
     from fer_multires import __version__
 
@@ -240,16 +314,62 @@ def hub_fields(ckpt_path: Path, class_names: list[str], expected: dict | None) -
     data = OmegaConf.load(run_config).get("data") or {}
     return {
         "format_version": FORMAT_VERSION,
-        "task": TASK,
+        "task": task,
+        "heads": hub_heads(task, class_names),
         "classes": list(class_names),
         "model_input": model_input.to_json(),
         "multires": multires_of_run(run_config),
         "dataset": data.get("dataset"),
         "initial_weights": read_initial_weights(run_config.parent),
         "expected_scores": expected,
+        "au_thresholds": au_thresholds,
         "checkpoint": Path(ckpt_path).name,
         "fer_multires_version": __version__,
     }
+
+
+def heads_lines(fields: dict[str, Any]) -> list[str]:
+    """Return the model card's lines on the output layer: each head's columns and activation."""
+    task = fields.get("task") or DEFAULT_TASK
+    if task == DEFAULT_TASK:
+        return [f"- classes, in output order: {', '.join(fields['classes'])}"]
+    lines = ["- outputs, side by side in one layer (`num_classes` in `config.json`):"]
+    for head, info in fields["heads"].items():
+        start, stop = info["columns"]
+        lines.append(f"  - `{head}`, columns {start}-{stop - 1}: {', '.join(info['names'])} "
+                     f"(activation: {info['activation']})")  # fmt: skip
+    thresholds = fields.get("au_thresholds")
+    if "au" in fields["heads"]:
+        if thresholds:
+            values = ", ".join(f"{au} {t:g}" for au, t in thresholds["values"].items())
+            lines.append(f"- an AU is active when its probability is at least its threshold, "
+                         f"chosen on val_select: {values}")  # fmt: skip
+        else:
+            lines.append("- an AU is active when its probability is at least 0.5 (no evaluation "
+                         "chose thresholds)")  # fmt: skip
+    return lines
+
+
+def task_score_lines(fields: dict[str, Any]) -> list[str]:
+    """Return the model card's evaluation of a task other than ``expr``: its score per size."""
+    from fer_multires.inference.expected import TASK_SCORE_NAMES, ExpectedScore
+    from fer_multires.utils.tables import markdown_table
+
+    task = fields["task"]
+    expected = fields.get("expected_scores")
+    if not expected:
+        return [f"No evaluation of the {TASK_SCORE_NAMES[task]}: the run has none "
+                "(`python -m fer_multires.evaluate`).", ""]  # fmt: skip
+    points = ExpectedScore.from_json(expected)
+    rows = [[r, s] for r, s in zip(points.resolutions, points.scores, strict=True)]
+    return [
+        f"## Resolution robustness ({TASK_SCORE_NAMES[task]}, {points.split})",
+        "",
+        "The largest resolution is the frames' native size.",
+        "",
+        *markdown_table(["resolution", f"{points.split} score"], rows, digits=3),
+        "",
+    ]
 
 
 def model_card(architecture: str, fields: dict[str, Any], run_dir: Path) -> str:
@@ -260,19 +380,23 @@ def model_card(architecture: str, fields: dict[str, Any], run_dir: Path) -> str:
 
     m = fields["model_input"]
     multires = fields.get("multires")
+    task = fields.get("task") or DEFAULT_TASK
+    what = TASK_TITLES[task]
+    if task == DEFAULT_TASK:
+        what += f" ({', '.join(fields['classes'])})"
     lines = [
         "---",
         "library_name: timm",
         "pipeline_tag: image-classification",
-        "tags: [image-classification, facial-expression-recognition, fer_multires]",
+        f"tags: [{', '.join(TASK_TAGS[task])}, fer_multires]",
         "---",
         "",
-        f"# {architecture}: facial expression classifier ({', '.join(fields['classes'])})",
+        f"# {architecture}: {what}",
         "",
-        f"Trained with fer_multires {fields['fer_multires_version']} (task `{TASK}`) on "
+        f"Trained with fer_multires {fields['fer_multires_version']} (task `{task}`) on "
         f"`{fields.get('dataset') or 'unknown'}`.",
         "",
-        f"- classes, in output order: {', '.join(fields['classes'])}",
+        *heads_lines(fields),
         f"- input: an aligned face crop; shorter side resized to {m['resize_size']} px, centre "
         f"crop {m['crop_size']} px, bilinear, normalisation `{m['normalization']}`"
         + (f", images first resized to {m['image_size']} px" if m.get("image_size") else ""),
@@ -292,13 +416,18 @@ def model_card(architecture: str, fields: dict[str, Any], run_dir: Path) -> str:
             "preprocessing config cannot say so: reverse the channels before timm's transforms.",
             "",
         ]
-    evaluation = find_evaluation(run_dir)
-    if evaluation is not None:
+    if task != DEFAULT_TASK:
+        lines += task_score_lines(fields)
+    elif (evaluation := find_evaluation(run_dir)) is not None:
         lines += resolution_table(load_eval_results(evaluation))
         lines += ["val_rest: the honest estimate (validation videos not used for model selection).",
                   ""]  # fmt: skip
     else:
         lines += ["No evaluation: the run has none (`python -m fer_multires.evaluate`).", ""]
+    timm_use = "classifier (prepare faces as above)."
+    if task != DEFAULT_TASK:
+        timm_use = ("model; its outputs are the heads' raw columns above (apply each head's "
+                    "activation; valence and arousal: tanh).")  # fmt: skip
     lines += [
         "## Use",
         "",
@@ -309,9 +438,8 @@ def model_card(architecture: str, fields: dict[str, Any], run_dir: Path) -> str:
         "data.root=/data/affwild2",
         "```",
         "",
-        'With timm alone: `timm.create_model("hf-hub:<org>/<repo>", pretrained=True)` builds the '
-        "classifier "
-        "(prepare faces as above).",
+        f'With timm alone: `timm.create_model("hf-hub:<org>/<repo>", pretrained=True)` builds the '
+        f"{timm_use}",
         "",
         f"Files: `{WEIGHTS_FILE}` (weights only), `{HUB_CONFIG_FILE}` (timm's config; our "
         f"fields under `{FIELDS_KEY}`), `{README_FILE}`.",
@@ -335,21 +463,27 @@ def write_hub_folder(ckpt_path: Path, out: Path) -> Path:
     """
     from timm.models import save_for_hf
 
-    from fer_multires.inference.expected import load_expected_score
+    from fer_multires.inference.expected import load_au_thresholds, load_expected_score
     from fer_multires.inference.onnx_export import parity_batch
 
     class_names = checkpoint_class_names(ckpt_path)
     run_dir = model_input_of_run(ckpt_path)[1].parent
-    expected = load_expected_score(None, run_dir)
-    fields = hub_fields(ckpt_path, class_names, None if expected is None else expected.to_json())
-    model_input = ModelInput.from_json(fields["model_input"])
     module = load_trained(ckpt_path)
+    task = module.task
+    expected = load_expected_score(None, run_dir, task=task)
+    thresholds = load_au_thresholds(None, run_dir) if "au" in module.heads else None
+    fields = hub_fields(
+        ckpt_path, class_names, None if expected is None else expected.to_json(), task,
+        None if thresholds is None or not thresholds.origin else thresholds.to_json(),
+    )  # fmt: skip
+    model_input = ModelInput.from_json(fields["model_input"])
     model = module.model.eval().to(memory_format=torch.contiguous_format)  # safetensors needs it
     architecture = model.pretrained_cfg.get("architecture") or module.hparams["backbone"]
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    labels = output_labels(task, class_names)
     try:
-        save_for_hf(model, str(tmp), model_config={"label_names": class_names, FIELDS_KEY: fields},
+        save_for_hf(model, str(tmp), model_config={"label_names": labels, FIELDS_KEY: fields},
                     safe_serialization=True, data_config=timm_data_config(model_input))  # fmt: skip
         write_text_atomic(tmp / README_FILE, model_card(architecture, fields, run_dir))
         check_round_trip(

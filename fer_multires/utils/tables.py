@@ -42,7 +42,7 @@ def format_split_table(split_metrics: Mapping[str, float], classes: Sequence[str
         split_metrics: ``{"acc", "f1", "score", "f1_<Class>", ...}`` of one split.
         classes: class names in label order.
     """
-    width = max(10, *(len(c) + 2 for c in classes))
+    width = max([10, *(len(c) + 2 for c in classes)])  # no classes (task=va, au): 10
     lines = [
         "".join(f"{c:>{width}}" for c in classes),
         "".join(f"{split_metrics.get(f'f1_{c}', float('nan')):>{width}.3f}" for c in classes),

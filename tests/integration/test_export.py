@@ -20,11 +20,20 @@ from fer_multires.export import export
 from fer_multires.inference import onnx_export
 from fer_multires.inference.classifier import onnx_metadata
 from fer_multires.inference.expected import ExpectedScore
-from fer_multires.inference.onnx_export import ParityError, parity_batch
+from fer_multires.inference.onnx_export import ParityError, describe_parity, parity_batch
 from fer_multires.models.module import FERModule
 from fer_multires.results import ResultsError, load_eval_results
 from fer_multires.runs import ModelInput, resolve_checkpoint
-from integration.test_predict import read_csv, run_predict
+from fer_multires.tasks import AU_NAMES
+from integration.test_predict import (
+    AU_THRESHOLDS,
+    TASK_LAYOUT,
+    copy_with_evaluation,
+    read_csv,
+    run_predict,
+    task_classes,
+    task_inputs,  # noqa: F401 - the fixture
+)
 
 CLASSES = list(EXPRESSIONS_7)
 
@@ -210,3 +219,116 @@ def test_sigterm_during_the_export_leaves_no_temporary_file(trained_run, tmp_pat
         proc.kill()
         proc.wait()
     assert list(out.parent.iterdir()) == []
+
+
+# ------------------------------------------------------------- valence-arousal, AUs, multi-task
+
+
+@pytest.fixture(scope="module")
+def task_exported(task_runs, tmp_path_factory):
+    """A function ``task -> (run, onnx file, what the export printed)``: a copy of the task's run
+    with an evaluation, exported once per task: ``mtl`` through the CLI, the others through the
+    entry point's ``export(cfg)`` in this process (seconds less each)."""
+    done: dict[str, tuple[Path, Path, str]] = {}
+
+    def exported(task: str) -> tuple[Path, Path, str]:
+        if task not in done:
+            base = tmp_path_factory.mktemp(f"export_{task}")
+            run = copy_with_evaluation(task_runs(task), base / "run", task)
+            out = base / "model.onnx"
+            args = [f"ckpt_path={run}", f"export.out={out}"]
+            if task == "mtl":
+                proc = subprocess.run([sys.executable, "-m", "fer_multires.export", *args],
+                                      capture_output=True, text=True, timeout=300)  # fmt: skip
+                assert proc.returncode == 0, proc.stderr[-3000:]
+                printed = proc.stdout
+            else:
+                result = export(compose_entry("export", args, base)).onnx
+                printed = f"parity with PyTorch: {describe_parity(result.parity)}"
+            done[task] = (run, out, printed)
+        return done[task]
+
+    return exported
+
+
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_task_onnx_has_an_output_per_head_matching_pytorch(task_exported, task) -> None:
+    run, path, stdout = task_exported(task)
+    names = {"expr": "expr_logits", "va": "va", "au": "au_logits"}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == [names[h] for h in TASK_LAYOUT[task]]
+    meta = onnx_metadata(path)
+    assert meta["task"] == task and meta["class_names"] == task_classes(task)
+    assert {h: (m["output"], m["columns"]) for h, m in meta["heads"].items()} == {
+        h: (names[h], {"expr": CLASSES, "va": ["valence", "arousal"], "au": list(AU_NAMES)}[h])
+        for h in TASK_LAYOUT[task]
+    }  # fmt: skip
+    expected = ExpectedScore.from_json(meta["expected_scores"])
+    assert (expected.task, expected.resolutions, expected.scores) == (task, (8, 16, 24), (
+        0.1, 0.3, 0.4))  # fmt: skip
+    if task == "va":
+        assert meta["au_thresholds"] is None
+    else:
+        assert meta["au_thresholds"]["values"] == AU_THRESHOLDS
+    model = FERModule.load_from_checkpoint(resolve_checkpoint(run), pretrained=None,
+                                           map_location="cpu").eval()  # fmt: skip
+    batch = parity_batch(ModelInput(28, 24, "imagenet"), 5, seed=7)
+    with torch.inference_mode():
+        raw = model(batch).numpy()
+    for rows in (1, 5):
+        outputs = session.run(None, {"images": batch[:rows].numpy()})
+        for (head, part), got in zip(TASK_LAYOUT[task].items(), outputs, strict=True):
+            want = np.tanh(raw[:rows, part]) if head == "va" else raw[:rows, part]
+            np.testing.assert_allclose(got, want, atol=1e-4, err_msg=head)
+    assert "parity with PyTorch: " in stdout
+    if task == "mtl":
+        assert "expr: largest absolute difference" in stdout and "; au: largest" in stdout
+
+
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_predict_with_the_task_onnx_gives_the_ckpts_predictions(task_exported, task_inputs, task,
+                                                                tmp_path) -> None:  # fmt: skip
+    run, path, _ = task_exported(task)
+    run_predict(run, task_inputs, tmp_path / "ckpt", "detector=none", "predict.smoothing=3")
+    run_predict(path, task_inputs, tmp_path / "onnx", "detector=none", "predict.smoothing=3")
+    by_ckpt = read_csv(tmp_path / "ckpt" / "predictions.csv")
+    by_onnx = read_csv(tmp_path / "onnx" / "predictions.csv")
+    assert len(by_ckpt) == 7 and list(by_onnx[0]) == list(by_ckpt[0])
+    numbers = {c for c in by_ckpt[0] if c.startswith("p_") or c in ("valence", "arousal",
+                                                                     "confidence")}  # fmt: skip
+    for ckpt_row, onnx_row in zip(by_ckpt, by_onnx, strict=True):
+        for column, value in ckpt_row.items():
+            if column in numbers:
+                assert float(onnx_row[column]) == pytest.approx(float(value), abs=1e-5), column
+            else:  # the AU decisions, the expected score (from the file's metadata), ...
+                assert onnx_row[column] == value, column
+    assert by_onnx[-1]["expected_score"] != "" and by_onnx[-2]["expected_score"] != ""
+
+
+def test_an_onnx_file_exported_before_tasks_is_an_expression_model(exported, task_exported,
+                                                                   tmp_path) -> None:  # fmt: skip
+    """No task, heads or au_thresholds metadata: the first output holds the class logits."""
+    from fer_multires.inference.classifier import OnnxClassifier
+
+    old = onnx.load(str(exported["path"]))
+    kept = [p for p in old.metadata_props if p.key.split(".")[-1] not in
+            ("task", "heads", "au_thresholds")]  # fmt: skip
+    del old.metadata_props[:]
+    old.metadata_props.extend(kept)
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    cpu = torch.device("cpu")
+    classifier = OnnxClassifier(tmp_path / "old.onnx", cpu)
+    assert classifier.task == "expr" and classifier.outputs == {"expr": "logits"}
+    crops = [np.random.default_rng(i).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+             for i in range(3)]  # fmt: skip
+    np.testing.assert_array_equal(
+        classifier.probabilities(crops), OnnxClassifier(exported["path"], cpu).probabilities(crops)
+    )
+    # metadata naming heads the file does not have is refused, naming the file
+    mtl = onnx.load(str(task_exported("mtl")[1]))
+    for prop in mtl.metadata_props:
+        if prop.key == "fer_multires.task":
+            prop.value = '"va"'
+    onnx.save(mtl, str(tmp_path / "wrong.onnx"))
+    with pytest.raises(ValueError, match=r"ckpt_path: .*wrong\.onnx: its fer_multires\.heads"):
+        OnnxClassifier(tmp_path / "wrong.onnx", cpu)

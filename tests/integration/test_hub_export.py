@@ -25,13 +25,22 @@ from safetensors import safe_open
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.export import export
 from fer_multires.inference.classifier import TorchClassifier
-from fer_multires.inference.expected import ExpectedScore
+from fer_multires.inference.expected import TASK_SCORE_NAMES, ExpectedScore
 from fer_multires.inference.onnx_export import parity_batch
-from fer_multires.models.hub import load_trained, read_hub_model
+from fer_multires.models.hub import TASK_TITLES, load_trained, read_hub_model
 from fer_multires.models.pretrained import NotCachedError
 from fer_multires.results import load_eval_results
 from fer_multires.runs import ModelInput, resolve_checkpoint
-from integration.test_predict import read_csv, run_predict
+from fer_multires.tasks import AU_NAMES
+from integration.test_predict import (
+    AU_THRESHOLDS,
+    TASK_LAYOUT,
+    copy_with_evaluation,
+    read_csv,
+    run_predict,
+    task_classes,
+    task_inputs,  # noqa: F401 - the fixture
+)
 
 CLASSES = list(EXPRESSIONS_7)
 COMMIT = "3" * 40
@@ -181,3 +190,66 @@ def test_export_errors(trained_run, hub_folder, tmp_path) -> None:
         export(compose_entry("export", nothing, tmp_path))
     with pytest.raises(ValueError, match="export.hub='yes' must be true or false"):
         export(compose_entry("export", [*nothing, "export.hub=yes"], tmp_path))
+
+
+# ------------------------------------------------------------- valence-arousal, AUs, multi-task
+
+
+@pytest.fixture(scope="module")
+def task_hub(task_runs, tmp_path_factory):
+    """A function ``task -> (run, Hub folder)``: a copy of the task's run with an evaluation,
+    exported as a Hub folder only (once per task)."""
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def folder_of(task: str) -> tuple[Path, Path]:
+        if task not in done:
+            base = tmp_path_factory.mktemp(f"hub_{task}")
+            run = copy_with_evaluation(task_runs(task), base / "run", task)
+            out = base / f"fer-{task}"
+            overrides = [f"ckpt_path={run}", "export.onnx=false", "export.hub=true",
+                         f"export.hub_out={out}"]  # fmt: skip
+            assert export(compose_entry("export", overrides, base)).hub == out
+            done[task] = (run, out)
+        return done[task]
+
+    return folder_of
+
+
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_task_folder_carries_its_task_heads_and_scores(task_hub, task) -> None:
+    run, folder = task_hub(task)
+    config = json.loads((folder / "config.json").read_text())
+    columns = {"expr": CLASSES, "va": ["valence", "arousal"], "au": list(AU_NAMES)}
+    names = [n for head in TASK_LAYOUT[task] for n in columns[head]]
+    assert config["num_classes"] == len(names) and config["label_names"] == names
+    fields = config["fer_multires"]
+    assert (fields["task"], fields["classes"], fields["format_version"]) == (
+        task, task_classes(task), 2)  # fmt: skip
+    assert {h: slice(*m["columns"]) for h, m in fields["heads"].items()} == TASK_LAYOUT[task]
+    assert fields["heads"].get("va", {"activation": "tanh"})["activation"] == "tanh"
+    assert ExpectedScore.from_json(fields["expected_scores"]).scores == (0.1, 0.3, 0.4)
+    assert (fields["au_thresholds"] or {}).get("values") == (
+        None if task == "va" else AU_THRESHOLDS)  # fmt: skip
+    card = (folder / "README.md").read_text()
+    assert f"(task `{task}`)" in card and TASK_TITLES[task] in card
+    assert f"## Resolution robustness ({TASK_SCORE_NAMES[task]}, val_rest)" in card
+    assert "| 16 | 0.300 |" in card
+    hub = read_hub_model(folder)
+    assert hub.task == task and load_trained(folder).task == task
+    reference = load_trained(resolve_checkpoint(run)).eval()
+    batch = parity_batch(ModelInput(28, 24, "imagenet"), 4)
+    with torch.inference_mode():
+        assert torch.equal(hub.load_module()(batch), reference(batch))
+
+
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_predict_with_the_task_folder_gives_the_checkpoints_predictions(
+    task_hub, task_inputs, task, tmp_path
+) -> None:
+    run, folder = task_hub(task)
+    run_predict(run, task_inputs, tmp_path / "ckpt", "detector=none")
+    result = run_predict(folder, task_inputs, tmp_path / "hub", "detector=none")
+    by_ckpt = read_csv(tmp_path / "ckpt" / "predictions.csv")
+    assert len(by_ckpt) == 7 and read_csv(tmp_path / "hub" / "predictions.csv") == by_ckpt
+    if task != "va":  # the folder's own thresholds, not its run's evaluation
+        assert result.au_thresholds.values == tuple(AU_THRESHOLDS.values())

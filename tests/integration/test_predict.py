@@ -26,13 +26,14 @@ from fer_multires.inference.detect import (
     DEFAULT_MARGIN,
     LANDMARK_NAMES,
 )
-from fer_multires.inference.expected import ExpectedScore
+from fer_multires.inference.expected import TASK_SCORE_NAMES, ExpectedScore
 from fer_multires.inference.outputs import prediction_header
 from fer_multires.inference.runner import format_summary, predict
 from fer_multires.models.module import FERModule
 from fer_multires.results import ResultsError, load_eval_results
 from fer_multires.runs import resolve_checkpoint
 from fer_multires.smoothing import smooth_probabilities
+from fer_multires.tasks import AU_NAMES
 from fer_multires.utils.checkpoints import CorruptCheckpointError, load_intact_checkpoint
 
 CLASSES = list(EXPRESSIONS_7)
@@ -490,3 +491,156 @@ def test_video_shorter_than_its_container_says_is_noted(trained_run, tmp_path) -
     assert rows["full.avi"]["frames"] == "17" and rows["full.avi"]["reason"] == ""
     assert result.short_videos == 1 and result.unreadable == 0
     assert "1 videos ended before the frame count their container gives" in format_summary(result)
+
+
+# ------------------------------------------------------------- valence-arousal, AUs, multi-task
+
+#: The columns of each head in the task runs' output layer (``task_runs``: 7 classes, abaw2).
+TASK_LAYOUT = {
+    "va": {"va": slice(0, 2)},
+    "au": {"au": slice(0, 12)},
+    "mtl": {"expr": slice(0, 7), "va": slice(7, 9), "au": slice(9, 21)},
+}
+#: The AU thresholds of :func:`copy_with_evaluation`'s evaluation: 0.25, 0.3125, ... 0.9375.
+AU_THRESHOLDS = {au: (8 + 2 * i) / 32 for i, au in enumerate(AU_NAMES)}
+#: Its task scores at 8 px, 16 px and native (24 px) resolution.
+TASK_SCORES = {"8": 0.1, "16": 0.3, "native": 0.4}
+
+
+def task_classes(task: str) -> list[str]:
+    return CLASSES if task == "mtl" else []
+
+
+def copy_with_evaluation(run: Path, out: Path, task: str) -> Path:
+    """A copy of a task run with an evaluation written by hand into ``<run>/eval``.
+
+    As an evaluation of the task writes it: the task's score per resolution of each split
+    (``va_score``, ``au_score``, ``mtl_score``), the native size and, with an AU head, the AU
+    thresholds chosen on val_select.
+    """
+    import json
+    import shutil
+
+    shutil.copytree(run, out)
+    key = {"va": "va_score", "au": "au_score", "mtl": "mtl_score"}[task]
+    entries = {res: {key: score, "n": 45} for res, score in TASK_SCORES.items()}
+    data = {"task": task, "checkpoint": str(resolve_checkpoint(out)), "native_size": [24, 24],
+            "resolutions": [8, 16], "val_select": entries, "val_rest": entries,
+            "val_full": entries}  # fmt: skip
+    if task != "va":
+        data["au_thresholds"] = AU_THRESHOLDS
+    (out / "eval").mkdir()
+    (out / "eval" / "metrics.json").write_text(json.dumps(data))
+    return out
+
+
+@pytest.fixture(scope="module")
+def task_inputs(tmp_path_factory) -> Path:
+    """Face crops (40 x 52 and 12 px: below the 16 px evaluated) and a 5-frame video."""
+    folder = tmp_path_factory.mktemp("task_inputs")
+    rng = np.random.default_rng(3)
+    save(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8), folder / "face.png")
+    save(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), folder / "tiny.png")
+    write_moving_video(folder / "clip.avi", frames=5)
+    return folder
+
+
+def input_frames(folder: Path) -> list[np.ndarray]:
+    """The RGB images predict reads from ``task_inputs``, in its row order."""
+    capture = cv2.VideoCapture(str(folder / "clip.avi"))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    capture.release()
+    images = [np.asarray(Image.open(folder / n).convert("RGB")) for n in ("face.png", "tiny.png")]
+    return frames + images
+
+
+def head_values(rows: list[dict[str, str]], task: str) -> dict[str, np.ndarray]:
+    """Each head's numbers read back from predictions.csv."""
+    columns = {"expr": [f"p_{c}" for c in CLASSES], "va": ["valence", "arousal"],
+               "au": [f"p_{au}" for au in AU_NAMES]}  # fmt: skip
+    return {head: np.array([[float(r[c]) for c in columns[head]] for r in rows])
+            for head in TASK_LAYOUT[task]}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["va", "au", "mtl"])
+def test_task_columns_are_the_models_heads(task_runs, task_inputs, task, tmp_path) -> None:
+    """detector=none: each head is the model's output layer's columns through softmax, tanh or
+    sigmoid (numpy), on the evaluation's preprocessing; every AU at 0.5 without an evaluation."""
+    run = task_runs(task)
+    result = run_predict(run, task_inputs, tmp_path / "out", "detector=none")
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert list(rows[0]) == prediction_header(task_classes(task), task)
+    assert [(r["source"], r["frame"]) for r in rows] == [
+        *(("clip.avi", str(f)) for f in range(5)),
+        ("face.png", "0"),
+        ("tiny.png", "0"),
+    ]
+    model = FERModule.load_from_checkpoint(resolve_checkpoint(run), pretrained=None,
+                                           map_location="cpu").eval()  # fmt: skip
+    transform = create_transforms(resize_size=28, crop_size=24).batch
+    batch = torch.cat([transform.eval(torch.from_numpy(np.ascontiguousarray(image)).permute(
+        2, 0, 1)[None]) for image in input_frames(task_inputs)])  # fmt: skip
+    with torch.inference_mode():
+        raw = model(batch).double().numpy()
+    got = head_values(rows, task)
+    for head, part in TASK_LAYOUT[task].items():
+        columns = raw[:, part]
+        want = {"expr": lambda x: np.exp(x) / np.exp(x).sum(axis=1, keepdims=True),
+                "va": np.tanh, "au": lambda x: 1 / (1 + np.exp(-x))}[head](columns)  # fmt: skip
+        np.testing.assert_allclose(got[head], want, atol=2e-6, err_msg=head)
+    if "au" in got:
+        active = np.array([[int(r[au]) for au in AU_NAMES] for r in rows])
+        np.testing.assert_array_equal(active, (got["au"] >= 0.5).astype(int))
+        assert "AU thresholds: 0.5 for every AU (no evaluation" in format_summary(result)
+    if "expr" in got:
+        assert [r["predicted"] for r in rows] == [CLASSES[i] for i in got["expr"].argmax(1)]
+    assert all(r["expected_score"] == "" for r in rows)  # the run has no evaluation
+    assert "no evaluation of this model" in format_summary(result)
+
+
+def test_task_smoothing_covers_every_head_and_the_au_decisions_follow(
+    task_runs, task_inputs, tmp_path
+) -> None:
+    run = task_runs("mtl")
+    run_predict(run, task_inputs, tmp_path / "raw", "detector=none")
+    run_predict(run, task_inputs, tmp_path / "smooth", "detector=none", "predict.smoothing=3",
+                "predict.annotate=true")  # fmt: skip
+    raw = read_csv(tmp_path / "raw" / "predictions.csv")[:5]  # the video's rows
+    smooth = read_csv(tmp_path / "smooth" / "predictions.csv")
+    for head, values in head_values(raw, "mtl").items():
+        want = smooth_probabilities(values, np.zeros(5), np.arange(5), 3, "mean")
+        got = head_values(smooth[:5], "mtl")[head]
+        np.testing.assert_allclose(got, want, atol=2e-6, err_msg=head)
+        assert not np.allclose(got, values, atol=1e-6), head
+    probs = head_values(smooth, "mtl")["au"]
+    active = np.array([[int(r[au]) for au in AU_NAMES] for r in smooth])
+    np.testing.assert_array_equal(active, (probs >= 0.5).astype(int))
+    assert smooth[5:] == read_csv(tmp_path / "raw" / "predictions.csv")[5:]  # images: as they are
+    annotated = tmp_path / "smooth" / "annotated"
+    assert sorted(p.name for p in annotated.iterdir()) == ["clip.avi.mp4", "face.png", "tiny.png"]
+    drawn = np.asarray(Image.open(annotated / "face.png").convert("RGB")).astype(int)
+    original = np.asarray(Image.open(task_inputs / "face.png").convert("RGB")).astype(int)
+    changed = np.abs(drawn - original).sum(axis=2) > 60
+    assert changed[:30, 1].all()  # three label lines from the top (one would end at ~15 px)
+
+
+@pytest.mark.parametrize("task", ["au", "mtl"])
+def test_task_score_and_au_thresholds_come_from_the_runs_evaluation(task_runs, task_inputs, task,
+                                                                    tmp_path) -> None:  # fmt: skip
+    run = copy_with_evaluation(task_runs(task), tmp_path / "run", task)
+    result = run_predict(run, task_inputs, tmp_path / "out", "detector=none")
+    rows = {r["source"] + r["frame"]: r for r in read_csv(tmp_path / "out" / "predictions.csv")}
+    assert float(rows["face.png0"]["expected_score"]) == pytest.approx(TASK_SCORES["native"])
+    between = TASK_SCORES["8"] + (math.log2(12) - 3) * (TASK_SCORES["16"] - TASK_SCORES["8"])
+    assert float(rows["tiny.png0"]["expected_score"]) == pytest.approx(between, abs=1e-6)
+    thresholds = np.array(list(AU_THRESHOLDS.values()))
+    probs = np.array([[float(r[f"p_{au}"]) for au in AU_NAMES] for r in rows.values()])
+    active = np.array([[int(r[au]) for au in AU_NAMES] for r in rows.values()])
+    np.testing.assert_array_equal(active, (probs >= thresholds).astype(int))
+    assert (active != (probs >= 0.5)).any()  # the thresholds made a difference
+    summary = format_summary(result)
+    assert f"AU thresholds: per AU, chosen on val_select, from {run / 'eval' / 'metrics.json'}" in (
+        summary)  # fmt: skip
+    assert f"expected_score: val_rest {TASK_SCORE_NAMES[task]} of" in summary

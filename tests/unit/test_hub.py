@@ -14,6 +14,7 @@ from timm.data import resolve_data_config
 
 from fer_multires.data.transforms import VGGFACE2_MEAN_BGR
 from fer_multires.models.hub import (
+    hub_heads,
     is_hub_folder,
     read_hub_model,
     resolve_hub_folder,
@@ -53,7 +54,7 @@ def test_a_folder_loads_with_its_classes_and_image_settings(tmp_path) -> None:
     folder = write_folder(tmp_path / "m", config)
     assert is_hub_folder(folder) and not is_hub_folder(tmp_path)
     hub = read_hub_model(folder)
-    assert hub.class_names == ["Neutral", "Happiness"]
+    assert hub.class_names == ["Neutral", "Happiness"] and hub.task == "expr"  # no task: expr
     assert hub.model_input == ModelInput(28, 24, "imagenet")
     module = hub.load_module()
     assert module.model.fc.out_features == 2 and not module.training
@@ -91,3 +92,48 @@ def test_an_hf_hub_model_must_be_safetensors(tmp_path, monkeypatch) -> None:
                        "pytorch_model.bin, not model.safetensors"):  # fmt: skip
         resolve_hub_folder("hf-hub:me/bin")
     assert resolve_hub_folder(str(tmp_path)) is None  # not a folder export wrote
+
+
+def write_task_folder(folder: Path, config: dict, outputs: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    files = timm_repo_files(timm.create_model("test_resnet", num_classes=outputs), "test_resnet")
+    (folder / "model.safetensors").write_bytes(files["model.safetensors"])
+    return folder
+
+
+def test_a_task_folder_loads_as_a_model_of_its_task(tmp_path) -> None:
+    fields = {**FIELDS, "classes": [], "task": "au", "heads": hub_heads("au", [])}
+    config = {"architecture": "test_resnet", "num_classes": 12, "fer_multires": fields}
+    hub = read_hub_model(write_task_folder(tmp_path / "m", config, 12))
+    assert (hub.task, hub.class_names) == ("au", [])
+    module = hub.load_module()
+    assert module.task == "au" and module.model.fc.out_features == 12
+    assert fields["heads"]["au"]["columns"] == [0, 12]
+    assert fields["heads"]["au"]["names"][6] == "AU12"
+    assert (
+        read_hub_model(
+            write_folder(
+                tmp_path / "old",
+                {"architecture": "test_resnet", "num_classes": 2, "fer_multires": FIELDS},
+            )
+        ).task
+        == "expr"
+    )
+
+
+@pytest.mark.parametrize(
+    "fields, outputs, words",
+    [
+        ({"task": "va"}, 12, "num_classes=12 but task va with 0 classes has 2 outputs"),
+        ({"task": "au", "heads": hub_heads("va", [])}, 12,
+         "fer_multires.heads={.*} is not the layout of task au"),
+        ({"task": "pose"}, 12, "fer_multires.task='pose' is not a task"),
+    ],
+)  # fmt: skip
+def test_a_task_folder_that_does_not_fit_is_refused(tmp_path, fields, outputs, words) -> None:
+    config = {"architecture": "test_resnet", "num_classes": outputs,
+              "fer_multires": {**FIELDS, "classes": [], **fields}}  # fmt: skip
+    folder = write_task_folder(tmp_path / "m", config, outputs)
+    with pytest.raises(ValueError, match=rf"ckpt_path: .*{words}"):
+        read_hub_model(folder)
