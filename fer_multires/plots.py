@@ -283,7 +283,11 @@ def plot_comparison(
         draw_band(ax, xs, [band.get(k) for k in keys], f"C{i}")
         if NATIVE in scores:
             ax.axhline(scores[NATIVE], color=f"C{i}", linestyle="--", linewidth=1)
-    ax.set_ylim(0.0, 1.0)  # from 0: a small drop must not look like a cliff
+    # from 0 (or a negative value's, a CCC's) to 1 (or above, an mtl_score's): a small drop
+    # must not look like a cliff
+    values = [*a.values(), *b.values(), *(v for band in bands for bound in band.values()
+                                          for v in bound)]  # fmt: skip
+    ax.set_ylim(min(0.0, *values), max(1.0, *values))
     ax.set_ylabel(ylabel)
     ax.legend()
     if difference:
