@@ -144,29 +144,16 @@ def group_confusions(
     return counts.reshape(num_groups, -1, num_classes, num_classes)
 
 
-def group_rows(group: np.ndarray, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the rows sorted by group (stable) and where each group starts among them.
-
-    Raises:
-        ValueError: if a group has no row (sums by ``reduceat`` need every group present).
-    """
-    order = np.argsort(group, kind="stable")
-    starts = np.searchsorted(group[order], np.arange(num_groups))
-    if len(order) and np.any(np.bincount(group, minlength=num_groups) == 0):
-        raise ValueError("a group without a sample")
-    return order, starts
-
-
 def group_va_sums(
     group: np.ndarray, predicted: np.ndarray, target: np.ndarray, num_groups: int
 ) -> np.ndarray:
     """Sum each group's valence-arousal statistics at each point.
 
     As :func:`~fer_multires.task_metrics.va_sums` does for a batch: a frame whose annotation is
-    NaN is left out; the sums are float64 of the float32 values, group by group in row order.
+    NaN is left out; the sums are float64 of the float32 values.
 
     Args:
-        group: ``(N,)`` group index of each sample (every group present).
+        group: ``(N,)`` group index of each sample, in ``0..num_groups-1``.
         predicted: ``(N, P, 2)`` predicted valence and arousal at each point.
         target: ``(N, 2)`` annotated valence and arousal (NaN where missing).
         num_groups: V.
@@ -176,17 +163,24 @@ def group_va_sums(
         :data:`~fer_multires.task_metrics.VA_SUM_NAMES`.
     """
     out = np.zeros((num_groups, predicted.shape[1], len(VA_NAMES), len(VA_SUM_NAMES)))
-    if not len(group):
-        return out
-    order, starts = group_rows(group, num_groups)
-    y = np.asarray(target, dtype=np.float64)[order]
-    present = ~np.isnan(y).any(axis=1, keepdims=True)
-    y = np.where(present, y, 0.0)
-    n = np.broadcast_to(present, y.shape).astype(np.float64)
-    for point in range(predicted.shape[1]):  # one point at a time: N-sized temporaries only
-        x = np.where(present, np.asarray(predicted[order, point], dtype=np.float64), 0.0)
-        terms = np.stack([n, x, y, x * x, y * y, x * y], axis=-1)  # (N, 2, 6)
-        out[:, point] = np.add.reduceat(terms, starts, axis=0)
+    present = ~np.isnan(np.asarray(target, dtype=np.float64)).any(axis=1)
+    group = np.asarray(group)[present]
+    y = np.asarray(target, dtype=np.float64)[present]
+
+    def summed(values: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=values, minlength=num_groups)
+
+    for dim in range(len(VA_NAMES)):
+        yd = y[:, dim]
+        # the annotations' terms are the same at every point
+        out[:, :, dim, 0] = np.bincount(group, minlength=num_groups)[:, None]
+        out[:, :, dim, 2] = summed(yd)[:, None]
+        out[:, :, dim, 4] = summed(yd * yd)[:, None]
+        for point in range(predicted.shape[1]):  # one point at a time: N-sized temporaries
+            x = np.asarray(predicted[present, point, dim], dtype=np.float64)
+            out[:, point, dim, 1] = summed(x)
+            out[:, point, dim, 3] = summed(x * x)
+            out[:, point, dim, 5] = summed(x * yd)
     return out
 
 
@@ -199,7 +193,7 @@ def group_au_counts(
     :data:`~fer_multires.tasks.AU_MISSING` is left out of its AU's counts.
 
     Args:
-        group: ``(N,)`` group index of each sample (every group present).
+        group: ``(N,)`` group index of each sample, in ``0..num_groups-1``.
         positive_predicted: ``(N, P, 12)`` booleans: the AU predicted present at each point
             (probability at or above its threshold).
         target: ``(N, 12)`` labels: 1, 0 or missing.
@@ -208,17 +202,20 @@ def group_au_counts(
     Returns:
         ``(V, P, 3, 12)`` int64: ``tp, fp, fn`` per AU.
     """
-    out = np.zeros((num_groups, positive_predicted.shape[1], 3, len(AU_NAMES)), np.int64)
-    if not len(group):
-        return out
-    order, starts = group_rows(group, num_groups)
-    target = np.asarray(target)[order]
-    positive, negative = target == 1, target == 0
-    for point in range(positive_predicted.shape[1]):
-        predicted = np.asarray(positive_predicted[order, point], dtype=bool)
-        terms = np.stack([predicted & positive, predicted & negative, ~predicted & positive],
-                         axis=1).astype(np.int64)  # fmt: skip
-        out[:, point] = np.add.reduceat(terms, starts, axis=0)
+    units = len(AU_NAMES)
+    out = np.zeros((num_groups, positive_predicted.shape[1], 3, units), np.int64)
+    target = np.asarray(target)
+    labelled = (target == 0) | (target == 1)
+    # one bin per (group, AU, predicted, label): 4 cells per (group, AU); missing entries in a
+    # last bin, dropped
+    cell = (np.asarray(group)[:, None] * units + np.arange(units)) * 4 + (target == 1)
+    cell = np.where(labelled, cell, num_groups * units * 4).ravel()
+    for point in range(positive_predicted.shape[1]):  # one point at a time: N-sized temporaries
+        predicted = np.asarray(positive_predicted[:, point], dtype=bool).ravel()
+        counts = np.bincount(cell + 2 * predicted, minlength=num_groups * units * 4 + 3)
+        counts = counts[: num_groups * units * 4].reshape(num_groups, units, 2, 2)
+        # [..., predicted, label]: tp = (1, 1), fp = (1, 0), fn = (0, 1)
+        out[:, point] = np.stack([counts[..., 1, 1], counts[..., 1, 0], counts[..., 0, 1]], 1)
     return out
 
 
