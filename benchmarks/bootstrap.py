@@ -33,12 +33,11 @@ from types import SimpleNamespace
 
 import numpy as np
 from common import CLASSES, emit
-from omegaconf import OmegaConf
 
 from fer_multires.data.batch_transforms import DEGRADATIONS
-from fer_multires.evaluation.assembly import Predictions, RawResults, build_results
+from fer_multires.evaluation.assembly import PointState, Predictions, RawResults, build_results
 from fer_multires.evaluation.classes import match_classes
-from fer_multires.evaluation.config import EvalSettings
+from fer_multires.evaluation.config import EvalConfig, EvalSettings
 from fer_multires.evaluation.module import evaluation_points
 from fer_multires.results import EVAL_SPLITS, NATIVE, VAL_LOADERS
 from fer_multires.uncertainty import (
@@ -47,7 +46,6 @@ from fer_multires.uncertainty import (
     per_video_stats,
     point_name,
 )
-from fer_multires.utils.config import CONFIG_DIR
 
 
 def simulated_predictions(videos: int, frames: int, points: int, seed: int = 0) -> Predictions:
@@ -81,7 +79,7 @@ def raw_results(predictions: Predictions, kernels: tuple[str, ...], resolutions:
     for kernel in kernels:
         keys = {NATIVE: 0, **{str(r): names.index(point_name(kernel, str(r))) for r in resolutions}}
         degradations[kernel] = {
-            split: {k: per_video.confusions[per_video.split_groups(split), p].sum(0)
+            split: {k: PointState(per_video.confusions[per_video.split_groups(split), p].sum(0))
                     for k, p in keys.items()}
             for split in EVAL_SPLITS
         }  # fmt: skip
@@ -119,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.videos, args.frames = 10, 5000
-    defaults = OmegaConf.load(Path(CONFIG_DIR) / "eval" / "default.yaml")
+    defaults = EvalConfig()  # the schema holds the defaults (conf/eval/default.yaml: none)
     resolutions = sorted(defaults.resolutions)
     # the evaluation's kernels, and more names up to --kernels (the work depends on the count)
     kernels = (*DEGRADATIONS, *(f"kernel{i}" for i in range(len(DEGRADATIONS), args.kernels)))

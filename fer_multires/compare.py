@@ -2,17 +2,21 @@
 
 ``python -m fer_multires.compare EVAL_A EVAL_B [--names multires,baseline] [--out DIR]`` reads
 two ``fer_multires.evaluate`` outputs (``metrics.json`` and ``per_video.npz``) and prints, for
-``val_rest`` (the honest estimate), the challenge score of each at every resolution, the
-difference A - B and its interval from a paired bootstrap: the same resampled videos for both
-models (:func:`~fer_multires.uncertainty.paired_differences`). It writes ``comparison.csv`` (every
+``val_rest`` (the honest estimate), the task's score of each at every resolution (the challenge
+score, ``va_score``, ``au_score`` or ``mtl_score``: ``results.SCORE_KEYS``), the difference
+A - B and its interval from a paired bootstrap: the same resampled videos for both models, their
+per-video confusion matrices, valence-arousal sums or AU counts
+(:func:`~fer_multires.uncertainty.paired_differences`; each model's AU F1s at its own thresholds,
+chosen on its ``val_select``). It writes ``comparison.csv`` (every
 split, kernel and resolution), ``comparison.md`` and ``comparison.png`` into ``--out``, and says
 whether A beats B at low resolution (<= 32 px, the mean difference) beyond the interval, B beats
 A, or the data cannot tell. Where both evaluations hold other degradations
 (``eval.degradations``), each gets its own table, verdict and ``comparison_<kernel>.png``.
 
-Evaluations of different data (dataset, classes, videos or images) are refused, naming both
-files. An evaluation written before ``per_video.npz`` existed is still compared, without
-intervals: the output says so and that re-running ``evaluate`` gives them.
+Evaluations of models of different tasks, or of different data (dataset, classes, videos or
+images), are refused, naming both files. An evaluation written before ``per_video.npz`` existed
+is still compared, without intervals: the output says so and that re-running ``evaluate`` gives
+them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from fer_multires.results import (
     EvalResults,
     ResultsError,
     load_eval_results,
+    task_score,
 )
 from fer_multires.runs import PER_VIDEO_FILE, metrics_file
 from fer_multires.uncertainty import (
@@ -101,10 +106,7 @@ def video_difference(a: PerVideoStats, b: PerVideoStats) -> tuple[str, Any, Any]
             return f"{len(groups)} ({', '.join(only[:3]) or 'none'} not in the other)"
 
         return (f"{a.unit}s", described(a.groups, only_a), described(b.groups, only_b))
-    for what, x, y in (
-        ("split", a.group_split, b.group_split),
-        ("frames", a.confusions[:, 0].sum(axis=(1, 2)), b.confusions[:, 0].sum(axis=(1, 2))),
-    ):
+    for what, x, y in (("split", a.group_split, b.group_split), ("frames", a.frames, b.frames)):
         if not np.array_equal(x, y):
             first = int(np.flatnonzero(x != y)[0])
             return (f"{what} of {a.unit} {a.groups[first]}", x[first], y[first])
@@ -112,7 +114,7 @@ def video_difference(a: PerVideoStats, b: PerVideoStats) -> tuple[str, Any, Any]
 
 
 def check_comparable(a_dir: Path, b_dir: Path, split: str = REPORT_SPLIT) -> None:
-    """Refuse to compare an evaluation with itself, or evaluations of different data.
+    """Refuse to compare an evaluation with itself, models of different tasks, or different data.
 
     Different data: another dataset or class list, a different number of ``split`` samples at a
     resolution both evaluated, or (with ``per_video.npz``) other videos or images, splits or
@@ -125,6 +127,12 @@ def check_comparable(a_dir: Path, b_dir: Path, split: str = REPORT_SPLIT) -> Non
     if a_file.exists() and a_file.resolve() == b_file.resolve():
         raise ResultsError(f"{a_file} is compared with itself: give two models' evaluations")
     a, b = load_evaluation(a_dir), load_evaluation(b_dir)
+    if a.results.task != b.results.task:
+        raise ResultsError(
+            f"{a_file} evaluates a task={a.results.task} model ({a.results.score_name}) and "
+            f"{b_file} a task={b.results.task} model ({b.results.score_name}): their scores do "
+            "not measure the same thing; compare evaluations of one task"
+        )
     counts_a, counts_b = a.results.splits.get(split, {}), b.results.splits.get(split, {})
     candidates = [
         ("dataset", a.results.dataset, b.results.dataset),
@@ -169,6 +177,7 @@ class KernelComparison:
         differences: per key, the ``(B,)`` resampled differences A - B; None without
             per-video statistics.
         confidence: the intervals' level.
+        score_name: the score compared, in words (the task's: ``results.SCORE_NAMES``).
     """
 
     kernel: str
@@ -180,6 +189,7 @@ class KernelComparison:
     b_ci: dict[str, tuple[float, float]]
     differences: dict[str, np.ndarray] | None
     confidence: float
+    score_name: str = "challenge score"
 
     def difference(self, key: str) -> float:
         """A - B at one resolution."""
@@ -205,21 +215,19 @@ def kernel_comparison(
     a: Evaluation, b: Evaluation, split: str, kernel: str, settings: BootstrapSettings
 ) -> KernelComparison:
     """Compare two evaluations on one split and kernel, paired where both have per-video stats."""
+    task, metric = a.results.task, a.results.score_key
     by_a, by_b = a.results.kernel_splits(kernel)[split], b.results.kernel_splits(kernel)[split]
-    scores_a = {k: m.challenge_score for k, m in by_a.items()}
-    scores_b = {k: m.challenge_score for k, m in by_b.items()}
+    scores_a = {k: task_score(m, task) for k, m in by_a.items()}
+    scores_b = {k: task_score(m, task) for k, m in by_b.items()}
     keys = resolution_keys(scores_a, scores_b)
     differences = None
     if a.per_video is not None and b.per_video is not None and len(a.per_video.split_groups(split)):
         pairs = {k: (a.per_video.point_index(kernel, k), b.per_video.point_index(kernel, k))
                  for k in keys}  # fmt: skip
-        differences = paired_differences(a.per_video, b.per_video, split, pairs, settings)
-
-    def own(by_key: dict) -> dict[str, tuple[float, float]]:
-        return {k: m.ci["challenge_score"] for k, m in by_key.items() if m.ci}
-
-    return KernelComparison(kernel, split, keys, scores_a, scores_b, own(by_a), own(by_b),
-                            differences, settings.confidence)  # fmt: skip
+        differences = paired_differences(a.per_video, b.per_video, split, pairs, settings, metric)
+    return KernelComparison(kernel, split, keys, scores_a, scores_b,
+                            a.results.intervals(split, kernel), b.results.intervals(split, kernel),
+                            differences, settings.confidence, a.results.score_name)  # fmt: skip
 
 
 def verdict(c: KernelComparison, names: tuple[str, str]) -> str:
@@ -298,7 +306,7 @@ def comparison_csv(comparisons: list[KernelComparison]) -> str:
 
 def plot(c: KernelComparison, names: tuple[str, str], path: Path) -> None:
     """Draw one kernel's comparison: both curves with their bands, the difference with its."""
-    title = f"{c.split} challenge score" + ("" if c.kernel == "bilinear" else f" ({c.kernel})")
+    title = f"{c.split} {c.score_name}" + ("" if c.kernel == "bilinear" else f" ({c.kernel})")
     plot_comparison(c.a, c.b, names, title, path, bands=(c.a_ci, c.b_ci),
                     difference={k: (c.difference(k), c.interval(k)) for k in c.keys})  # fmt: skip
 
@@ -330,7 +338,8 @@ def compare(
     splits = [s for s in EVAL_SPLITS if s in a.results.splits and s in b.results.splits]
     every = [kernel_comparison(a, b, s, k, settings) for k in kernels for s in splits]
     shown = {c.kernel: c for c in every if c.split == REPORT_SPLIT}
-    header = f"# {names[0]} vs {names[1]}: {REPORT_SPLIT} challenge score by input resolution\n\n"
+    score = a.results.score_name
+    header = f"# {names[0]} vs {names[1]}: {REPORT_SPLIT} {score} by input resolution\n\n"
     verdicts, sections = {}, []
     for kernel, c in shown.items():
         verdicts[kernel] = verdict(c, names)

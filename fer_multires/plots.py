@@ -18,11 +18,12 @@ import numpy as np
 from fer_multires.results import NATIVE, json_interval
 from fer_multires.utils.io import atomic_output
 
-#: ``(metric key, axis title)`` of the panels of the resolution-robustness figure.
-ROBUSTNESS_PANELS: tuple[tuple[str, str], ...] = (
-    ("challenge_score", "challenge score"),
-    ("f1_macro", "macro F1"),
-    ("accuracy", "accuracy"),
+#: ``(metric key, axis title, top of the axis)`` of the panels of the resolution-robustness
+#: figure of an expression model (other tasks': ``evaluation/outputs.py``, ``TASK_PANELS``).
+ROBUSTNESS_PANELS: tuple[tuple[str, str, float], ...] = (
+    ("challenge_score", "challenge score", 1.0),
+    ("f1_macro", "macro F1", 1.0),
+    ("accuracy", "accuracy", 1.0),
 )
 
 
@@ -52,13 +53,14 @@ def plot_resolution_robustness(
     resolutions: Sequence[int],
     path: str | Path,
     split: str = "val_rest",
+    panels: Sequence[tuple[str, str, float]] = ROBUSTNESS_PANELS,
 ) -> None:
-    """Plot score, macro F1 and accuracy against the input resolution, on axes from 0 to 1.
+    """Plot the panels' metrics (by default score, macro F1, accuracy) against the resolution.
 
     With one degradation kernel, one line per split; with several, one line per kernel on
-    ``split``. The native resolution (no degradation) is a dashed line. The y axes start at 0,
-    so that a small drop does not look like a cliff. Entries with an interval (``ci95``) get a
-    shaded band.
+    ``split``. The native resolution (no degradation) is a dashed line. The y axes start at 0
+    (or below, for a negative value: a CCC can be), so that a small drop does not look like a
+    cliff, and end at the panel's top. Entries with an interval (``ci95``) get a shaded band.
 
     Args:
         results: ``{kernel: {split: {"native" | str(resolution): {"challenge_score",
@@ -66,27 +68,31 @@ def plot_resolution_robustness(
         resolutions: the degraded resolutions, in pixels.
         path: the PNG to write.
         split: the split drawn when there are several kernels.
+        panels: ``(metric key, title, top of the axis)`` of each panel.
     """
     if len(results) == 1:
         lines = dict(next(iter(results.values())))
     else:
         lines = {kernel: by_split[split] for kernel, by_split in results.items()}
-    figure = new_figure(4.2 * len(ROBUSTNESS_PANELS), 3.8)
-    axes = figure.subplots(1, len(ROBUSTNESS_PANELS))
+    figure = new_figure(4.2 * max(len(panels), 1.5), 3.8)
+    axes = np.atleast_1d(figure.subplots(1, len(panels)))
     xs = sorted(resolutions)
-    for ax, (key, title) in zip(axes, ROBUSTNESS_PANELS, strict=True):
+    for ax, (key, title, top) in zip(axes, panels, strict=True):
+        lowest = 0.0
         for i, (name, by_res) in enumerate(lines.items()):
             color = f"C{i}"
             ys = [by_res[str(r)][key] for r in xs]
             ax.plot(xs, ys, marker="o", color=color, label=name)
-            draw_band(ax, xs, [json_interval(by_res[str(r)], key) for r in xs], color)
+            bands = [json_interval(by_res[str(r)], key) for r in xs]
+            draw_band(ax, xs, bands, color)
+            lowest = min(lowest, by_res[NATIVE][key], *ys, *(b[0] for b in bands if b))
             if i == 0 or len(results) == 1:
                 ax.axhline(by_res[NATIVE][key], color=color, linestyle="--", linewidth=1)
         if xs:
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(r) for r in xs])
             ax.minorticks_off()
-        ax.set_ylim(0.0, 1.0)
+        ax.set_ylim(lowest, top)
         ax.set_xlabel("resolution (px, shorter side)")
         ax.set_title(title if len(results) == 1 else f"{title} ({split})")
         ax.grid(True, alpha=0.3)
@@ -277,7 +283,11 @@ def plot_comparison(
         draw_band(ax, xs, [band.get(k) for k in keys], f"C{i}")
         if NATIVE in scores:
             ax.axhline(scores[NATIVE], color=f"C{i}", linestyle="--", linewidth=1)
-    ax.set_ylim(0.0, 1.0)  # from 0: a small drop must not look like a cliff
+    # from 0 (or a negative value's, a CCC's) to 1 (or above, an mtl_score's): a small drop
+    # must not look like a cliff
+    values = [*a.values(), *b.values(), *(v for band in bands for bound in band.values()
+                                          for v in bound)]  # fmt: skip
+    ax.set_ylim(min(0.0, *values), max(1.0, *values))
     ax.set_ylabel(ylabel)
     ax.legend()
     if difference:

@@ -40,7 +40,8 @@ from fer_multires.models.pretrained import record_initial_weights
 from fer_multires.results import EvalResults, TrainingResults, load_training_results
 from fer_multires.run_guard import is_launching_process, resolve_ckpt_path, run_dir_lock
 from fer_multires.runs import METRICS_FILE, checkpoints_dir, config_file, error_file, eval_dir
-from fer_multires.tasks import DEFAULT_TASK, TASK_HEADS, check_task
+from fer_multires.task_metrics import DEFAULT_AU_THRESHOLD
+from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, TASK_HEADS, check_task
 from fer_multires.utils.checkpoint_io import AtomicCheckpointIO, require_writable_dir
 from fer_multires.utils.checkpoints import check_checkpoint_classes, check_checkpoint_fits
 from fer_multires.utils.config import CONFIG_DIR, instantiate, rewrite_deprecated_overrides
@@ -176,9 +177,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     results = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = {key: float(value) for key, value in results[0].items()} if results else {}
     if trainer.is_global_zero:
-        results = TrainingResults(best, list(datamodule.classes), metrics)
+        results = TrainingResults(best, list(datamodule.classes), metrics, task,
+                                  training_au_thresholds(task))  # fmt: skip
         write_json_atomic(Path(run_dir) / METRICS_FILE, results.to_json())
-        print(format_split_table(results.split_metrics("val_full"), datamodule.classes))
+        print(format_split_table(results.split_metrics("val_full"), datamodule.classes, task))
         val_skipped = int(metrics.get("val_full/skipped_images", 0))
         if skipped := skipped_images_line(val_skipped, train_skipped):
             print(skipped)
@@ -187,6 +189,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if eval_settings is not None:
         objects["eval"] = evaluate_after_fit(eval_settings, best, datamodule, trainer, run_dir)
     return metrics, objects
+
+
+def training_au_thresholds(task: str) -> dict[str, float] | None:
+    """Return the thresholds of training's AU F1s (all 0.5: validation chooses none), or None.
+
+    An evaluation chooses them on ``val_select`` (``au_thresholds`` of its ``metrics.json``).
+    """
+    if "au" not in TASK_HEADS[task]:
+        return None
+    return dict.fromkeys(AU_NAMES, DEFAULT_AU_THRESHOLD)
 
 
 def skipped_images_line(validation: int, training: int) -> str | None:

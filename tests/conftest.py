@@ -308,8 +308,8 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
 @pytest.fixture(scope="session")
 def task_runs(tmp_path_factory: pytest.TempPathFactory):
     """A function ``task -> run directory``: a run of ``task=va|au|mtl`` trained for one epoch on
-    24 px noise frames with random VA and AU annotations (one tree for all), trained once per
-    session on first use."""
+    24 px noise frames with random VA and AU annotations (one tree for all), trained and evaluated
+    (``eval_after_fit``, :data:`EVAL_ARGS`: ``<run>/eval``) once per session on first use."""
     import torch
 
     base = tmp_path_factory.mktemp("task_runs")
@@ -322,7 +322,8 @@ def task_runs(tmp_path_factory: pytest.TempPathFactory):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                run_train(data_root, base, base / task, f"task={task}", "eval_after_fit=false")
+                run_train(data_root, base, base / task, f"task={task}", "eval_after_fit=true",
+                          *EVAL_ARGS)  # fmt: skip
             finally:
                 torch.set_num_threads(threads)
             runs[task] = base / task

@@ -48,8 +48,12 @@ class ClassMatch:
         return tuple(c for c in self.model_classes if c not in self.shared)
 
     def excluded_counts(self, labels: np.ndarray) -> dict[str, int]:
-        """Return, per excluded class, how many of ``labels`` (data labels) it holds."""
-        counts = np.bincount(labels.astype(np.int64), minlength=len(self.data_classes))
+        """Return, per excluded class, how many of ``labels`` (data labels) it holds.
+
+        A missing label (-1: a multi-task frame without an expression) is no class's.
+        """
+        labels = labels.astype(np.int64)
+        counts = np.bincount(labels[labels >= 0], minlength=len(self.data_classes))
         return {c: int(counts[self.data_classes.index(c)]) for c in self.excluded}
 
 

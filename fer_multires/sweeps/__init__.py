@@ -33,6 +33,7 @@ from fer_multires.sweeps.summary import (
     jobs_csv,
     render_markdown,
     score_grid,
+    score_name,
 )
 from fer_multires.utils.io import write_text_atomic
 
@@ -76,7 +77,9 @@ def write_report(
     )
     lines = curves(jobs, common)
     figure = (
-        plot_resolution_curves(lines, f"{REPORT_SPLIT} challenge score", curve_bands(jobs, common))
+        plot_resolution_curves(
+            lines, f"{REPORT_SPLIT} {score_name(jobs)}", curve_bands(jobs, common)
+        )
         if lines
         else placeholder_figure(
             "no evaluate outputs found in the runs: no resolution curves.\n"

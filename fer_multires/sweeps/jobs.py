@@ -38,6 +38,7 @@ from fer_multires.sweeps.discovery import (
     natural_key,
 )
 from fer_multires.sweeps.files import parse_overrides, read_overrides
+from fer_multires.tasks import DEFAULT_TASK, TASKS
 from fer_multires.utils.io import read_yaml
 
 #: The heatmap row and column of jobs trained without multi-resolution.
@@ -91,6 +92,9 @@ class Job:
     #: their seed. None if the run has no readable ``config.yaml``.
     config_without_seed: str | None = None
     initial_weights: str = ""
+    #: The run's task (``expr``, ``va``, ``au``, ``mtl``): which score its scores are
+    #: (``results.SCORE_KEYS``).
+    task: str = DEFAULT_TASK
 
     @property
     def status_kind(self) -> str:
@@ -98,7 +102,7 @@ class Job:
         return self.status.split(":", 1)[0]
 
     def eval_score(self, resolution: str, split: str = REPORT_SPLIT) -> float | None:
-        """Return the evaluate challenge score of ``split`` at ``resolution``, if any."""
+        """Return the evaluate score (the task's) of ``split`` at ``resolution``, if any."""
         return self.eval_scores.get(split, {}).get(resolution)
 
     def eval_interval(
@@ -236,7 +240,7 @@ def training_scores(results: TrainingResults) -> dict[str, float]:
 
 
 def eval_intervals(eval_dir: Path) -> dict[str, dict[str, tuple[float, float]]]:
-    """Return ``{split: {resolution: (low, high)}}`` of an evaluate output's challenge scores.
+    """Return ``{split: {resolution: (low, high)}}`` of an evaluate output's task scores.
 
     Empty for an unreadable output or one written before intervals existed.
     """
@@ -244,10 +248,18 @@ def eval_intervals(eval_dir: Path) -> dict[str, dict[str, tuple[float, float]]]:
         results = load_eval_results(eval_dir)
     except ResultsError:
         return {}
-    return {
-        split: {key: m.ci["challenge_score"] for key, m in by_key.items() if m.ci}
-        for split, by_key in results.splits.items()
-    }
+    return {split: results.intervals(split) for split in results.splits}
+
+
+def run_task(run_dir: Path, results: TrainingResults | None) -> str:
+    """Return the run's task: its ``metrics.json``'s, else its config's ``task`` (``expr``)."""
+    if results is not None:
+        return results.task
+    for config in config_files(run_dir):
+        data = read_yaml(config)
+        if isinstance(data, dict) and data.get("task") in TASKS:
+            return str(data["task"])
+    return DEFAULT_TASK
 
 
 def seed_free_config(run_dir: Path) -> tuple[int | None, str | None]:
@@ -292,10 +304,13 @@ def seed_free_config(run_dir: Path) -> tuple[int | None, str | None]:
     return integer(seed), json.dumps(without_seed(top), sort_keys=True, default=str)
 
 
-def eval_challenge_scores(
+def eval_task_scores(
     eval_dir: Path,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-    """Return the challenge scores of an evaluate output (``{}`` and ``{}`` if unreadable).
+    """Return the task's scores of an evaluate output (``{}`` and ``{}`` if unreadable).
+
+    The challenge score, ``va_score``, ``au_score`` or ``mtl_score``
+    (``EvalResults.scores``).
 
     Returns:
         ``{split: {resolution: score}}`` of the training's degradation, and ``{kernel:
@@ -347,12 +362,13 @@ def load_job(run_dir: Path, root: Path, external: Sequence[tuple[Path, Path]] = 
         else results.checkpoint,
         eval_error=eval_error,
         initial_weights=describe_initial_weights(read_initial_weights(run_dir)),
+        task=run_task(run_dir, results),
     )
     job.seed, job.config_without_seed = seed_free_config(run_dir)
     evals = evals_of_run(run_dir, external)
     if evals:
         job.eval_dir, job.eval_count = evals[0], len(evals)
-        job.eval_scores, job.degradation_scores = eval_challenge_scores(evals[0])
+        job.eval_scores, job.degradation_scores = eval_task_scores(evals[0])
         job.eval_intervals = eval_intervals(evals[0])
     return job
 

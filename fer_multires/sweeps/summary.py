@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_multires.plots import ScoreGrid
-from fer_multires.results import EVAL_SPLITS, NATIVE, REPORT_SPLIT
+from fer_multires.results import EVAL_SPLITS, NATIVE, REPORT_SPLIT, SCORE_KEYS, SCORE_NAMES
 from fer_multires.sweeps.discovery import ReportError
 from fer_multires.sweeps.jobs import OFF, Job
 from fer_multires.utils.tables import markdown_table, with_interval
@@ -22,6 +22,30 @@ from fer_multires.utils.tables import markdown_table, with_interval
 LOW_RES_KEYS = ("8", "16", "32", NATIVE)
 #: The default low-resolution summary of the heatmap and the selection: the mean over 8-32 px.
 DEFAULT_LOW_RES = "8-32"
+
+
+#: What each task's score is, for the report's notes.
+SCORE_DEFINITIONS: dict[str, str] = {
+    "expr": "challenge scores (0.33 accuracy + 0.67 macro F1)",
+    "va": "va_score, the mean of the CCCs of valence and arousal",
+    "au": "au_score, the mean F1 over the 12 AUs (training: at 0.5; evaluations: at thresholds "
+    "chosen on val_select)",
+    "mtl": "mtl_score, the mean CCC + expression macro F1 + mean AU F1",
+}
+
+
+def job_tasks(jobs: Sequence[Job]) -> list[str]:
+    """The tasks of the jobs, in :data:`~fer_multires.results.SCORE_KEYS` order."""
+    present = {job.task for job in jobs}
+    return [task for task in SCORE_KEYS if task in present]
+
+
+def score_name(jobs: Sequence[Job]) -> str:
+    """Name the jobs' score: their task's, or each job's own where tasks are mixed."""
+    tasks = job_tasks(jobs)
+    if len(tasks) == 1:
+        return SCORE_NAMES[tasks[0]]
+    return f"score of each job's task ({', '.join(tasks)}: not comparable across tasks)"
 
 
 @dataclass(frozen=True)
@@ -92,7 +116,9 @@ def choose_heatmap_metric(jobs: Sequence[Job], resolution: str) -> HeatmapMetric
     missing = [job.name for job in scored if low_res_score(job, resolution) is None]
     label = describe(resolution)
     if scored and not missing:
-        return HeatmapMetric(resolution, f"{REPORT_SPLIT} challenge score, {label} (evaluations)")
+        return HeatmapMetric(
+            resolution, f"{REPORT_SPLIT} {score_name(jobs)}, {label} (evaluations)"
+        )
     reason = (
         f"{len(missing)} of {len(scored)} scored jobs have no evaluate score at {label}"
         if scored
@@ -235,6 +261,7 @@ def job_row(job: Job, group: int | None = None) -> dict[str, str]:
         "p": "" if m.p is None else f"{m.p:g}",
         "sampling": m.sampling or "",
         "epochs": "" if job.epochs is None else str(job.epochs),
+        "task": job.task,
         "seed": "" if job.seed is None else str(job.seed),
         "seed_group": "" if group is None else str(group),
     }
@@ -270,6 +297,15 @@ def status_summary(jobs: Sequence[Job]) -> str:
     return f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}: {parts}"
 
 
+def selection_lines(jobs: Sequence[Job], low_res: str) -> list[str]:
+    """Name the best job on ``val_select``: one line per task (scores of two tasks differ)."""
+    tasks = job_tasks(jobs)
+    if len(tasks) < 2:
+        return [selection_line(jobs, low_res)]
+    return [f"task={task}: {selection_line([j for j in jobs if j.task == task], low_res)}"
+            for task in tasks]  # fmt: skip
+
+
 def selection_line(jobs: Sequence[Job], low_res: str) -> str:
     """Name the job with the best ``val_select`` score and its honest ``val_rest`` scores."""
     candidates = [job for job in jobs if job.scores.get("val_select") is not None]
@@ -297,20 +333,23 @@ def initial_weights_lines(jobs: Sequence[Job]) -> list[str]:
 
 
 def jobs_section(jobs: Sequence[Job], common: Sequence[str]) -> list[str]:
-    """Render the jobs table and its legend."""
-    header = ["job", "overrides", "status", "epochs", *EVAL_SPLITS]
+    """Render the jobs table and its legend (a ``task`` column where tasks are mixed)."""
+    mixed = len(job_tasks(jobs)) > 1
+    header = ["job", "overrides", "status", *(["task"] if mixed else []), "epochs", *EVAL_SPLITS]
     header += [f"{REPORT_SPLIT} @{r}" + (" px" if r.isdigit() else "") for r in LOW_RES_KEYS]
     rows = [
         [
             job.name,
             " ".join(varying_overrides(job, common) if len(jobs) > 1 else job.overrides),
             job.status,
+            *([job.task] if mixed else []),
             "" if job.epochs is None else str(job.epochs),
             *(fmt(job.scores.get(s)) for s in EVAL_SPLITS),
             *(eval_cell(job, r) for r in LOW_RES_KEYS),
         ]
         for job in jobs
     ]
+    definitions = "; ".join(f"{t}: {SCORE_DEFINITIONS[t]}" for t in job_tasks(jobs))
     lines = ["## Jobs", ""]
     if common:
         lines += ["Overrides common to all jobs: " + " ".join(f"`{o}`" for o in common), ""]
@@ -318,7 +357,8 @@ def jobs_section(jobs: Sequence[Job], common: Sequence[str]) -> list[str]:
     lines += ["", *initial_weights_lines(jobs)]
     lines += [
         "",
-        "Scores are challenge scores (0.33 accuracy + 0.67 macro F1). val_select, val_rest and "
+        f"Scores are {definitions if mixed else SCORE_DEFINITIONS[job_tasks(jobs)[0]]}. "
+        "val_select, val_rest and "
         "val_full: the best checkpoint's, from training (`metrics.json`; for an incomplete job, "
         "the best val_select epoch in `metrics.csv`). "
         f"{REPORT_SPLIT} @R: from the job's evaluate output, images degraded to R px and scaled "
@@ -434,7 +474,7 @@ def degradations_section(jobs: Sequence[Job], low_res: str) -> list[str]:
         if job.degradation_scores
     ]
     return [
-        f"## Degradations ({REPORT_SPLIT} challenge score, {describe(low_res)})",
+        f"## Degradations ({REPORT_SPLIT} {score_name(jobs)}, {describe(low_res)})",
         "",
         *markdown_table(["job", *kernels], rows),
         "",
@@ -456,7 +496,7 @@ def curves_section(jobs: Sequence[Job], root: Path) -> list[str]:
     """Describe the resolution curves, which evaluation each job used, and what is missing."""
     lines = ["## Resolution curves", "", "![resolution curves](resolution_curves.png)", ""]
     lines.append(
-        f"{REPORT_SPLIT} challenge score against input resolution, one line per evaluated job; "
+        f"{REPORT_SPLIT} {score_name(jobs)} against input resolution, one line per evaluated job; "
         "the square at the right is the native resolution."
     )
     evaluated = [job for job in jobs if job.eval_dir is not None]
@@ -493,7 +533,7 @@ def render_markdown(
 ) -> str:
     """Render ``report.md``."""
     lines = [f"# Report: {root}", "", status_summary(jobs) + ".", ""]
-    lines += [selection_line(jobs, low_res), ""]
+    lines += [*selection_lines(jobs, low_res), ""]
     lines += [*jobs_section(jobs, common), ""]
     lines += seeds_section(jobs, common, low_res)
     lines += [*heatmap_section(jobs, metrics), ""]

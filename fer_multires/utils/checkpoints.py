@@ -44,6 +44,22 @@ def checkpoint_class_names(ckpt_path: str | Path, key: str = "ckpt_path") -> lis
         raise ValueError(f"{key}: {path} is not a fer_multires checkpoint ({err})") from err
 
 
+def checkpoint_task(ckpt_path: str | Path, key: str = "ckpt_path") -> str:
+    """Read the task a checkpoint was trained for (``expr`` where it records none: older runs).
+
+    Raises:
+        FileNotFoundError: if the checkpoint does not exist.
+        ValueError: if it is not a fer_multires checkpoint, or names an unknown task.
+    """
+    from fer_multires.tasks import DEFAULT_TASK, check_task
+
+    path = require_checkpoint(ckpt_path, key)
+    hparams = load_intact_checkpoint(path, key).get("hyper_parameters")
+    if not isinstance(hparams, dict) or "class_names" not in hparams:
+        raise ValueError(f"{key}: {path} is not a fer_multires checkpoint (no hyper_parameters)")
+    return check_task(str(hparams.get("task") or DEFAULT_TASK), f"{key}: {path}: task")
+
+
 #: What ``torch.load`` raises for a truncated or damaged file.
 _DAMAGED = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
 

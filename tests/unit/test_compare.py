@@ -130,6 +130,50 @@ def test_evaluations_with_no_resolution_in_common_are_an_error(tmp_path: Path, c
     assert "share no evaluated resolution: nothing to compare" in capsys.readouterr().err
 
 
+def task_eval(path: Path, task: str, scores: dict[str, float]) -> Path:
+    """A fake evaluation of a valence-arousal or AU model: its entries hold that head only."""
+
+    def task_entry(score: float) -> dict:
+        if task == "va":
+            return SplitMetrics(ccc_valence=score, ccc_arousal=score, va_score=score,
+                                n=10).to_json()  # fmt: skip
+        return SplitMetrics(f1_per_au={"AU1": score}, au_score=score, n=10).to_json()
+
+    path.mkdir(parents=True)
+    metrics = {
+        "task": task,
+        "classes": [],
+        "val_rest": {k: task_entry(v) for k, v in scores.items()},
+    }
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+def test_evaluations_of_a_task_compare_its_score(tmp_path: Path, capsys) -> None:
+    a = task_eval(tmp_path / "a", "va", {"8": 0.4, "16": 0.5, "native": 0.6})
+    b = task_eval(tmp_path / "b", "va", {"8": 0.1, "16": 0.2, "native": 0.6})
+    assert main([str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| 8 px | 0.400 | 0.100 | +0.300 |" in out and "mean val_rest score +0.300" in out
+    report = (tmp_path / "out" / "comparison.md").read_text()
+    assert report.startswith("# multires vs baseline: val_rest va_score (mean CCC) by input")
+    with (tmp_path / "out" / "comparison.csv").open(newline="") as f:
+        rows = {r["resolution"]: r for r in csv.DictReader(f)}
+    assert rows["16"]["score_a"] == "0.500000" and rows["16"]["score_b"] == "0.200000"
+
+
+def test_evaluations_of_different_tasks_are_refused(tmp_path: Path, capsys) -> None:
+    a = task_eval(tmp_path / "a", "va", {"8": 0.4, "native": 0.6})
+    b = task_eval(tmp_path / "b", "au", {"8": 0.4, "native": 0.6})
+    c = fake_eval(tmp_path / "c", {"8": 0.4, "native": 0.6})  # no task key: expressions
+    for other, task in ((b, "au"), (c, "expr")):
+        assert main([str(a), str(other), "--out", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert f"{a / 'metrics.json'} evaluates a task=va model (va_score (mean CCC))" in err
+        assert f"{other / 'metrics.json'} a task={task} model" in err
+    assert not (tmp_path / "comparison.md").exists()
+
+
 # --------------------------------------------------------------------------- paired intervals
 
 KEYS = ("native", "8", "16")

@@ -363,3 +363,52 @@ def test_runs_differing_in_more_than_the_seed_are_not_grouped(tmp_path: Path, hy
             write_yaml(runs[1] / name, config)
     write_report(root)
     assert "## Seeds" not in (root / "report.md").read_text()
+
+
+def va_run(root: Path, num: int, select: float, rest: float) -> Path:
+    """A finished task=va run with its evaluation: va_score everywhere instead of the challenge
+    score (the evaluation's val_rest at R px: ``rest`` minus a little below native)."""
+    run = root / job_name(num, "task=va", f"model.head_lr={num}")
+    config = {**multires_config(), "task": "va"}
+    scores = {"val_select": select, "val_rest": rest, "val_full": (select + rest) / 2}
+    write_training_run(run, ["task=va", f"model.head_lr={num}"], config, scores)
+    metrics = {f"{s}/score": v for s, v in scores.items()}
+    metrics |= {f"{s}/va_score": v for s, v in scores.items()}
+    payload = {"task": "va", "checkpoint": str(next((run / "checkpoints").glob("best*"))),
+               "classes": [], "metrics": metrics}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(payload))
+
+    def entry(score: float) -> dict:
+        return {"ccc_valence": score + 0.1, "ccc_arousal": score - 0.1, "va_score": score,
+                "n": 100, "ci95": {"va_score": [score - 0.05, score + 0.05]}}  # fmt: skip
+
+    evaluation = {"task": "va", "classes": [], "resolutions": [8, 16, 32]}
+    for split in SPLITS:
+        evaluation[split] = {r: entry(rest - (0.0 if r == "native" else 0.1 * (32 / int(r))))
+                             for r in ("8", "16", "32", "native")}  # fmt: skip
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text(json.dumps(evaluation))
+    return run
+
+
+def test_a_sweep_of_va_runs_is_ranked_by_va_score(tmp_path: Path) -> None:
+    root = tmp_path / "multirun"
+    va_run(root, 0, select=0.30, rest=0.20)
+    va_run(root, 1, select=0.45, rest=0.25)
+    jobs = write_report(root)
+    assert [job.task for job in jobs] == ["va", "va"]
+    best = jobs[1]
+    assert best.scores == pytest.approx({"val_select": 0.45, "val_rest": 0.25, "val_full": 0.35})
+    assert best.eval_score("native") == 0.25 and best.eval_interval("native") == (0.2, 0.3)
+    assert best.eval_score("8") == pytest.approx(0.25 - 0.4)
+    report = (root / "report.md").read_text()
+    assert f"Selected on val_select/score: **{best.name}** (val_select 0.4500)" in report
+    assert "Scores are va_score, the mean of the CCCs of valence and arousal." in report
+    assert "val_rest va_score (mean CCC), the mean over the evaluated 8-32 px (evaluations)" in (
+        report
+    )
+    assert "| task |" not in report  # one task: no task column
+    with (root / "jobs.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["task"] for r in rows] == ["va", "va"]
+    assert rows[1]["val_rest_score_native"] == "0.2500"

@@ -10,12 +10,14 @@ from fer_multires.evaluation.config import check_bootstrap
 from fer_multires.metrics import metrics_from_confusion
 from fer_multires.results import SplitMetrics
 from fer_multires.uncertainty import (
+    SPLIT_STREAMS,
     BootstrapSettings,
     PerVideoStats,
     VideoBootstrap,
     draw_counts,
     draw_videos,
     group_confusions,
+    paired_differences,
     per_video_stats,
     percentile_interval,
     resampled_metrics,
@@ -182,3 +184,135 @@ def test_bootstrap_settings_defaults_and_switch_off() -> None:
     assert check_bootstrap(None) == BootstrapSettings(2000, 0, 0.95)
     settings = check_bootstrap(OmegaConf.create({"samples": 0, "confidence": 0.9}))
     assert not settings.enabled and settings.percent == 90
+
+
+# --------------------------------------------------------------------- valence-arousal and AUs
+
+
+def task_frames(seed: int = 5, videos: int = 9, frames: int = 12, points: int = 2):
+    """Video frames with every head: labels (some missing), VA (NaN where missing), AU labels."""
+    rng = np.random.default_rng(seed)
+    video, label, predicted = simulated_frames(rng, videos, frames, 4)
+    label = np.where(rng.random(video.size) < 0.1, -1, label)
+    va_target = rng.uniform(-1, 1, (video.size, 2)).astype(np.float32)
+    va_target[rng.random(video.size) < 0.2] = np.nan
+    va_predicted = (0.5 * np.nan_to_num(va_target)[:, None] + rng.normal(0, 0.3, (video.size,
+                    points, 2))).astype(np.float32)  # fmt: skip
+    au_target = rng.integers(0, 2, (video.size, 12)).astype(np.int8)
+    au_target[rng.random((video.size, 12)) < 0.1] = -1
+    au_positive = rng.random((video.size, points, 12)) < 0.5
+    names = np.array([f"v{i:02d}" for i in video])
+    split = np.where(video % 3 == 0, "val_select", "val_rest")
+    predicted = np.stack([predicted, np.roll(predicted, 1)], axis=1)[:, :points]
+    return names, split, label, predicted, va_target, va_predicted, au_target, au_positive
+
+
+def mtl_stats(seed: int = 5) -> tuple[PerVideoStats, tuple]:
+    names, split, label, predicted, va_t, va_p, au_t, au_p = data = task_frames(seed)
+    stats = per_video_stats(
+        names, split, label, predicted, ["native", "bilinear/8"], CLASSES, "video", task="mtl",
+        va_predicted=va_p, va_target=va_t, au_positive=au_p, au_target=au_t,
+        au_thresholds=np.full(12, 0.5),
+    )  # fmt: skip
+    return stats, data
+
+
+def numpy_ccc(x: np.ndarray, y: np.ndarray) -> float:
+    if not len(x):
+        return 0.0
+    cov = np.cov(x, y, bias=True)
+    return float(2 * cov[0, 1] / (cov[0, 0] + cov[1, 1] + (x.mean() - y.mean()) ** 2))
+
+
+def test_per_video_va_sums_and_au_counts_are_each_videos_frames() -> None:
+    import torch
+
+    from fer_multires.task_metrics import va_sums
+
+    stats, (names, _, label, _, va_t, va_p, au_t, au_p) = mtl_stats()
+    assert stats.va_sums.shape == (9, 2, 2, 6) and stats.au_counts.shape == (9, 2, 3, 12)
+    for g, name in enumerate(stats.groups):
+        rows = names == name
+        for p in range(2):
+            expected = va_sums(torch.from_numpy(va_p[rows, p]), torch.from_numpy(va_t[rows]))
+            np.testing.assert_allclose(stats.va_sums[g, p], expected.numpy(), rtol=1e-12)
+            positive, target = au_p[rows, p], au_t[rows]
+            tp = (positive & (target == 1)).sum(0)
+            fp = (positive & (target == 0)).sum(0)
+            fn = (~positive & (target == 1)).sum(0)
+            np.testing.assert_array_equal(stats.au_counts[g, p], [tp, fp, fn])
+        # frames without an expression are in no confusion matrix
+        assert stats.confusions[g, 0].sum() == np.sum(label[rows] >= 0)
+        assert stats.frames[g] == rows.sum()
+
+
+def test_task_intervals_equal_a_frame_level_recomputation_on_the_same_draws() -> None:
+    stats, (names, _, label, predicted, va_t, va_p, au_t, au_p) = mtl_stats(6)
+    settings = BootstrapSettings(samples=200, seed=3, confidence=0.9)
+    boot = VideoBootstrap.create(stats, settings)
+    for split_name in ("val_rest", "val_full"):
+        ours = boot.intervals(split_name, stats.stats)[1]  # the second point
+        groups = stats.groups[stats.split_groups(split_name)]
+        drawn = draw_videos(len(groups), 200, seed=3, stream=SPLIT_STREAMS[split_name])
+        values: dict[str, list[float]] = {"va_score": [], "au_score": [], "mtl_score": []}
+        for sample in drawn:
+            rows = np.concatenate([np.flatnonzero(names == groups[g]) for g in sample])
+            present = rows[~np.isnan(va_t[rows, 0])]
+            x, y = va_p[present, 1].astype(float), va_t[present].astype(float)
+            va = np.mean([numpy_ccc(x[:, d], y[:, d]) for d in range(2)])
+            positive, target = au_p[rows, 1], au_t[rows]
+            tp = (positive & (target == 1)).sum(0)
+            fp = (positive & (target == 0)).sum(0)
+            fn = (~positive & (target == 1)).sum(0)
+            au = np.mean(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1),
+                                  0.0))  # fmt: skip
+            kept = rows[label[rows] >= 0]
+            f1 = metrics_from_confusion(
+                group_confusions(np.zeros(len(kept), int), label[kept],
+                                 predicted[kept][:, 1:], 1, 4)[0, 0]
+            )["f1"]  # fmt: skip
+            values["va_score"].append(va)
+            values["au_score"].append(au)
+            values["mtl_score"].append(va + float(f1) + au)
+        for metric, scores in values.items():
+            expected = np.quantile(scores, [0.05, 0.95])
+            np.testing.assert_allclose(ours[metric], expected, rtol=0, atol=1e-9, err_msg=metric)
+
+
+def test_per_video_file_of_a_task_round_trips_and_format_1_still_loads(tmp_path) -> None:
+    stats, _ = mtl_stats()
+    stats.save(tmp_path)
+    loaded = PerVideoStats.load(tmp_path)
+    assert loaded.task == "mtl" and loaded.points == stats.points
+    for name in ("confusions", "va_sums", "au_counts", "au_thresholds", "frames"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(stats, name))
+    va_only = PerVideoStats([], stats.groups, stats.group_split, "video", stats.points, None,
+                            "va", stats.va_sums, frames=stats.frames)  # fmt: skip
+    va_only.save(tmp_path / "va")
+    loaded = PerVideoStats.load(tmp_path / "va")
+    assert loaded.confusions is None and loaded.au_counts is None and loaded.task == "va"
+    np.testing.assert_array_equal(loaded.va_sums, stats.va_sums)
+    # an expression evaluation's file as format 1 wrote it (no task, no frames)
+    counts = stats.confusions.reshape(len(stats.groups), 2, -1)
+    np.savez(tmp_path / "per_video.npz", format_version=np.array(1),
+             classes=np.array(CLASSES), groups=stats.groups, group_split=stats.group_split,
+             unit=np.array("video"), points=np.array(stats.points), counts=counts)  # fmt: skip
+    old = PerVideoStats.load(tmp_path)
+    assert old.task == "expr" and old.va_sums is None
+    np.testing.assert_array_equal(old.confusions, stats.confusions)
+    np.testing.assert_array_equal(old.frames, stats.confusions[:, 0].sum(axis=(1, 2)))
+
+
+def test_paired_differences_of_a_task_score() -> None:
+    a, _ = mtl_stats(7)
+    b, _ = mtl_stats(7)
+    b.va_sums = b.va_sums.copy()
+    b.va_sums[..., 5] *= 0.5  # B's predictions agree less with the annotations: lower CCC
+    settings = BootstrapSettings(samples=100)
+    pairs = {"native": (0, 0)}
+    same = paired_differences(a, a, "val_full", pairs, settings, "mtl_score")["native"]
+    assert same.shape == (100,) and np.all(same == 0)
+    diff = paired_differences(a, b, "val_full", pairs, settings, "va_score")["native"]
+    direct = resampled_metrics(a.draws("val_full", settings), a.stats)["va_score"][:, 0]
+    other = resampled_metrics(a.draws("val_full", settings), b.stats)["va_score"][:, 0]
+    np.testing.assert_array_equal(diff, direct - other)
