@@ -40,7 +40,6 @@ from fer_multires.inference.detect import (
     face_crop,
 )
 from fer_multires.inference.expected import (
-    TASK_SCORE_NAMES,
     AuThresholds,
     ExpectedScore,
     load_au_thresholds,
@@ -65,6 +64,7 @@ from fer_multires.inference.sources import (
     iter_frames,
 )
 from fer_multires.inference.tracks import FaceFollower, FaceTracker
+from fer_multires.results import SCORE_NAMES
 from fer_multires.runs import resolve_checkpoint, run_config_of
 from fer_multires.smoothing import SMOOTHING_KINDS, smooth_probabilities
 from fer_multires.utils.checkpoints import require_checkpoint
@@ -496,7 +496,7 @@ def format_summary(result: PredictResult) -> str:
             )
         lines.append(
             f"expected_score: {result.expected.split} "
-            f"{TASK_SCORE_NAMES[result.expected.task]} of {result.expected.origin}"
+            f"{SCORE_NAMES[result.expected.task]} of {result.expected.origin}"
         )
     else:
         lines.append("\nno evaluation of this model: no expected_score")

@@ -352,18 +352,19 @@ def heads_lines(fields: dict[str, Any]) -> list[str]:
 
 def task_score_lines(fields: dict[str, Any]) -> list[str]:
     """Return the model card's evaluation of a task other than ``expr``: its score per size."""
-    from fer_multires.inference.expected import TASK_SCORE_NAMES, ExpectedScore
+    from fer_multires.inference.expected import ExpectedScore
+    from fer_multires.results import SCORE_NAMES
     from fer_multires.utils.tables import markdown_table
 
     task = fields["task"]
     expected = fields.get("expected_scores")
     if not expected:
-        return [f"No evaluation of the {TASK_SCORE_NAMES[task]}: the run has none "
+        return [f"No evaluation of the {SCORE_NAMES[task]}: the run has none "
                 "(`python -m fer_multires.evaluate`).", ""]  # fmt: skip
     points = ExpectedScore.from_json(expected)
     rows = [[r, s] for r, s in zip(points.resolutions, points.scores, strict=True)]
     return [
-        f"## Resolution robustness ({TASK_SCORE_NAMES[task]}, {points.split})",
+        f"## Resolution robustness ({SCORE_NAMES[task]}, {points.split})",
         "",
         "The largest resolution is the frames' native size.",
         "",

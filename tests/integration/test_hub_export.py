@@ -25,11 +25,11 @@ from safetensors import safe_open
 from fer_multires.data.labels import EXPRESSIONS_7
 from fer_multires.export import export
 from fer_multires.inference.classifier import TorchClassifier
-from fer_multires.inference.expected import TASK_SCORE_NAMES, ExpectedScore
+from fer_multires.inference.expected import ExpectedScore
 from fer_multires.inference.onnx_export import parity_batch
 from fer_multires.models.hub import TASK_TITLES, load_trained, read_hub_model
 from fer_multires.models.pretrained import NotCachedError
-from fer_multires.results import load_eval_results
+from fer_multires.results import SCORE_NAMES, load_eval_results
 from fer_multires.runs import ModelInput, resolve_checkpoint
 from fer_multires.tasks import AU_NAMES
 from integration.test_predict import (
@@ -232,7 +232,7 @@ def test_task_folder_carries_its_task_heads_and_scores(task_hub, task) -> None:
         None if task == "va" else AU_THRESHOLDS)  # fmt: skip
     card = (folder / "README.md").read_text()
     assert f"(task `{task}`)" in card and TASK_TITLES[task] in card
-    assert f"## Resolution robustness ({TASK_SCORE_NAMES[task]}, val_rest)" in card
+    assert f"## Resolution robustness ({SCORE_NAMES[task]}, val_rest)" in card
     assert "| 16 | 0.300 |" in card
     hub = read_hub_model(folder)
     assert hub.task == task and load_trained(folder).task == task

@@ -26,11 +26,11 @@ from fer_multires.inference.detect import (
     DEFAULT_MARGIN,
     LANDMARK_NAMES,
 )
-from fer_multires.inference.expected import TASK_SCORE_NAMES, ExpectedScore
+from fer_multires.inference.expected import ExpectedScore
 from fer_multires.inference.outputs import prediction_header
 from fer_multires.inference.runner import format_summary, predict
 from fer_multires.models.module import FERModule
-from fer_multires.results import ResultsError, load_eval_results
+from fer_multires.results import SCORE_NAMES, ResultsError, load_eval_results
 from fer_multires.runs import resolve_checkpoint
 from fer_multires.smoothing import smooth_probabilities
 from fer_multires.tasks import AU_NAMES
@@ -643,4 +643,4 @@ def test_task_score_and_au_thresholds_come_from_the_runs_evaluation(task_runs, t
     summary = format_summary(result)
     assert f"AU thresholds: per AU, chosen on val_select, from {run / 'eval' / 'metrics.json'}" in (
         summary)  # fmt: skip
-    assert f"expected_score: val_rest {TASK_SCORE_NAMES[task]} of" in summary
+    assert f"expected_score: val_rest {SCORE_NAMES[task]} of" in summary
