@@ -156,15 +156,20 @@ def au_data(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
 
 
 def f1_reference(probs: np.ndarray, target: np.ndarray, thresholds) -> np.ndarray:
-    """torchmetrics' binary F1 (zero_division=0, labels -1 ignored) per AU, as scikit-learn's
-    f1_score(zero_division=0) on the labelled entries; predicted positive at prob >= t."""
+    """scikit-learn's f1_score(zero_division=0) per AU on its labelled entries (predicted
+    positive at prob >= t); torchmetrics' binary F1 (labels -1 ignored) must agree."""
+    from sklearn.metrics import f1_score
+
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (12,))
     out = []
     for a in range(12):
-        predicted = torch.from_numpy((probs[:, a] >= thresholds[a]).astype(np.int64))
-        score = binary_f1_score(predicted, torch.from_numpy(target[:, a]), ignore_index=-1,
-                                zero_division=0)  # fmt: skip
-        out.append(score.item())
+        kept = target[:, a] != AU_MISSING
+        predicted = (probs[:, a] >= thresholds[a]).astype(np.int64)
+        score = f1_score(target[kept, a], predicted[kept], zero_division=0)
+        other = binary_f1_score(torch.from_numpy(predicted), torch.from_numpy(target[:, a]),
+                                ignore_index=-1, zero_division=0)  # fmt: skip
+        assert other.item() == pytest.approx(score, abs=1e-7)
+        out.append(score)
     return np.array(out)
 
 
