@@ -22,9 +22,10 @@ than the native size gets the native score.
 
 Every task (:mod:`fer_multires.tasks`) has its score: the challenge score (``expr``), the mean
 CCC of valence and arousal (``va``), the mean F1 over the twelve AUs (``au``), the multi-task
-score (``mtl``), read through :func:`~fer_multires.results.load_eval_results`
-(:meth:`~fer_multires.results.EvalResults.scores`). An evaluation of another task than the
-model's leaves ``expected_score`` empty (logged), as no evaluation does.
+score (``mtl``). For ``expr`` it is read through :func:`~fer_multires.results.load_eval_results`;
+for the other tasks from the evaluation's JSON, each resolution's entry of ``val_rest`` giving
+its :data:`~fer_multires.results.SCORE_KEYS` (``va_score``, ``au_score``, ``mtl_score``). An
+evaluation without that score leaves ``expected_score`` empty (logged), as no evaluation does.
 
 The same evaluation gives a model with an AU head its decision thresholds: ``au_thresholds`` in
 its ``metrics.json`` (``{AU name: threshold}`` for the twelve AUs, or a list of twelve in
@@ -35,6 +36,7 @@ its ``metrics.json`` (``{AU name: threshold}`` for the twelve AUs, or a list of 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -45,13 +47,16 @@ from typing import Any
 import numpy as np
 
 from fer_multires.results import (
+    EVAL_SPLITS,
     NATIVE,
     REPORT_SPLIT,
+    SCORE_KEYS,
     EvalResults,
     ResultsError,
+    is_training_results,
     load_eval_results,
 )
-from fer_multires.runs import METRICS_FILE, find_evaluation, metrics_file
+from fer_multires.runs import METRICS_FILE, eval_dir, find_evaluation, metrics_file
 from fer_multires.task_metrics import DEFAULT_AU_THRESHOLD
 from fer_multires.tasks import AU_NAMES, DEFAULT_TASK, check_task
 
@@ -117,7 +122,7 @@ class ExpectedScore:
             scores = results.scores(REPORT_SPLIT)
         except KeyError as err:
             raise ResultsError(f"{origin}: no {REPORT_SPLIT} results") from err
-        return cls.from_points(scores, results.native_size, origin, results.task)
+        return cls.from_points(scores, results.native_size, origin, DEFAULT_TASK)
 
     @classmethod
     def from_points(cls, scores: Mapping[str, float], native_size: list[int], origin: str,
@@ -135,6 +140,29 @@ class ExpectedScore:
         ordered = sorted(points.items())
         return cls(tuple(r for r, _ in ordered), tuple(s for _, s in ordered), REPORT_SPLIT,
                    origin, task)  # fmt: skip
+
+    @classmethod
+    def from_task_json(
+        cls, data: Mapping[str, Any], task: str, origin: str
+    ) -> ExpectedScore | None:
+        """Take a task's ``val_rest`` scores from an evaluation's parsed ``metrics.json``.
+
+        Returns:
+            None if no resolution's entry has the task's score
+            (:data:`~fer_multires.results.SCORE_KEYS`).
+        """
+        entries = data.get(REPORT_SPLIT)
+        if not isinstance(entries, Mapping):
+            return None
+        scores = {}
+        for resolution, entry in entries.items():
+            if not isinstance(entry, Mapping):
+                continue
+            if is_number(entry.get(SCORE_KEYS[task])):
+                scores[str(resolution)] = float(entry[SCORE_KEYS[task]])
+        if not scores:
+            return None
+        return cls.from_points(scores, list(data.get("native_size") or []), origin, task)
 
 
 def is_number(value: Any) -> bool:
@@ -206,48 +234,61 @@ def parse_au_thresholds(value: Any, origin: str) -> tuple[float, ...]:
     return tuple(float(t) for t in value)
 
 
-def evaluation_file(
-    metrics: str | Path | None, run_dir: Path | None, key: str = "predict.metrics"
-) -> Path | None:
-    """Return the evaluation file to read, or None.
-
-    ``metrics`` (a ``metrics.json`` or its folder) if given, else the run's own
-    (:func:`~fer_multires.runs.find_evaluation`).
+def read_evaluation_json(path: str | Path) -> tuple[Path, Any]:
+    """Read a ``metrics.json`` (or the one in a directory).
 
     Raises:
-        ResultsError: naming ``key`` and the path, if ``metrics`` holds no ``metrics.json``;
-            naming the file, if one of the run's cannot be read.
+        ResultsError: naming the file, if it is missing or not JSON.
+    """
+    file = metrics_file(path)
+    if not file.is_file():
+        raise ResultsError(f"{path}: no {METRICS_FILE} (not an evaluation's or a run's directory)")
+    try:
+        return file, json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{file}: cannot read results: {err}") from err
+
+
+def is_evaluation_json(data: Any) -> bool:
+    """Whether parsed JSON is an evaluation's: some split maps resolutions, not a run's metrics."""
+    return (
+        isinstance(data, Mapping)
+        and not is_training_results(data)
+        and any(isinstance(data.get(split), Mapping) for split in EVAL_SPLITS)
+    )
+
+
+def evaluation_of(metrics: str | Path | None, run_dir: Path | None, task: str,
+                  key: str = "predict.metrics") -> tuple[Path, Any] | None:  # fmt: skip
+    """Return the evaluation to read (its file and parsed JSON): ``metrics``, else the run's.
+
+    The run's is ``<run>/eval/metrics.json`` or the run directory's own evaluation
+    (:func:`~fer_multires.runs.find_evaluation` for ``expr``; for the other tasks, any evaluation
+    JSON there, whatever its entries hold).
+
+    Raises:
+        ResultsError: naming the file, if ``metrics`` is given but is not an evaluation, or if a
+            ``metrics.json`` cannot be read or parsed.
     """
     if metrics is not None:
-        file = metrics_file(metrics)
-        if not file.is_file():
-            raise ResultsError(
-                f"{key}: {metrics}: no {METRICS_FILE} (not an evaluation's or a run's directory)"
-            )
-        return file
-    return None if run_dir is None else find_evaluation(run_dir)
-
-
-def load_evaluation(
-    metrics: str | Path | None, run_dir: Path | None, key: str = "predict.metrics"
-) -> EvalResults | None:
-    """Return the evaluation ``predict`` reads (:func:`evaluation_file`), or None.
-
-    Raises:
-        ResultsError: naming ``key``, if ``metrics`` is given but is not an evaluation.
-    """
-    file = evaluation_file(metrics, run_dir, key)
-    if file is None:
-        log.info("no evaluation in %s: no expected_score (evaluate the run into <run>/eval, or "
-                 "set predict.metrics=<an evaluation's metrics.json>)", run_dir)  # fmt: skip
-        return None
-    try:
-        return load_eval_results(file)
-    except ResultsError as err:
-        if metrics is not None:
+        try:
+            file, data = read_evaluation_json(metrics)
+        except ResultsError as err:
             raise ResultsError(f"{key}: {err}") from None
-        log.warning("%s: not used by predict: %s", file, err)
+        if task != DEFAULT_TASK and not is_evaluation_json(data):  # expr: load_eval_results says
+            raise ResultsError(f"{key}: {file} is not an evaluation's metrics.json")
+        return file, data
+    if run_dir is None:
         return None
+    if check_task(task) == DEFAULT_TASK:
+        found = find_evaluation(run_dir)
+        return None if found is None else read_evaluation_json(found)
+    for candidate in (metrics_file(eval_dir(run_dir)), Path(run_dir) / METRICS_FILE):
+        if candidate.exists():
+            file, data = read_evaluation_json(candidate)
+            if is_evaluation_json(data):
+                return file, data
+    return None
 
 
 def load_expected_score(
@@ -262,25 +303,30 @@ def load_expected_score(
         metrics: ``predict.metrics``: an evaluation's ``metrics.json`` or its folder, or None.
         run_dir: the model's training run, or None.
         key: the config key, for the messages.
-        task: the model's task: an evaluation of another task gives no expected score.
+        task: the model's task: whose score is read (:data:`~fer_multires.results.SCORE_KEYS`).
 
     Raises:
-        ResultsError: naming the file, if ``metrics`` is given but is not an evaluation.
+        ResultsError: naming the file, if ``metrics`` is given but is not an evaluation, or if a
+            ``metrics.json`` of the run cannot be read or parsed.
     """
-    results = load_evaluation(metrics, run_dir, key)
-    if results is None:
+    found = evaluation_of(metrics, run_dir, task, key)
+    if found is None:
+        log.info("no evaluation in %s: no expected_score (evaluate the run into <run>/eval, or "
+                 "set predict.metrics=<an evaluation's metrics.json>)", run_dir)  # fmt: skip
         return None
-    origin = str(evaluation_file(metrics, run_dir, key))
-    if results.task != check_task(task):
-        log.warning("%s evaluates a task=%s model, not this task=%s one: no expected_score",
-                    origin, results.task, task)  # fmt: skip
-        return None
+    file, data = found
+    if task != DEFAULT_TASK:
+        expected = ExpectedScore.from_task_json(data, task, str(file))
+        if expected is None:
+            log.warning("%s: no %s %s at any resolution: no expected_score", file,
+                        REPORT_SPLIT, SCORE_KEYS[task])  # fmt: skip
+        return expected
     try:
-        return ExpectedScore.from_results(results, origin)
+        return ExpectedScore.from_results(load_eval_results(file), str(file))
     except ResultsError as err:
         if metrics is not None:
             raise ResultsError(f"{key}: {err}") from None
-        log.warning("%s: not used for expected_score: %s", origin, err)
+        log.warning("%s: not used for expected_score: %s", file, err)
         return None
 
 
@@ -290,14 +336,14 @@ def load_au_thresholds(
     """Return the AU thresholds of an evaluation (``metrics``, else the run's), or the default.
 
     Raises:
-        ResultsError: naming the file, if ``metrics`` is not an evaluation, or if its
-            ``au_thresholds`` are malformed.
+        ResultsError: naming the file, if ``metrics`` is not an evaluation, if a
+            ``metrics.json`` cannot be read, or if its ``au_thresholds`` are malformed.
     """
-    results = load_evaluation(metrics, run_dir, key)
-    if results is None or results.au_thresholds is None:
+    found = evaluation_of(metrics, run_dir, "au", key)
+    if found is None or found[1].get(AU_THRESHOLDS_KEY) is None:
         return AuThresholds()
-    origin = str(evaluation_file(metrics, run_dir, key))
+    file, data = found
     try:
-        return AuThresholds(parse_au_thresholds(results.au_thresholds, origin), origin)
+        return AuThresholds(parse_au_thresholds(data[AU_THRESHOLDS_KEY], str(file)), str(file))
     except ValueError as err:
         raise ResultsError(str(err)) from None

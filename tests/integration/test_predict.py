@@ -511,6 +511,14 @@ def task_classes(task: str) -> list[str]:
     return CLASSES if task == "mtl" else []
 
 
+def without_evaluation(run: Path, out: Path) -> Path:
+    """A copy of a task run without its end-of-training evaluation (``<run>/eval``)."""
+    import shutil
+
+    shutil.copytree(run, out, ignore=shutil.ignore_patterns("eval"))
+    return out
+
+
 def copy_with_evaluation(run: Path, out: Path, task: str) -> Path:
     """A copy of a task run with an evaluation written by hand into ``<run>/eval``.
 
@@ -519,9 +527,8 @@ def copy_with_evaluation(run: Path, out: Path, task: str) -> Path:
     thresholds chosen on val_select.
     """
     import json
-    import shutil
 
-    shutil.copytree(run, out)
+    without_evaluation(run, out)
     key = {"va": "va_score", "au": "au_score", "mtl": "mtl_score"}[task]
     entries = {res: {key: score, "n": 45} for res, score in TASK_SCORES.items()}
     data = {"task": task, "checkpoint": str(resolve_checkpoint(out)), "native_size": [24, 24],
@@ -568,7 +575,7 @@ def head_values(rows: list[dict[str, str]], task: str) -> dict[str, np.ndarray]:
 def test_task_columns_are_the_models_heads(task_runs, task_inputs, task, tmp_path) -> None:
     """detector=none: each head is the model's output layer's columns through softmax, tanh or
     sigmoid (numpy), on the evaluation's preprocessing; every AU at 0.5 without an evaluation."""
-    run = task_runs(task)
+    run = without_evaluation(task_runs(task), tmp_path / "run")
     result = run_predict(run, task_inputs, tmp_path / "out", "detector=none")
     rows = read_csv(tmp_path / "out" / "predictions.csv")
     assert list(rows[0]) == prediction_header(task_classes(task), task)
@@ -603,7 +610,7 @@ def test_task_columns_are_the_models_heads(task_runs, task_inputs, task, tmp_pat
 def test_task_smoothing_covers_every_head_and_the_au_decisions_follow(
     task_runs, task_inputs, tmp_path
 ) -> None:
-    run = task_runs("mtl")
+    run = without_evaluation(task_runs("mtl"), tmp_path / "run")
     run_predict(run, task_inputs, tmp_path / "raw", "detector=none")
     run_predict(run, task_inputs, tmp_path / "smooth", "detector=none", "predict.smoothing=3",
                 "predict.annotate=true")  # fmt: skip
