@@ -163,17 +163,12 @@ def write_task_annotations(
     The values are random (about one frame in ten not annotated: ``-5,-5`` or ``-1``s), one line
     per expression line. ``without`` maps a video to the set (``va`` or ``au``) it lacks.
     """
-    from fer_multires.tasks import AU_NAMES, VA_NAMES
-
     rng = np.random.default_rng(seed)
     expr_dir = root / "annotations" / LAYOUT_DIRS["abaw2"][0]
     for expr_file in sorted(expr_dir.glob("*/*.txt")):
         frames = len(expr_file.read_text().splitlines()) - 1
-        split_dir = (
-            "Validation_Set" if expr_file.parent.name.startswith("Validation") else "Train_Set"
-        )
-        for task, folder, header in (("va", "VA_Estimation_Challenge", VA_NAMES),
-                                     ("au", "AU_Detection_Challenge", AU_NAMES)):  # fmt: skip
+        split = "val" if expr_file.parent.name.startswith("Validation") else "train"
+        for task in ("va", "au"):
             if (without or {}).get(expr_file.stem) == task:
                 continue
             missing = rng.random(frames) < 0.1
@@ -184,14 +179,12 @@ def write_task_annotations(
                     for m, (v, a) in zip(missing, values, strict=True)
                 ]
             else:
-                units = rng.integers(0, 2, (frames, len(header)))
+                units = rng.integers(0, 2, (frames, len(TARGET_DIRS["au"][1])))
                 lines = [
                     ",".join("-1" if m else str(u) for u in row)
                     for m, row in zip(missing, units, strict=True)
                 ]
-            out = root / "annotations" / folder / split_dir / expr_file.name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("\n".join([",".join(header), *lines]) + "\n")
+            write_targets(root, task, split, expr_file.stem, lines, frames=[])
     return root
 
 
