@@ -89,3 +89,34 @@ def test_validation_on_two_processes_gives_the_digits_of_one(task_runs, task, tm
     heads = {"va": ["val_full/va_score"], "au": ["val_full/f1_AU12", "val_full/au_score"],
              "mtl": ["val_full/va_score", "val_full/au_score", "val_full/f1"]}[task]  # fmt: skip
     assert all(key in results["cpu"] for key in heads)
+
+
+def test_a_multi_task_run_resumed_mid_epoch_has_the_weights_of_one_not_stopped(task_runs, tmp_path):
+    """Every head trains through the resumable loader: a crash inside epoch 2, then a resume."""
+    from conftest import run_train
+
+    from integration.test_resume import STEPS_PER_EPOCH, assert_same_weights, weights
+
+    data = task_runs.data_root
+    common = ["task=mtl", "trainer.max_epochs=2", "eval_after_fit=false"]
+    run_train(data, tmp_path, tmp_path / "straight", *common)
+    crash = [
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+        "+callbacks.crash._target_=integration.test_resume.CrashAtStep",
+        f"+callbacks.crash.step={STEPS_PER_EPOCH + 2}",
+    ]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_train(data, tmp_path, tmp_path / "run", *common, *crash)
+    run_train(data, tmp_path, tmp_path / "run", *common, "ckpt_path=last")
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "run"))
+
+
+def test_a_compiled_valence_arousal_model_trains_and_validates(task_runs, tmp_path) -> None:
+    from conftest import run_train
+
+    metrics, objects = run_train(
+        task_runs.data_root, tmp_path, tmp_path / "run", "task=va", "model.compile=true",
+        "model.compile_backend=aot_eager", "eval_after_fit=false",
+    )  # fmt: skip
+    assert objects["model"].compiled
+    assert -1 <= metrics["val_full/va_score"] <= 1 and "val_full/ccc_arousal" in metrics
