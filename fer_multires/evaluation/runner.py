@@ -24,12 +24,11 @@ from fer_multires.evaluation.classes import ClassMatch, match_classes
 from fer_multires.evaluation.config import EvalSettings, check_settings, resolve_data_config
 from fer_multires.evaluation.module import RAW_RESULTS, EvalModule
 from fer_multires.evaluation.outputs import format_compact_table, write_outputs
-from fer_multires.models.hub import is_hub_folder, load_trained, read_hub_model, trained_class_names
+from fer_multires.models.hub import load_trained, trained_class_names, trained_task
 from fer_multires.results import EvalResults
 from fer_multires.runs import error_file
-from fer_multires.tasks import DEFAULT_TASK, TASK_HEADS, check_task
+from fer_multires.tasks import TASK_HEADS
 from fer_multires.utils.checkpoint_io import require_writable_dir
-from fer_multires.utils.checkpoints import checkpoint_task
 from fer_multires.utils.config import instantiate
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,8 @@ def evaluate_checkpoint(
             reads another task's annotations than the checkpoint's.
     """
     require_writable_dir(output_dir, "run_dir")  # before the work, not at its end
-    task = trained_task(settings.ckpt_path)
+    model = load_trained(settings.ckpt_path)  # a checkpoint or a Hub folder
+    task = model.task
     if datamodule.task != task:
         raise ValueError(
             f"ckpt_path: {settings.ckpt_path} was trained for task={task}, but the data module "
@@ -69,10 +69,6 @@ def evaluate_checkpoint(
         )
     match = class_match(settings.ckpt_path, datamodule) if "expr" in TASK_HEADS[task] else None
     settings = below_native(settings, datamodule.native_size)
-    model = load_trained(settings.ckpt_path)  # a checkpoint or a Hub folder
-    if model.task != task:
-        raise ValueError(f"ckpt_path: {settings.ckpt_path} records task={task} but loads as a "
-                         f"task={model.task} model")  # fmt: skip
     module = EvalModule(
         model,
         datamodule.batch_transform,
@@ -104,21 +100,6 @@ def evaluate_checkpoint(
         raw_path.unlink(missing_ok=True)  # the hand-over file, never an output
     error_file(output_dir).unlink(missing_ok=True)  # an earlier failure, now outdated
     return results
-
-
-def trained_task(model_path: Path) -> str:
-    """Return the task a checkpoint or a Hub folder was trained for.
-
-    A checkpoint's hyper-parameters, a folder's ``config.json`` fields; ``expr`` where none is
-    recorded (a model saved before tasks existed).
-
-    Raises:
-        ValueError: naming ``ckpt_path``, for an unknown task.
-    """
-    if is_hub_folder(model_path):
-        task = read_hub_model(model_path).fields.get("task") or DEFAULT_TASK
-        return check_task(str(task), f"ckpt_path: {model_path}: task")
-    return checkpoint_task(model_path)
 
 
 def class_match(ckpt_path: Path, datamodule: FERDataModule) -> ClassMatch:

@@ -48,7 +48,7 @@ from fer_multires.models.pretrained import (
 )
 from fer_multires.runs import ModelInput, find_evaluation, model_input_of_run
 from fer_multires.tasks import DEFAULT_TASK, check_task, head_slices, num_outputs
-from fer_multires.utils.checkpoints import checkpoint_class_names
+from fer_multires.utils.checkpoints import checkpoint_class_names, checkpoint_task
 from fer_multires.utils.io import write_text_atomic
 
 if TYPE_CHECKING:
@@ -224,6 +224,16 @@ def trained_class_names(model_path: Path, key: str = "ckpt_path") -> list[str]:
     if is_hub_folder(model_path):
         return read_hub_model(model_path, key).class_names
     return checkpoint_class_names(model_path, key)
+
+
+def trained_task(model_path: Path, key: str = "ckpt_path") -> str:
+    """Return the task a checkpoint or a Hub folder was trained for, without its weights.
+
+    ``expr`` where none is recorded (a model saved before tasks existed).
+    """
+    if is_hub_folder(model_path):
+        return read_hub_model(model_path, key).task
+    return checkpoint_task(model_path, key)
 
 
 def load_trained(model_path: Path, key: str = "ckpt_path") -> FERModule:
